@@ -1,0 +1,24 @@
+"""Element and feature (channel) dropout for B x L x D inputs."""
+
+from torch import Tensor, nn
+
+
+class FeatureDropout(nn.Module):
+    """Drops whole channels: one mask per (example, channel), shared over time."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        mask = x.new_empty(x.size(0), *([1] * (x.dim() - 2)), x.size(-1)).bernoulli_(1.0 - self.p)
+        return x * mask / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def make_dropout(p: float, feature: bool) -> nn.Module:
+    return FeatureDropout(p) if feature else nn.Dropout(p)

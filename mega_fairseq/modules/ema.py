@@ -1,0 +1,236 @@
+"""Multi-dimensional damped exponential moving average (Mega, section 2.2).
+
+Paper notation, per channel d and expansion dim j = 1..N:
+
+    u_t = beta_j * x_t
+    h_t = alpha_j * u_t + (1 - alpha_j * delta_j) * h_{t-1}
+    y_t = sum_j eta_j * h_t^(j)
+
+Unrolled this is a convolution y = K * x with kernel
+K_t = sum_j eta_j * alpha_j * beta_j * q_j^t, q_j = 1 - alpha_j * delta_j.
+
+Parameter names follow the paper. The official implementation swaps two of them:
+its ``delta`` is the paper's alpha (decay) and its ``alpha`` is the paper's delta
+(damping); its ``gamma`` is the paper's eta. Like the official code (and unlike the
+paper's text) we scale the kernel by sqrt(1/N), add a learned per-channel residual
+``omega * x`` and apply SiLU to the result.
+"""
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .incremental import IncrementalStateMixin
+
+
+def _at_least_fp32(t: Tensor) -> Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def fast_fft_length(n: int) -> int:
+    """Smallest m >= n whose only prime factors are 2, 3 and 5 (fast for pocketfft/cuFFT)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def ema_kernel(weight: Tensor, q: Tensor, length: int) -> Tensor:
+    """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length.
+
+    Never materialises the D x N x L tensor of powers: with t = b * T + s (T ~ sqrt(L))
+    the kernel is a batched product of a D x nb x N block of "outer" powers q^(bT) and a
+    D x N x T block of "inner" powers q^s, so time is one bmm and memory (also for
+    autograd) is O(D N sqrt(L)).
+
+    Shapes: weight, q: D x N; returns D x length.
+    """
+    block = max(1, math.isqrt(length - 1) + 1) if length > 1 else 1
+    nblocks = -(-length // block)
+    log_q = torch.log(q).unsqueeze(-1)  # D x N x 1
+    steps = torch.arange(block, dtype=q.dtype, device=q.device)
+    inner = torch.exp(log_q * steps)  # D x N x T
+    starts = torch.arange(nblocks, dtype=q.dtype, device=q.device) * block
+    outer = weight.unsqueeze(-1) * torch.exp(log_q * starts)  # D x N x nb
+    kernel = torch.bmm(outer.transpose(1, 2), inner)  # D x nb x T
+    return kernel.reshape(kernel.size(0), -1)[:, :length]
+
+
+def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional[Tensor] = None) -> Tensor:
+    """Causal (and, with backward_kernel, anti-causal) long convolution along time.
+
+    y[t] = sum_s forward_kernel[s] x[t - s] + sum_s backward_kernel[s] x[t + s].
+    One FFT of length >= L + K - 1 serves both directions: the anti-causal part is a
+    cross-correlation, i.e. a product with the conjugate spectrum.
+
+    Shapes: x: B x L x D; kernels: D x K (K <= L); returns B x L x D in float32 or float64.
+    """
+    length = x.size(1)
+    n = fast_fft_length(length + forward_kernel.size(-1) - 1)
+    kernel_f = torch.fft.rfft(forward_kernel, n=n, dim=-1)  # D x F
+    if backward_kernel is not None:
+        kernel_f = kernel_f + torch.fft.rfft(backward_kernel, n=n, dim=-1).conj()
+    x_f = torch.fft.rfft(x, n=n, dim=1)  # B x F x D
+    return torch.fft.irfft(x_f * kernel_f.t(), n=n, dim=1)[:, :length]
+
+
+class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
+    """Damped EMA over a B x L x D sequence: FFT convolution (``forward``) or recurrence (``step``).
+
+    Args:
+        embed_dim: D, the number of channels.
+        ndim: N, the expansion dimension of each channel (paper's h).
+        bidirectional: add a second EMA run right-to-left (encoders).
+        truncation: keep only the first ``truncation`` kernel taps; None or <= 0 keeps all.
+    """
+
+    def __init__(self, embed_dim: int, *, ndim: int = 16, bidirectional: bool = False,
+                 truncation: Optional[int] = None):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.ndim = ndim
+        self.bidirectional = bidirectional
+        self.truncation = truncation if truncation is not None and truncation > 0 else None
+        self.scale = math.sqrt(1.0 / ndim)
+        kernel_dim = 2 * embed_dim if bidirectional else embed_dim
+        self.alpha = nn.Parameter(torch.empty(kernel_dim, ndim))  # decay, pre-sigmoid
+        self.delta = nn.Parameter(torch.empty(kernel_dim, ndim))  # damping, pre-sigmoid
+        self.beta = nn.Parameter(torch.empty(kernel_dim, ndim))  # expansion
+        self.eta = nn.Parameter(torch.empty(kernel_dim, ndim))  # projection
+        self.omega = nn.Parameter(torch.empty(embed_dim))  # residual
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            nn.init.normal_(self.alpha, mean=0.0, std=0.2)
+            nn.init.normal_(self.delta, mean=0.0, std=0.2)
+            # beta starts near (1, -1, 1, -1, ...), as in the official code.
+            signs = torch.ones(self.ndim)
+            signs[1::2] = -1.0
+            self.beta.normal_(mean=0.0, std=0.02).add_(signs)
+            nn.init.normal_(self.eta, mean=0.0, std=1.0)
+            nn.init.normal_(self.omega, mean=0.0, std=1.0)
+
+    def coefficients(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """Returns (input weight alpha*beta, decay q = 1 - alpha*delta, output weight eta/sqrt(N)), each D' x N."""
+        alpha = torch.sigmoid(_at_least_fp32(self.alpha))
+        delta = torch.sigmoid(_at_least_fp32(self.delta))
+        return alpha * _at_least_fp32(self.beta), 1.0 - alpha * delta, _at_least_fp32(self.eta) * self.scale
+
+    def kernel(self, length: int) -> Tensor:
+        """The convolution kernel, D' x min(length, truncation)."""
+        size = length if self.truncation is None else min(self.truncation, length)
+        in_weight, q, out_weight = self.coefficients()
+        return ema_kernel(in_weight * out_weight, q, size)
+
+    def _output(self, ema: Tensor, x: Tensor) -> Tensor:
+        return F.silu(ema.to(x.dtype) + x * self.omega)
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Convolution mode.
+
+        Shapes: x: B x L x D; padding_mask: B x L (True at padding); returns B x L x D.
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            kernel = self.kernel(x.size(1))
+            signal = _at_least_fp32(x)
+            kernel = kernel.to(signal.dtype)
+            if padding_mask is not None:
+                signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+            if self.bidirectional:
+                forward_kernel, backward_kernel = kernel.split(self.embed_dim, dim=0)
+                ema = fft_convolution(signal, forward_kernel, backward_kernel)
+            else:
+                ema = fft_convolution(signal, kernel)
+        return self._output(ema, x)
+
+    def default_state(self, batch_size: int, device=None, dtype=torch.float32) -> Tensor:
+        return torch.zeros(batch_size, self.embed_dim, self.ndim, device=device, dtype=dtype)
+
+    def step(self, x: Tensor, state: Optional[Tensor] = None,
+             padding_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Recurrent mode: continue the EMA from ``state`` over the L new steps in ``x``.
+
+        Exact for any L (one token in generation, a whole segment when evaluating long
+        streams). Truncation is ignored here: the state carries the full history.
+
+        Shapes: x: B x L x D; state: B x D x N; returns (B x L x D, new state B x D x N).
+        """
+        if self.bidirectional:
+            raise RuntimeError("a bidirectional EMA has no recurrent mode")
+        bsz, length, _ = x.size()
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            in_weight, q, out_weight = self.coefficients()
+            signal = _at_least_fp32(x)
+            in_weight, q, out_weight = (t.to(signal.dtype) for t in (in_weight, q, out_weight))
+            if padding_mask is not None:
+                signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+            if state is None:
+                state = self.default_state(bsz, x.device, signal.dtype)
+            state = state.to(signal.dtype)
+            if length == 1:
+                new_state = q * state + in_weight * signal.transpose(1, 2)  # B x D x N
+                ema = torch.einsum("bdn,dn->bd", new_state, out_weight).unsqueeze(1)
+            else:
+                powers = torch.exp(torch.log(q).unsqueeze(-1)
+                                   * torch.arange(length + 1, dtype=q.dtype, device=q.device))  # D x N x L+1
+                ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, q, length))
+                # contribution of the carried state: sum_j eta_j q_j^(t+1) h_j
+                ema = ema + torch.einsum("bdn,dnl->bld", state, powers[:, :, 1:] * out_weight.unsqueeze(-1))
+                # h_L = q^L h_0 + sum_t q^(L-1-t) alpha beta x_t
+                new_state = powers[:, :, -1] * state + torch.einsum(
+                    "bld,dnl->bdn", signal, powers[:, :, :-1].flip(-1) * in_weight.unsqueeze(-1))
+        return self._output(ema, x), new_state
+
+    def forward_incremental(self, x: Tensor, incremental_state: Dict[str, Dict[str, Optional[Tensor]]],
+                            padding_mask: Optional[Tensor] = None) -> Tensor:
+        """``step`` with its state kept in a fairseq-style incremental_state dict."""
+        saved = self.get_incremental_state(incremental_state)
+        out, new_state = self.step(x, saved.get("ema_state"), padding_mask)
+        saved["ema_state"] = new_state
+        self.set_incremental_state(incremental_state, saved)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, ndim={self.ndim}, bidirectional={self.bidirectional}, "
+                f"truncation={self.truncation}")
+
+
+def ema_reference(module: MultiDimensionalDampedEMA, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+    """Slow reference: the paper's recurrence step by step (a direct sum when truncated)."""
+    in_weight, q, out_weight = (t.to(x.dtype) for t in module.coefficients())
+    signal = x if padding_mask is None else x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+    dim = module.embed_dim
+
+    def run(sig, w_in, decay, w_out):
+        bsz, length, _ = sig.size()
+        if module.truncation is None:
+            h = sig.new_zeros(bsz, dim, module.ndim)
+            outs = []
+            for t in range(length):
+                h = w_in * sig[:, t].unsqueeze(-1) + decay * h
+                outs.append((h * w_out).sum(-1))
+            return torch.stack(outs, dim=1)
+        taps = min(module.truncation, length)
+        kernel = torch.stack([(w_in * w_out * decay ** s).sum(-1) for s in range(taps)], dim=-1)  # D x K
+        out = sig.new_zeros(sig.size())
+        for t in range(length):
+            for s in range(min(taps, t + 1)):
+                out[:, t] += kernel[:, s] * sig[:, t - s]
+        return out
+
+    ema = run(signal, in_weight[:dim], q[:dim], out_weight[:dim])
+    if module.bidirectional:
+        ema = ema + run(signal.flip(1), in_weight[dim:], q[dim:], out_weight[dim:]).flip(1)
+    return F.silu(ema + x * module.omega.to(x.dtype))

@@ -1,0 +1,167 @@
+"""Moving average equipped gated attention (Mega, section 3), with Mega-chunk."""
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .activations import get_activation
+from .attention import attend, check_attention_function
+from .dropout import make_dropout
+from .ema import MultiDimensionalDampedEMA
+from .incremental import IncrementalState, IncrementalStateMixin
+from .norm import SequenceNorm
+from .positional_bias import build_relative_positional_bias
+
+
+class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
+    """One Mega block: X' = EMA(X); Z = SiLU(X' W_z); Q, K = kappa * Z + mu; V = act(X W_v);
+    O = f(Q K^T + b_rel) V; gamma = SiLU(X' W_gamma); phi = sigmoid(X' W_phi);
+    H = act(X' W_h + (gamma * O) U_h); Y = phi * H + (1 - phi) * X.
+
+    With ``chunk_size`` c > 0 attention runs within consecutive chunks of c positions
+    (Mega-chunk, linear in L); the sequence is padded to a multiple of c internally.
+    ``causal`` makes both the EMA and attention left-to-right (decoders).
+
+    Parameter names: ``kappa``/``mu`` are the paper's per-dimension scale and offset of
+    Q and K (the official ``gamma``/``beta``); ``mx_proj`` computes [phi, Z, gamma, H]
+    pre-activations from X' in one matmul, in the official order.
+    """
+
+    def __init__(self, embed_dim: int, *, zdim: int, hdim: int, ndim: int = 16, causal: bool = False,
+                 chunk_size: int = -1, truncation: Optional[int] = None, attention_activation: str = "softmax",
+                 activation: str = "silu", dropout: float = 0.0, attention_dropout: float = 0.0,
+                 hidden_dropout: float = 0.0, feature_dropout: bool = False, norm_type: str = "layernorm",
+                 prenorm: bool = True, norm_affine: bool = True, rel_pos_bias: str = "simple",
+                 max_positions: int = 1024):
+        super().__init__()
+        if chunk_size == 0:
+            raise ValueError("chunk_size must be positive (chunked attention) or negative (full attention), got 0")
+        self.embed_dim, self.zdim, self.hdim, self.ndim = embed_dim, zdim, hdim, ndim
+        self.causal = causal
+        self.chunk_size = chunk_size
+        self.attention_activation = check_attention_function(attention_activation)
+        self.activation = get_activation(activation)
+        self.scaling = zdim ** -0.5 if attention_activation == "softmax" else None
+        self.attention_dropout = attention_dropout
+        self.dropout = make_dropout(dropout, feature_dropout)
+        self.hidden_dropout = make_dropout(hidden_dropout, feature_dropout)
+        self.prenorm = prenorm
+        self.norm = SequenceNorm(norm_type, embed_dim, affine=norm_affine)
+        self.move = MultiDimensionalDampedEMA(embed_dim, ndim=ndim, bidirectional=not causal, truncation=truncation)
+        self.v_proj = nn.Linear(embed_dim, hdim)
+        self.mx_proj = nn.Linear(embed_dim, zdim + hdim + 2 * embed_dim)
+        self.h_proj = nn.Linear(hdim, embed_dim)
+        self.kappa = nn.Parameter(torch.empty(2, zdim))
+        self.mu = nn.Parameter(torch.empty(2, zdim))
+        bias_positions = chunk_size if chunk_size > 0 else max_positions
+        self.rel_pos_bias = build_relative_positional_bias(rel_pos_bias, zdim=zdim, max_positions=bias_positions)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for linear in (self.v_proj, self.mx_proj, self.h_proj):
+            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(linear.bias)
+        nn.init.normal_(self.kappa, mean=0.0, std=0.02)
+        nn.init.zeros_(self.mu)
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None,
+                incremental_state: Optional[IncrementalState] = None,
+                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        """Shapes: x: B x L x D; padding_mask: B x L, True at padding; returns (B x L x D,
+        attention weights B x nc x c x c' if need_weights else None).
+
+        With ``incremental_state`` (causal only) x holds the L newest positions: the EMA
+        continues from its saved state and attention sees the saved keys of the current chunk.
+        """
+        residual = x
+        if self.prenorm:
+            x = self.norm(x)
+        v = self.activation(self.v_proj(x))  # B x L x h
+        if incremental_state is not None:
+            if not self.causal:
+                raise RuntimeError("incremental decoding needs a causal (decoder) layer")
+            mx = self.move.forward_incremental(x, incremental_state, padding_mask)
+        else:
+            mx = self.move(x, padding_mask)  # B x L x D
+        mx = self.dropout(mx)
+        phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
+        phi = torch.sigmoid(phi)  # update gate, B x L x D
+        z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
+        q = z * self.kappa[0] + self.mu[0]  # B x L x z
+        k = z * self.kappa[1] + self.mu[1]
+        v = self.hidden_dropout(v)
+        if incremental_state is not None:
+            h, weights = self._attend_incremental(q, k, v, padding_mask, incremental_state, need_weights)
+        else:
+            h, weights = self._attend_chunks(q, k, v, padding_mask, need_weights)
+        h = self.activation(hx + self.h_proj(h * r))  # B x L x D
+        h = self.dropout(h)
+        out = torch.addcmul(residual, phi, h - residual)
+        if not self.prenorm:
+            out = self.norm(out)
+        return out, weights
+
+    def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
+                       need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
+        """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned."""
+        bsz, length, _ = k.size()
+        chunk = self.chunk_size if 0 < self.chunk_size < length else length
+        pad = -length % chunk
+        if pad:
+            q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+            if padding_mask is None:
+                padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
+            padding_mask = F.pad(padding_mask, (0, pad), value=True)
+        nc = (length + pad) // chunk
+        q = q.view(bsz, nc, chunk, self.zdim)  # B x nc x c x z
+        k = k.view(bsz, nc, chunk, self.zdim)
+        v = v.view(bsz, nc, chunk, self.hdim)
+        positions = torch.arange(chunk, device=q.device)
+        visible = None if padding_mask is None else ~padding_mask.view(bsz, nc, 1, chunk)
+        if self.causal:
+            causal = positions.unsqueeze(-1) >= positions  # c x c
+            visible = causal if visible is None else visible & causal
+        out, weights = attend(q, k, v, function=self.attention_activation,
+                              bias=self.rel_pos_bias(positions, chunk).to(q.dtype), visible=visible,
+                              scaling=self.scaling, dropout=self.attention_dropout if self.training else 0.0,
+                              need_weights=need_weights)
+        out = out.reshape(bsz, nc * chunk, self.hdim)[:, :length]  # B x L x h
+        if num_queries is not None:
+            out = out[:, length - num_queries:]
+        return out, weights
+
+    def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
+                            incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        bsz, num_new, _ = q.size()
+        if padding_mask is None:
+            padding_mask = q.new_zeros(bsz, num_new, dtype=torch.bool)
+        saved = self.get_incremental_state(incremental_state)
+        if "prev_key" in saved:
+            k = torch.cat([saved["prev_key"], k], dim=1)
+            v = torch.cat([saved["prev_value"], v], dim=1)
+            padding_mask = torch.cat([saved["prev_padding_mask"], padding_mask], dim=1)
+        context = k.size(1)
+        # Keep the keys of the chunk still being filled (all keys for full attention).
+        keep = context % self.chunk_size if self.chunk_size > 0 else context
+        saved.update(prev_key=k[:, context - keep:], prev_value=v[:, context - keep:],
+                     prev_padding_mask=padding_mask[:, context - keep:])
+        self.set_incremental_state(incremental_state, saved)
+
+        if num_new > 1 and 0 < self.chunk_size < context:
+            # Several chunks: queries padded on the left to chunk-aligned positions.
+            q = F.pad(q, (0, 0, context - num_new, 0))
+            return self._attend_chunks(q, k, v, padding_mask, need_weights, num_queries=num_new)
+        positions = torch.arange(context - num_new, context, device=q.device)
+        visible = (~padding_mask).unsqueeze(1) & (positions.unsqueeze(-1) >= torch.arange(context, device=q.device))
+        out, weights = attend(q, k, v, function=self.attention_activation,
+                              bias=self.rel_pos_bias(positions, context).to(q.dtype), visible=visible,
+                              scaling=self.scaling, dropout=self.attention_dropout if self.training else 0.0,
+                              need_weights=need_weights)
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, zdim={self.zdim}, hdim={self.hdim}, ndim={self.ndim}, "
+                f"causal={self.causal}, chunk_size={self.chunk_size}, attention={self.attention_activation}, "
+                f"prenorm={self.prenorm}")

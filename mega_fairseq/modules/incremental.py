@@ -1,0 +1,37 @@
+"""Incremental (decoding) state kept in a fairseq-compatible nested dict, without fairseq."""
+
+import uuid
+from typing import Dict, Optional
+
+from torch import Tensor
+
+IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
+
+
+class IncrementalStateMixin:
+    """Gives each module instance its own slot in a shared ``incremental_state`` dict.
+
+    Slots are keyed by a per-instance id, like fairseq's ``FairseqIncrementalState``, so
+    the same dict can be threaded through a whole decoder. ``reorder_incremental_state``
+    is found and called by fairseq's beam search on every submodule.
+    """
+
+    def _state_key(self) -> str:
+        if not hasattr(self, "_incremental_state_id"):
+            self._incremental_state_id = str(uuid.uuid4())
+        return self._incremental_state_id
+
+    def get_incremental_state(self, incremental_state: IncrementalState) -> Dict[str, Optional[Tensor]]:
+        return dict(incremental_state.get(self._state_key(), {}))
+
+    def set_incremental_state(self, incremental_state: IncrementalState, value: Dict[str, Optional[Tensor]]):
+        incremental_state[self._state_key()] = value
+
+    def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor):
+        saved = incremental_state.get(self._state_key())
+        if saved:
+            incremental_state[self._state_key()] = {
+                k: (v.index_select(0, new_order) if v is not None and v.dim() > 0 else v)
+                for k, v in saved.items()
+            }
+        return incremental_state
