@@ -58,7 +58,7 @@ class GatedCrossAttention(IncrementalStateMixin, nn.Module):
         if incremental_state is not None:
             saved = self.get_incremental_state(incremental_state)
             if "steps" in saved:
-                first = int(saved["steps"].item())
+                first = int(saved["steps"][0])  # one count per example, so beam reordering keeps it
         x = self.norm(query) if self.prenorm else query
         phi, r, q = self.q_proj(x).split([self.embed_dim, self.embed_dim, self.zdim], dim=-1)
         phi = torch.sigmoid(phi)

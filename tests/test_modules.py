@@ -1,0 +1,254 @@
+"""Fast paths against slow references for the pure-torch Mega modules."""
+
+import itertools
+
+import pytest
+import torch
+
+from mega_fairseq.modules import MegaLayer, MovingAverageGatedAttention, MultiDimensionalDampedEMA, ema_reference
+from mega_fairseq.modules.attention import attend, attention_weights
+from mega_fairseq.modules.ema import ema_kernel, fast_fft_length
+from mega_fairseq.modules.norm import SequenceNorm
+
+torch.set_default_dtype(torch.float64)
+
+
+def _padding(bsz, length, lengths):
+    return torch.arange(length).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
+
+
+@pytest.mark.parametrize("bidirectional,truncation", itertools.product([False, True], [None, 5, 40]))
+def test_ema_fft_matches_recurrence(bidirectional, truncation):
+    torch.manual_seed(0)
+    ema = MultiDimensionalDampedEMA(6, ndim=4, bidirectional=bidirectional, truncation=truncation)
+    x = torch.randn(3, 23, 6)
+    mask = _padding(3, 23, [23, 15, 9])
+    torch.testing.assert_close(ema(x, mask), ema_reference(ema, x, mask), rtol=1e-10, atol=1e-10)
+    # gradients of inputs and every parameter agree too
+    x.requires_grad_()
+    fast = torch.autograd.grad(ema(x, mask).square().sum(), [x] + list(ema.parameters()))
+    slow = torch.autograd.grad(ema_reference(ema, x, mask).square().sum(), [x] + list(ema.parameters()))
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_ema_truncation_zero_means_none():
+    assert MultiDimensionalDampedEMA(4, truncation=0).truncation is None
+    assert MultiDimensionalDampedEMA(4, truncation=-1).truncation is None
+
+
+def test_ema_kernel_blocks_match_powers():
+    torch.manual_seed(1)
+    weight, q = torch.randn(5, 3), torch.rand(5, 3) * 0.98 + 0.01
+    for length in (1, 2, 7, 64, 65, 1000):
+        powers = q.unsqueeze(-1) ** torch.arange(length)
+        torch.testing.assert_close(ema_kernel(weight, q, length), (weight.unsqueeze(-1) * powers).sum(1))
+
+
+def test_fast_fft_length():
+    for n in (1, 2, 7, 97, 1023, 1025, 8191, 16383):
+        m = fast_fft_length(n)
+        assert m >= n and m < 1.3 * n + 2
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        assert m == 1
+
+
+def test_ema_gradcheck():
+    torch.manual_seed(0)
+    for bidirectional in (False, True):
+        ema = MultiDimensionalDampedEMA(3, ndim=2, bidirectional=bidirectional)
+        x = torch.randn(2, 6, 3, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda inp: ema(inp), (x,))
+
+
+def test_ema_step_matches_forward_in_pieces():
+    torch.manual_seed(0)
+    ema = MultiDimensionalDampedEMA(5, ndim=3)
+    x = torch.randn(2, 30, 5)
+    full = ema(x)
+    outs, state = [], None
+    for piece in torch.split(x, [1, 9, 1, 1, 18], dim=1):
+        out, state = ema.step(piece, state)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+
+
+def test_ema_float32_under_autocast():
+    ema = MultiDimensionalDampedEMA(4, ndim=2).float()
+    x = torch.randn(2, 9, 4, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ema(x.bfloat16())
+    torch.testing.assert_close(out.float(), ema(x), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("function", ["softmax", "laplace", "relu2"])
+def test_fused_attention_matches_explicit(function):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 6)
+    bias = torch.randn(5, 7)
+    visible = torch.rand(2, 3, 5, 7) > 0.3
+    visible[0, 0, 0] = False  # a query that sees nothing must stay finite
+    for vis in (None, visible):
+        fast, _ = attend(q, k, v, function=function, bias=bias, visible=vis, scaling=0.5)
+        weights = attention_weights(q, k, function=function, bias=bias, visible=vis, scaling=0.5)
+        torch.testing.assert_close(fast, weights @ v)
+        assert torch.isfinite(fast).all()
+
+
+def _layer(**kwargs):
+    defaults = dict(zdim=6, hdim=10, ffn_hidden_dim=12, ndim=3, max_positions=64)
+    defaults.update(kwargs)
+    return MegaLayer(8, **defaults).eval()
+
+
+CONFIGS = list(itertools.product(["softmax", "laplace", "relu2"], ["simple", "rotary"]))
+
+
+@pytest.mark.parametrize("function,bias", CONFIGS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunk_at_least_length_equals_full(function, bias, causal):
+    torch.manual_seed(0)
+    full = _layer(causal=causal, attention_activation=function, rel_pos_bias=bias, chunk_size=-1)
+    x = torch.randn(2, 11, 8)
+    mask = _padding(2, 11, [11, 7])
+    for chunk in (11, 16):
+        chunked = _layer(causal=causal, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk)
+        state = full.state_dict()
+        if bias == "simple":  # the chunked bias table is sized by the chunk: same offsets, sliced
+            table = state["mega_layer.rel_pos_bias.rel_pos_bias"]
+            state["mega_layer.rel_pos_bias.rel_pos_bias"] = table[64 - chunk:64 + chunk - 1]
+        chunked.load_state_dict(state)
+        torch.testing.assert_close(chunked(x, mask)[0], full(x, mask)[0])
+
+
+@pytest.mark.parametrize("function,bias", CONFIGS)
+def test_chunks_are_independent_but_ema_crosses(function, bias):
+    torch.manual_seed(0)
+    layer = _layer(causal=False, attention_activation=function, rel_pos_bias=bias, chunk_size=4)
+    x = torch.randn(1, 12, 8)
+    y = x.clone()
+    y[:, 9] += torch.randn(8)  # change a token of the last chunk
+    diff = (layer(x)[0] - layer(y)[0]).abs().amax(-1)[0]
+    assert (diff > 1e-6).all()  # the bidirectional EMA carries it everywhere
+    layer.mega_layer.move.omega.data.zero_()
+    with torch.no_grad():  # without EMA mixing, attention alone stays inside the chunk
+        layer.mega_layer.move.eta.zero_()
+    diff = (layer(x)[0] - layer(y)[0]).abs().amax(-1)[0]
+    assert (diff[:8] < 1e-12).all() and (diff[8:] > 1e-6).any()
+
+
+@pytest.mark.parametrize("function,bias", CONFIGS)
+@pytest.mark.parametrize("chunk", [-1, 4])
+def test_causality(function, bias, chunk):
+    torch.manual_seed(0)
+    layer = _layer(causal=True, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk)
+    x = torch.randn(2, 13, 8)
+    y = x.clone()
+    y[:, 7:] = torch.randn(2, 6, 8)
+    torch.testing.assert_close(layer(x)[0][:, :7], layer(y)[0][:, :7])
+
+
+@pytest.mark.parametrize("function,bias", CONFIGS)
+@pytest.mark.parametrize("causal,chunk", [(False, -1), (False, 4), (True, -1), (True, 4)])
+def test_padded_batch_equals_each_alone(function, bias, causal, chunk):
+    torch.manual_seed(0)
+    layer = _layer(causal=causal, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk)
+    lengths = [13, 6, 9]
+    x = torch.randn(3, 13, 8)
+    batched, _ = layer(x, _padding(3, 13, lengths))
+    for i, n in enumerate(lengths):
+        alone, _ = layer(x[i:i + 1, :n])
+        torch.testing.assert_close(batched[i:i + 1, :n], alone)
+
+
+@pytest.mark.parametrize("function,bias", CONFIGS)
+@pytest.mark.parametrize("chunk", [-1, 4, 5])
+@pytest.mark.parametrize("cross", [False, True])
+def test_incremental_equals_full(function, bias, chunk, cross):
+    torch.manual_seed(0)
+    layer = _layer(causal=True, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk,
+                   cross_attention=cross)
+    x = torch.randn(2, 14, 8)
+    memory = torch.randn(2, 9, 8) if cross else None
+    memory_mask = _padding(2, 9, [9, 6]) if cross else None
+    full, _ = layer(x, memory=memory, memory_padding_mask=memory_mask)
+    for pieces in ([1] * 14, [6, 1, 7], [3, 11]):
+        state, outs = {}, []
+        for piece in torch.split(x, pieces, dim=1):
+            out, _ = layer(piece, memory=memory, memory_padding_mask=memory_mask, incremental_state=state)
+            outs.append(out)
+        torch.testing.assert_close(torch.cat(outs, 1), full)
+
+
+def test_incremental_state_is_bounded_by_chunk():
+    layer = _layer(causal=True, chunk_size=4)
+    state = {}
+    for _ in range(10):
+        layer(torch.randn(2, 1, 8), incremental_state=state)
+    saved = layer.mega_layer.get_incremental_state(state)
+    assert saved["prev_key"].size(1) == 10 % 4
+    assert saved["ema_state"].shape == (2, 8, 3) if "ema_state" in saved else True
+    ema_saved = layer.mega_layer.move.get_incremental_state(state)
+    assert ema_saved["ema_state"].shape == (2, 8, 3)
+
+
+def test_reorder_incremental_state():
+    torch.manual_seed(0)
+    layer = _layer(causal=True, chunk_size=4)
+    x = torch.randn(3, 6, 8)
+    state = {}
+    layer(x[:, :5], incremental_state=state)
+    order = torch.tensor([2, 0, 0])
+    for module in layer.modules():
+        if hasattr(module, "reorder_incremental_state"):
+            module.reorder_incremental_state(state, order)
+    out, _ = layer(x[order, 5:], incremental_state=state)
+    torch.testing.assert_close(out, layer(x[order])[0][:, 5:])
+
+
+def test_gradients_chunked_vs_full_attention():
+    torch.manual_seed(0)
+    full = _layer(causal=True, chunk_size=-1, max_positions=16)
+    chunked = _layer(causal=True, chunk_size=16, max_positions=16)
+    chunked.load_state_dict(full.state_dict())
+    x = torch.randn(2, 10, 8, requires_grad=True)
+    g1 = torch.autograd.grad(full(x)[0].sum(), [x] + list(full.parameters()))
+    g2 = torch.autograd.grad(chunked(x)[0].sum(), [x] + list(chunked.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "scalenorm", "rmsnorm", "batchnorm"])
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_norms_and_positions(norm, prenorm):
+    torch.manual_seed(0)
+    layer = _layer(causal=False, norm_type=norm, prenorm=prenorm, dropout=0.1, attention_dropout=0.1,
+                   hidden_dropout=0.1, feature_dropout=True)
+    x = torch.randn(2, 5, 8)
+    layer.train()
+    out, _ = layer(x)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and all(p.grad is not None for p in layer.parameters() if p.requires_grad)
+    layer.eval()
+    torch.testing.assert_close(layer(x)[0], layer(x)[0])
+    assert isinstance(layer.mega_layer.norm, SequenceNorm)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(attention_activation="sigmoid"), "unknown attention function 'sigmoid'"),
+    (dict(rel_pos_bias="alibi"), "unknown relative position bias 'alibi'"),
+    (dict(norm_type="groupnorm"), "unknown norm type 'groupnorm'"),
+    (dict(activation="swish2"), "unknown activation 'swish2'"),
+    (dict(chunk_size=0), "chunk_size must be positive"),
+])
+def test_bad_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _layer(causal=True, **kwargs)
+
+
+def test_sequence_longer_than_bias_table_is_a_clear_error():
+    layer = MovingAverageGatedAttention(8, zdim=4, hdim=8, ndim=2, max_positions=8)
+    with pytest.raises(ValueError, match="exceeds max_positions=8"):
+        layer(torch.randn(1, 9, 8))
