@@ -1,0 +1,8 @@
+"""Mega (Moving Average Equipped Gated Attention) for fairseq: ``--user-dir mega_fairseq``."""
+
+from . import checkpoint_loading
+from . import criterions  # noqa: F401
+from . import models  # noqa: F401
+from . import tasks  # noqa: F401
+
+checkpoint_loading.allow_fairseq_checkpoints()

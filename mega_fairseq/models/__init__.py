@@ -1,0 +1,1 @@
+from . import mega_lm  # noqa: F401

@@ -1,0 +1,1 @@
+from . import mega_language_modeling  # noqa: F401

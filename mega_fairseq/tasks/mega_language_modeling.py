@@ -1,0 +1,226 @@
+"""``mega_language_modeling``: fairseq's language_modeling plus the Mega LM protocol.
+
+Training blocks of variable length (``--variant-block-multiple-min/max``: each block is
+tokens_per_sample times a random multiple, redrawn every epoch), and evaluation of long
+streams segment by segment with the model state carried across segments
+(``--eval-streams``), so each token is scored with the whole history before it.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+import torch
+from fairseq.data import FairseqDataset, data_utils, iterators
+from fairseq.tasks import register_task
+from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MegaLanguageModelingConfig(LanguageModelingConfig):
+    variant_block_multiple_min: int = field(
+        default=1, metadata={"help": "training blocks are at least this multiple of --tokens-per-sample"})
+    variant_block_multiple_max: int = field(
+        default=1, metadata={"help": "training blocks are at most this multiple of --tokens-per-sample "
+                                     "(the multiple is drawn per block and per epoch)"})
+    eval_streams: int = field(
+        default=0, metadata={"help": "if > 0, valid/test splits are cut into this many contiguous streams, "
+                                     "scored segment by segment with the model state carried over "
+                                     "(needs a Mega model with --decoder-chunk-size > 0)"})
+    eval_segment_length: int = field(
+        default=0, metadata={"help": "tokens per segment with --eval-streams (default: --tokens-per-sample "
+                                     "times --variant-block-multiple-max)"})
+
+
+class VariableBlockDataset(FairseqDataset):
+    """Groups consecutive blocks of a TokenBlockDataset (include_targets=True) into longer
+    blocks of a random number of them; consecutive blocks are contiguous in the token
+    stream, so a group is exactly the longer block."""
+
+    def __init__(self, blocks, multiple_min: int, multiple_max: int, seed: int):
+        super().__init__()
+        self.blocks = blocks
+        with data_utils.numpy_seed(seed):
+            multiples = np.random.randint(multiple_min, multiple_max + 1, size=len(blocks))
+        ends = np.minimum(np.cumsum(multiples), len(blocks))
+        ends = ends[: np.searchsorted(ends, len(blocks)) + 1]
+        self.starts = np.concatenate([[0], ends[:-1]])
+        self.ends = ends
+        block_sizes = np.asarray(blocks.sizes)
+        cumulative = np.concatenate([[0], np.cumsum(block_sizes)])
+        self.sizes = cumulative[self.ends] - cumulative[self.starts]
+
+    def __getitem__(self, index):
+        parts = [self.blocks[i] for i in range(self.starts[index], self.ends[index])]
+        return tuple(torch.cat(tensors) for tensors in zip(*parts))
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def num_tokens(self, index):
+        return self.sizes[index]
+
+    def size(self, index):
+        return self.sizes[index]
+
+
+class StreamSegmentDataset(FairseqDataset):
+    """A token stream cut into ``num_streams`` contiguous streams and then into segments.
+
+    Item ``i * num_streams + s`` is segment i of stream s; a batch holds one segment of
+    every stream, in stream order, and batches come in segment order. The collater adds
+    ``first_segment`` to ``net_input`` so the model knows when to reset its state.
+    """
+
+    def __init__(self, tokens: torch.Tensor, num_streams: int, segment_length: int, pad: int, eos: int):
+        super().__init__()
+        self.pad, self.eos = pad, eos
+        self.num_streams = num_streams
+        self.segment_length = segment_length
+        # every stream predicts its first token from the token before it (eos at the very start)
+        sources = torch.cat([tokens.new_tensor([eos]), tokens[:-1]])
+        bounds = np.linspace(0, len(tokens), num_streams + 1).astype(np.int64)
+        self.streams = [(sources[a:b], tokens[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        longest = max(b - a for a, b in zip(bounds[:-1], bounds[1:]))
+        self.num_segments = max(1, -(-longest // segment_length))
+        self.sizes = np.array([self._segment(i)[1].numel() for i in range(len(self))], dtype=np.int64)
+
+    def _segment(self, index):
+        segment, stream = divmod(index, self.num_streams)
+        source, target = self.streams[stream]
+        start = segment * self.segment_length
+        return source[start:start + self.segment_length], target[start:start + self.segment_length]
+
+    def __getitem__(self, index):
+        source, target = self._segment(index)
+        return {"id": index, "segment": index // self.num_streams, "source": source, "target": target}
+
+    def __len__(self):
+        return self.num_segments * self.num_streams
+
+    def num_tokens(self, index):
+        return max(1, int(self.sizes[index]))
+
+    def size(self, index):
+        return max(1, int(self.sizes[index]))
+
+    def ordered_indices(self):
+        return np.arange(len(self))
+
+    def batches(self, num_shards: int = 1, shard_id: int = 0) -> List[List[int]]:
+        """One batch per segment with this shard's streams."""
+        streams = list(range(shard_id, self.num_streams, num_shards))
+        return [[seg * self.num_streams + s for s in streams] for seg in range(self.num_segments)]
+
+    def collater(self, samples):
+        if not samples:
+            return {}
+        segments = {s["segment"] for s in samples}
+        if len(segments) != 1:
+            raise ValueError("a stream batch must hold a single segment of every stream")
+        length = max(1, max(s["source"].numel() for s in samples))
+
+        def pad(key):
+            out = samples[0][key].new_full((len(samples), length), self.pad)
+            for row, s in enumerate(samples):
+                out[row, :s[key].numel()] = s[key]
+            return out
+
+        target = pad("target")
+        return {
+            "id": torch.LongTensor([s["id"] for s in samples]),
+            "nsentences": len(samples),
+            "ntokens": int(target.ne(self.pad).sum()),
+            "net_input": {
+                "src_tokens": pad("source"),
+                "src_lengths": torch.LongTensor([s["source"].numel() for s in samples]),
+                "first_segment": torch.full((len(samples),), segments.pop() == 0),
+            },
+            "target": target,
+        }
+
+
+@register_task("mega_language_modeling", dataclass=MegaLanguageModelingConfig)
+class MegaLanguageModelingTask(LanguageModelingTask):
+    """fairseq's language_modeling with variable-length training blocks and stream evaluation."""
+
+    def __init__(self, args, dictionary, output_dictionary=None, targets=None):
+        super().__init__(args, dictionary, output_dictionary, targets)
+        if not 1 <= args.variant_block_multiple_min <= args.variant_block_multiple_max:
+            raise ValueError(f"need 1 <= --variant-block-multiple-min ({args.variant_block_multiple_min}) <= "
+                             f"--variant-block-multiple-max ({args.variant_block_multiple_max})")
+        if args.eval_streams < 0 or args.eval_segment_length < 0:
+            raise ValueError("--eval-streams and --eval-segment-length must not be negative")
+
+    @property
+    def _variable_blocks(self) -> bool:
+        return self.args.variant_block_multiple_max > 1
+
+    def has_sharded_data(self, split):
+        # reloading the training split every epoch redraws the block lengths
+        return (split == getattr(self.args, "train_subset", "train") and self._variable_blocks) \
+            or super().has_sharded_data(split)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if self.args.eval_streams > 0 and getattr(model.decoder, "chunk_size", -1) <= 0:
+            raise ValueError("--eval-streams carries the keys of the current chunk across segments and "
+                             "needs a Mega model with --decoder-chunk-size > 0")
+        longest = self.args.tokens_per_sample * self.args.variant_block_multiple_max
+        if self._variable_blocks and model.max_positions() is not None and model.max_positions() < longest:
+            raise ValueError(f"training blocks reach {longest} tokens but the model takes at most "
+                             f"{model.max_positions()}: raise --max-target-positions")
+        return model
+
+    def load_dataset(self, split: str, epoch=1, combine=False, **kwargs):
+        is_train = split == getattr(self.args, "train_subset", "train")
+        if not is_train and self.args.eval_streams > 0:
+            self.datasets[split] = self._stream_dataset(split, combine)
+            return
+        super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        if is_train and self._variable_blocks:
+            monolingual = self.datasets[split]
+            blocks = VariableBlockDataset(monolingual.dataset, self.args.variant_block_multiple_min,
+                                          self.args.variant_block_multiple_max, seed=self.args.seed + epoch)
+            monolingual.dataset = blocks
+            monolingual.sizes = blocks.sizes
+            logger.info(f"{split}: {len(blocks)} blocks of {blocks.sizes.min()}-{blocks.sizes.max()} tokens "
+                        f"(epoch {epoch})")
+
+    def _stream_dataset(self, split, combine):
+        paths = self.args.data.split(":")
+        tokens = data_utils.load_indexed_dataset(f"{paths[0]}/{split}", self.dictionary, self.args.dataset_impl,
+                                                 combine=combine)
+        if tokens is None:
+            raise FileNotFoundError(f"Dataset not found: {split} ({paths[0]}/{split})")
+        stream = torch.cat([tokens[i] for i in range(len(tokens))])
+        segment = self.args.eval_segment_length or self.args.tokens_per_sample * self.args.variant_block_multiple_max
+        dataset = StreamSegmentDataset(stream, self.args.eval_streams, segment, self.dictionary.pad(),
+                                       self.dictionary.eos())
+        logger.info(f"{split}: {stream.numel()} tokens in {dataset.num_streams} streams of "
+                    f"{dataset.num_segments} segments x {segment} tokens")
+        return dataset
+
+    def get_batch_iterator(self, dataset, *args, num_shards=1, shard_id=0, num_workers=0, epoch=1, **kwargs):
+        if not isinstance(dataset, StreamSegmentDataset):
+            return super().get_batch_iterator(dataset, *args, num_shards=num_shards, shard_id=shard_id,
+                                              num_workers=num_workers, epoch=epoch, **kwargs)
+        # segments must reach the model in order: no shuffling, no filtering, sharded by stream
+        return iterators.EpochBatchIterator(dataset=dataset, collate_fn=dataset.collater,
+                                            batch_sampler=dataset.batches(num_shards, shard_id),
+                                            num_workers=0, epoch=epoch, disable_shuffling=True)
+
+    def eval_lm_dataloader(self, dataset, max_tokens: Optional[int] = 36000, batch_size: Optional[int] = None,
+                           max_positions: Optional[int] = None, num_shards: int = 1, shard_id: int = 0,
+                           num_workers: int = 1, data_buffer_size: int = 10, context_window: int = 0):
+        if not isinstance(dataset, StreamSegmentDataset):
+            return super().eval_lm_dataloader(dataset, max_tokens, batch_size, max_positions, num_shards, shard_id,
+                                              num_workers, data_buffer_size, context_window)
+        if context_window > 0:
+            raise ValueError("--context-window and --eval-streams are exclusive: streams already carry the "
+                             "whole history")
+        return self.get_batch_iterator(dataset, num_shards=num_shards, shard_id=shard_id).next_epoch_itr(
+            shuffle=False)
