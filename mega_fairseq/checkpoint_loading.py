@@ -1,29 +1,24 @@
 """Safe ``torch.load`` for fairseq checkpoints.
 
-torch.load defaults to weights-only unpickling, which refuses the few non-tensor objects
-fairseq puts in a checkpoint. Rather than turning safe loading off, allow-list exactly
-those classes.
+torch.load unpickles weights only by default and refuses other objects. Checkpoints from
+fairseq <= 0.10 (the official Mega checkpoints among them) also hold an
+``argparse.Namespace`` of arguments and numpy scalars and arrays (e.g. the best validation loss).
+Rather than turning safe loading off, allow-list exactly those classes.
 """
 
 import argparse
-import collections
 
+import numpy as np
 import torch
 
 
 def fairseq_checkpoint_globals():
-    from fairseq.logging import meters
-
-    return [
-        argparse.Namespace,
-        collections.OrderedDict,
-        collections.defaultdict,
-        meters.AverageMeter,
-        meters.SumMeter,
-        meters.TimeMeter,
-        meters.StopwatchMeter,
-        meters.MetersDict,
-    ]
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        from numpy._core.multiarray import _reconstruct, scalar
+    else:
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtypes = [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
+    return [argparse.Namespace, scalar, _reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
 def allow_fairseq_checkpoints():

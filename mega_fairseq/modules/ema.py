@@ -67,22 +67,69 @@ def ema_kernel(weight: Tensor, q: Tensor, length: int) -> Tensor:
     return kernel.reshape(kernel.size(0), -1)[:, :length]
 
 
+def _circular_kernel(forward_kernel: Tensor, backward_kernel: Optional[Tensor], n: int) -> Tensor:
+    """Both kernels as one length-n circular kernel: forward taps at t = s, backward taps at t = -s (mod n).
+
+    n >= L + K - 1 >= 2K - 1 keeps the two sets of taps apart, so one FFT serves both directions.
+
+    Shapes: kernels: D x K; returns D x n.
+    """
+    size = forward_kernel.size(-1)
+    kernel = F.pad(forward_kernel, (0, n - size))
+    if backward_kernel is not None:
+        kernel[:, 0] += backward_kernel[:, 0]
+        kernel[:, n - size + 1:] += backward_kernel[:, 1:].flip(-1)
+    return kernel
+
+
+class _FFTConvolution(torch.autograd.Function):
+    """Long convolution with a hand-written backward.
+
+    Autograd through rfft would run a full-length complex FFT per channel in the backward
+    pass and keep the padded spectrum of x alive; here every transform is a real FFT,
+    the gradient of x is a correlation with the same kernel spectrum, and the kernel
+    gradients come from one D x n inverse FFT of the batch-summed cross spectrum.
+    Time runs along the last dim (B x D x L, any strides).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, forward_kernel: Tensor, backward_kernel: Optional[Tensor]) -> Tensor:
+        length, size = x.size(-1), forward_kernel.size(-1)
+        n = fast_fft_length(length + size - 1)
+        kernel_f = torch.fft.rfft(_circular_kernel(forward_kernel, backward_kernel, n), n=n)  # D x F
+        ctx.save_for_backward(x, kernel_f)
+        ctx.n, ctx.size, ctx.bidirectional = n, size, backward_kernel is not None
+        x_f = torch.fft.rfft(x, n=n)  # B x D x F
+        return torch.fft.irfft(x_f.mul_(kernel_f), n=n)[..., :length]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, kernel_f = ctx.saved_tensors
+        n, size, length = ctx.n, ctx.size, x.size(-1)
+        grad_f = torch.fft.rfft(grad, n=n)  # B x D x F
+        grad_x = grad_forward = grad_backward = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.fft.irfft(grad_f * kernel_f.conj(), n=n)[..., :length]
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            # r[m] = sum_b sum_t grad[t + m] x[t]: forward taps read m = s, backward taps m = -s
+            cross = torch.fft.irfft((grad_f * torch.fft.rfft(x, n=n).conj_physical()).sum(0), n=n)  # D x n
+            grad_forward = cross[:, :size]
+            if ctx.bidirectional:
+                grad_backward = torch.cat([cross[:, :1], cross[:, n - size + 1:].flip(-1)], dim=-1)
+        return grad_x, grad_forward, grad_backward
+
+
 def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional[Tensor] = None) -> Tensor:
     """Causal (and, with backward_kernel, anti-causal) long convolution along time.
 
     y[t] = sum_s forward_kernel[s] x[t - s] + sum_s backward_kernel[s] x[t + s].
     One FFT of length >= L + K - 1 serves both directions: the anti-causal part is a
-    cross-correlation, i.e. a product with the conjugate spectrum.
+    cross-correlation, folded into the same circular kernel.
 
-    Shapes: x: B x L x D; kernels: D x K (K <= L); returns B x L x D in float32 or float64.
+    Shapes: x: B x L x D; kernels: D x K (K <= L); returns B x L x D (a transposed view) in
+    float32 or float64.
     """
-    length = x.size(1)
-    n = fast_fft_length(length + forward_kernel.size(-1) - 1)
-    kernel_f = torch.fft.rfft(forward_kernel, n=n, dim=-1)  # D x F
-    if backward_kernel is not None:
-        kernel_f = kernel_f + torch.fft.rfft(backward_kernel, n=n, dim=-1).conj()
-    x_f = torch.fft.rfft(x, n=n, dim=1)  # B x F x D
-    return torch.fft.irfft(x_f * kernel_f.t(), n=n, dim=1)[:, :length]
+    return _FFTConvolution.apply(x.transpose(1, 2), forward_kernel, backward_kernel).transpose(1, 2)
 
 
 class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):

@@ -49,7 +49,7 @@ class VariableBlockDataset(FairseqDataset):
         ends = ends[: np.searchsorted(ends, len(blocks)) + 1]
         self.starts = np.concatenate([[0], ends[:-1]])
         self.ends = ends
-        block_sizes = np.asarray(blocks.sizes)
+        block_sizes = np.asarray(blocks.sizes, dtype=np.int64)
         cumulative = np.concatenate([[0], np.cumsum(block_sizes)])
         self.sizes = cumulative[self.ends] - cumulative[self.starts]
 

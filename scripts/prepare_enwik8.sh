@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Split and binarise enwik8 for fairseq (byte level, the standard 90M/5M/5M split).
+#
+#   scripts/prepare_enwik8.sh OUT_DIR [ENWIK8_FILE_OR_ZIP]
+#
+# ENWIK8_FILE_OR_ZIP  the enwik8 file or enwik8.zip; without it enwik8.zip is downloaded to
+#                     OUT_DIR/raw.
+# OUT_DIR             receives text/ (bytes as space-separated decimal values, one line per line
+#                     of the original, see scripts/enwik8_to_text.py) and bin/ (fairseq data).
+#
+# Environment:
+#   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
+#   FORCE=1            replace an existing OUT_DIR/text and OUT_DIR/bin
+#   VALID_BYTES=N      validation bytes, taken before the test bytes (default 5000000)
+#   TEST_BYTES=N       test bytes, the end of the file (default 5000000)
+#   ENWIK8_URL         where to download the zip from (default: mattmahoney.net)
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+die() { echo "prepare_enwik8.sh: error: $*" >&2; exit 2; }
+say() { echo "prepare_enwik8.sh: $*"; }
+
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
+[[ $# -ge 1 && $# -le 2 ]] || { echo "prepare_enwik8.sh: error: need OUT_DIR [ENWIK8_FILE_OR_ZIP]" >&2; usage 2 >&2; }
+
+SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT_DIR="$1"
+INPUT="${2:-}"
+URL="${ENWIK8_URL:-http://mattmahoney.net/dc/enwik8.zip}"
+WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+
+download() {  # URL FILE
+    if command -v curl >/dev/null; then
+        curl -fL --retry 3 -o "$2.part" "$1"
+    elif command -v wget >/dev/null; then
+        wget -O "$2.part" "$1"
+    else
+        die "neither curl nor wget is installed: download $1 yourself and pass it as ENWIK8_FILE_OR_ZIP"
+    fi
+    mv "$2.part" "$2"
+}
+
+REPLACE=0
+for sub in text bin; do
+    if [[ -e "$OUT_DIR/$sub" && -n "$(ls -A "$OUT_DIR/$sub" 2>/dev/null)" ]]; then
+        [[ "${FORCE:-0}" == 1 ]] || die "$OUT_DIR/$sub already exists and is not empty; set FORCE=1 to replace it"
+        REPLACE=1
+    fi
+done
+
+if [[ -n "$INPUT" ]]; then
+    [[ -f "$INPUT" ]] || die "no such file: $INPUT (give the enwik8 file or enwik8.zip)"
+else
+    INPUT="$OUT_DIR/raw/enwik8.zip"
+    if [[ -f "$INPUT" ]]; then
+        say "using the zip already downloaded: $INPUT"
+    else
+        mkdir -p "$OUT_DIR/raw"
+        say "downloading $URL"
+        download "$URL" "$INPUT" || die "download of $URL failed; set ENWIK8_URL to a mirror, or download \
+enwik8.zip yourself and pass it as ENWIK8_FILE_OR_ZIP"
+    fi
+fi
+
+if [[ "$REPLACE" == 1 ]]; then
+    say "FORCE=1: replacing $OUT_DIR/text and $OUT_DIR/bin"
+    rm -rf "$OUT_DIR/text" "$OUT_DIR/bin"
+fi
+python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$OUT_DIR/text" \
+    --valid-bytes "${VALID_BYTES:-5000000}" --test-bytes "${TEST_BYTES:-5000000}"
+say "binarising $OUT_DIR/text into $OUT_DIR/bin with $WORKERS workers"
+fairseq-preprocess --only-source \
+    --trainpref "$OUT_DIR/text/train.txt" \
+    --validpref "$OUT_DIR/text/valid.txt" \
+    --testpref "$OUT_DIR/text/test.txt" \
+    --destdir "$OUT_DIR/bin" --workers "$WORKERS"
+say "done: $OUT_DIR/bin ($(($(wc -l < "$OUT_DIR/bin/dict.txt") + 4)) symbols in the dictionary)"

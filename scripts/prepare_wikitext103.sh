@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Binarise WikiText-103 for fairseq (word level, the dataset's own 267K-word vocabulary).
+#
+#   scripts/prepare_wikitext103.sh OUT_DIR [RAW_DIR]
+#
+# RAW_DIR   a folder with wiki.train.tokens, wiki.valid.tokens and wiki.test.tokens (the
+#           unzipped wikitext-103-v1.zip). Without it the zip is downloaded to OUT_DIR/raw.
+# OUT_DIR   receives bin/ (train/valid/test .bin/.idx and dict.txt) and, when downloading, raw/.
+#
+# Environment:
+#   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
+#   FORCE=1            replace an existing OUT_DIR/bin
+#   WIKITEXT103_URL    where to download the zip from (default: the dataset's public S3 address)
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+die() { echo "prepare_wikitext103.sh: error: $*" >&2; exit 2; }
+say() { echo "prepare_wikitext103.sh: $*"; }
+
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
+[[ $# -ge 1 && $# -le 2 ]] || { echo "prepare_wikitext103.sh: error: need OUT_DIR [RAW_DIR]" >&2; usage 2 >&2; }
+
+OUT_DIR="$1"
+RAW_DIR="${2:-}"
+URL="${WIKITEXT103_URL:-https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip}"
+WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+SPLITS=(train valid test)
+
+download() {  # URL FILE
+    if command -v curl >/dev/null; then
+        curl -fL --retry 3 -o "$2.part" "$1"
+    elif command -v wget >/dev/null; then
+        wget -O "$2.part" "$1"
+    else
+        die "neither curl nor wget is installed: download $1 yourself and pass its unzipped folder as RAW_DIR"
+    fi
+    mv "$2.part" "$2"
+}
+
+BIN="$OUT_DIR/bin"
+REPLACE=0
+if [[ -e "$BIN" && -n "$(ls -A "$BIN" 2>/dev/null)" ]]; then
+    [[ "${FORCE:-0}" == 1 ]] || die "$BIN already exists and is not empty; set FORCE=1 to replace it"
+    REPLACE=1
+fi
+
+if [[ -n "$RAW_DIR" ]]; then
+    [[ -d "$RAW_DIR" ]] || die "RAW_DIR '$RAW_DIR' is not a directory"
+else
+    RAW_DIR="$OUT_DIR/raw/wikitext-103"
+    ZIP="$OUT_DIR/raw/wikitext-103-v1.zip"
+    if [[ ! -f "$RAW_DIR/wiki.train.tokens" ]]; then
+        mkdir -p "$OUT_DIR/raw"
+        if [[ -f "$ZIP" ]]; then
+            say "using the zip already downloaded: $ZIP"
+        else
+            say "downloading $URL"
+            download "$URL" "$ZIP" || die "download of $URL failed; set WIKITEXT103_URL to a mirror, or \
+download wikitext-103-v1.zip yourself, unzip it and pass the folder as RAW_DIR"
+        fi
+        command -v unzip >/dev/null || die "unzip is not installed (needed to open $ZIP)"
+        unzip -q -o "$ZIP" -d "$OUT_DIR/raw" || die "could not unzip $ZIP (remove it to download again)"
+    fi
+fi
+
+for split in "${SPLITS[@]}"; do
+    [[ -f "$RAW_DIR/wiki.$split.tokens" ]] || die "missing wiki.$split.tokens in $RAW_DIR"
+done
+
+if [[ "$REPLACE" == 1 ]]; then
+    say "FORCE=1: replacing $BIN"
+    rm -rf "$BIN"
+fi
+mkdir -p "$OUT_DIR"
+say "binarising $RAW_DIR into $BIN with $WORKERS workers"
+fairseq-preprocess --only-source \
+    --trainpref "$RAW_DIR/wiki.train.tokens" \
+    --validpref "$RAW_DIR/wiki.valid.tokens" \
+    --testpref "$RAW_DIR/wiki.test.tokens" \
+    --destdir "$BIN" --workers "$WORKERS"
+say "done: $BIN ($(($(wc -l < "$BIN/dict.txt") + 4)) symbols in the dictionary)"

@@ -1,0 +1,31 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+USER_DIR = str(ROOT / "mega_fairseq")
+
+
+def run(cmd, cwd=None, check=True, timeout=600, env=None):
+    """Run a CLI; return (returncode, combined output). Fails the test on error when check."""
+    full_env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2", **(env or {}))
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{out[-6000:]}")
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="session")
+def lm_data(tmp_path_factory):
+    """A small corpus from Python's own docstrings, binarised by fairseq-preprocess."""
+    root = tmp_path_factory.mktemp("lm_data")
+    run([sys.executable, ROOT / "scripts" / "make_demo_corpus.py", "--out", root, "--max-train-words", "20000"])
+    run(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.txt", "--validpref",
+         root / "valid.txt", "--testpref", root / "test.txt", "--destdir", root / "bin", "--thresholdsrc", "2",
+         "--workers", "1"])
+    return root / "bin"
