@@ -14,7 +14,8 @@
 #                --variant-block-multiple-max); memory only, the scores do not depend on it
 #                when it is a multiple of the chunk size
 #   CHUNK=N      attention chunk size at test time (--model-overrides), e.g. 2048 for
-#                WikiText-103 and 4096 for enwik8 in the paper
+#                WikiText-103 and 4096 for enwik8 in the paper; needs a model with
+#                --rel-pos-bias rotary (a simple bias has one weight per offset in a chunk)
 #   BPC=1        also print the base-2 loss as bits per character (byte-level data: enwik8)
 #   CPU=1        evaluate on CPU
 #
@@ -36,7 +37,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHECKPOINT="$1"
 DATA_BIN="$2"
 shift 2
-SUBSET=test
+SUBSET="test"
 if [[ $# -gt 0 && "$1" != -* ]]; then
     SUBSET="$1"
     shift
@@ -66,8 +67,9 @@ trap 'rm -f "$log"' EXIT
 
 result="$(grep -o 'Loss (base 2): [^,]*, Perplexity: [^ ]*' "$log" | tail -n 1)"
 [[ -n "$result" ]] || die "fairseq-eval-lm printed no 'Loss (base 2): ..., Perplexity: ...' line"
-loss="$(sed 's/Loss (base 2): \([^,]*\),.*/\1/' <<< "$result")"
-ppl="$(sed 's/.*Perplexity: //' <<< "$result")"
+loss="${result#Loss (base 2): }"
+loss="${loss%%,*}"
+ppl="${result##*Perplexity: }"
 echo "perplexity: $ppl"
 [[ "${BPC:-0}" == 1 ]] && echo "bits per character: $loss"
 exit 0

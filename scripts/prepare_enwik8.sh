@@ -29,6 +29,7 @@ say() { echo "prepare_enwik8.sh: $*"; }
 SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT_DIR="$1"
 INPUT="${2:-}"
+[[ -n "$OUT_DIR" ]] || die "OUT_DIR must not be empty"
 URL="${ENWIK8_URL:-http://mattmahoney.net/dc/enwik8.zip}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 
@@ -67,7 +68,7 @@ fi
 
 if [[ "$REPLACE" == 1 ]]; then
     say "FORCE=1: replacing $OUT_DIR/text and $OUT_DIR/bin"
-    rm -rf "$OUT_DIR/text" "$OUT_DIR/bin"
+    rm -rf "${OUT_DIR:?}/text" "${OUT_DIR:?}/bin"
 fi
 python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$OUT_DIR/text" \
     --valid-bytes "${VALID_BYTES:-5000000}" --test-bytes "${TEST_BYTES:-5000000}"

@@ -25,6 +25,7 @@ say() { echo "prepare_wikitext103.sh: $*"; }
 
 OUT_DIR="$1"
 RAW_DIR="${2:-}"
+[[ -n "$OUT_DIR" ]] || die "OUT_DIR must not be empty"
 URL="${WIKITEXT103_URL:-https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 SPLITS=(train valid test)
@@ -40,7 +41,7 @@ download() {  # URL FILE
     mv "$2.part" "$2"
 }
 
-BIN="$OUT_DIR/bin"
+BIN="${OUT_DIR:?}/bin"
 REPLACE=0
 if [[ -e "$BIN" && -n "$(ls -A "$BIN" 2>/dev/null)" ]]; then
     [[ "${FORCE:-0}" == 1 ]] || die "$BIN already exists and is not empty; set FORCE=1 to replace it"

@@ -37,6 +37,7 @@ RECIPE="${1%.yaml}"
 DATA_BIN="$2"
 SAVE_DIR="$3"
 shift 3
+[[ -n "$DATA_BIN" && -n "$SAVE_DIR" ]] || die "DATA_BIN and SAVE_DIR must not be empty"
 
 recipes() { (cd "$CONFIGS" && find . -name '*.yaml' | sed 's|^\./||; s|\.yaml$||' | sort | paste -sd ' ' -); }
 if [[ "$RECIPE" != */* || ! -f "$CONFIGS/$RECIPE.yaml" ]]; then
@@ -98,6 +99,8 @@ elif [[ -n "$NPROC" || "$NNODES" != 1 ]]; then
     overrides+=("distributed_training.distributed_world_size=$((NNODES * NPROC))")
     if [[ "${CPU:-0}" == 1 && $((NNODES * NPROC)) -gt 1 ]]; then
         # fairseq infers torchrun ranks from the GPU count; on CPU read them from torchrun's environment
+        # (Hydra interpolations, resolved in each process: keep the single quotes)
+        # shellcheck disable=SC2016
         overrides+=("distributed_training.distributed_backend=gloo"
                     "distributed_training.ddp_backend=legacy_ddp"
                     "distributed_training.distributed_no_spawn=true"

@@ -1,6 +1,6 @@
 """Mega language models (``--arch mega_lm*``), with the official recipes' presets."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
@@ -117,12 +117,17 @@ def check_config(cfg):
 
 
 def _defaults(cfg, **values):
+    """Set each field that is missing or None (not set by the user or an earlier preset)."""
     for name, value in values.items():
-        setattr(cfg, name, safe_getattr(cfg, name, value))
+        if safe_getattr(cfg, name, None) is None:
+            setattr(cfg, name, value)
 
 
 def base_architecture(cfg):
     """``--arch mega_lm`` (registered with the model); every other preset builds on it."""
+    for config_field in fields(MegaLMConfig):  # plain defaults, for configs given as a Namespace
+        if not (isinstance(config_field.default, str) and config_field.default.startswith("${")):
+            _defaults(cfg, **{config_field.name: config_field.default})
     _defaults(cfg, decoder_layers=6, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_z_dim=128,
               decoder_n_dim=16, decoder_chunk_size=-1, truncation_length=0, rel_pos_bias="simple",
               normalize_before=False,
