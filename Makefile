@@ -9,12 +9,14 @@ install: $(STAMP)
 
 # torch first (pinned: a CPU build; an unpinned torch pulls a multi-GB CUDA build), then
 # fairseq built against it without build isolation, then fairseq's runtime dependencies.
-# numpy < 2: fairseq 0.12 still calls np.compat (gone in numpy 2).
+# numpy < 2: fairseq 0.12 still calls np.compat (gone in numpy 2). transformers < 4.41 ships
+# the port of the official Mega code that the parity tests and the benchmark compare against.
 $(STAMP): setup.py Makefile
 	$(PIP) install torch==2.13.0 "numpy<2" cython setuptools wheel
 	MAX_JOBS=2 $(PIP) install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) install hydra-core==1.3.2 omegaconf==2.3.0 cffi regex sacrebleu tqdm bitarray scikit-learn \
-		packaging sentencepiece tensorboard tensorboardX soundfile pytest matplotlib "numpy<2"
+		packaging sentencepiece tensorboard tensorboardX soundfile pytest matplotlib "numpy<2" \
+		"transformers<4.41"
 	$(PIP) install --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
