@@ -152,3 +152,56 @@ def test_legacy_checkpoint_objects_load_with_weights_only(tmp_path):
                   "state = %s; print(state['args'].decoder_layers, float(state['extra_state']['val_loss']))"
                   % (str(ROOT), load)])
     assert out.strip().endswith("2 3.5")
+
+
+def _to_official_names(state):
+    """Our state dict with the official Mega code's names and shapes (inverse of the converter)."""
+    ema = {"alpha": "delta", "delta": "alpha", "beta": "beta", "eta": "gamma", "omega": "omega"}
+    official = {}
+    for name, value in state.items():
+        prefix, _, leaf = name.rpartition(".")
+        if prefix.endswith(".move") and leaf in ema:
+            name, value = f"{prefix}.{ema[leaf]}", (value.unsqueeze(-1) if leaf != "eta" and value.dim() == 2
+                                                     else value)
+        elif prefix.endswith("mega_layer") and leaf in ("kappa", "mu"):
+            name = f"{prefix}.{'gamma' if leaf == 'kappa' else 'beta'}"
+        official[name] = value
+    official["decoder.version"] = torch.tensor([3.0])
+    return official
+
+
+def test_official_checkpoint_converts_and_evaluates(lm_data, tmp_path):
+    import argparse
+    sys.path.insert(0, str(ROOT))
+    from fairseq import checkpoint_utils
+    import mega_fairseq  # noqa: F401
+
+    train(lm_data, tmp_path / "ours", "--decoder-chunk-size", "8", updates=2)
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "ours" / "checkpoint_last.pt")])
+    ours = models[0].eval()
+    # an official-style checkpoint: fairseq-0.9 argparse arguments and the official names
+    args = argparse.Namespace(
+        arch="mega_lm_tiny", task="language_modeling", data=str(lm_data), tokens_per_sample=32,
+        decoder_chunk_size=8, max_target_positions=128, criterion="cross_entropy", optimizer="adam",
+        lr=[0.001], seed=1, valid_block="splits:10", variant_block_multiple_min=2, report_ema_alpha=False)
+    history = [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "Adam", "num_updates": 2,
+                "lr_scheduler_state": {"best": 5.0}, "optimizer": {"state": {}}}]
+    torch.save({"args": args, "model": _to_official_names(ours.state_dict()), "optimizer_history": history,
+                "extra_state": {"val_loss": 5.0}, "last_optimizer_state": {"state": {}}}, tmp_path / "official.pt")
+
+    converted = tmp_path / "converted.pt"
+    _, out = run([sys.executable, ROOT / "scripts" / "convert_official_checkpoint.py", tmp_path / "official.pt",
+                  converted])
+    assert "(mega_lm_tiny)" in out
+    code, out = run([sys.executable, ROOT / "scripts" / "convert_official_checkpoint.py", tmp_path / "official.pt",
+                     converted], check=False)
+    assert code != 0 and "pass --force" in out
+
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(converted)],
+                                                                   arg_overrides={"data": str(lm_data)})
+    tokens = torch.randint(4, 100, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(models[0].eval()(tokens)[0], ours(tokens)[0])
+    _, out = run(["fairseq-eval-lm", lm_data, "--user-dir", USER_DIR, "--path", converted, "--gen-subset", "valid",
+                  "--cpu", "--task", "mega_language_modeling", "--eval-streams", "2", "--tokens-per-sample", "32"])
+    assert math.isfinite(perplexity(out)[1])
