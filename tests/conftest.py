@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(ROOT / "mega_fairseq")
+sys.path.insert(0, str(ROOT))  # test this checkout, whichever copy is installed
 
 
 def run(cmd, cwd=None, check=True, timeout=600, env=None):
