@@ -13,9 +13,10 @@ from .incremental import IncrementalState
 class MegaLayer(nn.Module):
     """Gated attention block, optional gated cross-attention, optional normalised FFN.
 
-    ``causal=False`` is an encoder layer (bidirectional EMA, full-sequence attention);
-    ``causal=True`` a decoder layer, with ``cross_attention=True`` for encoder-decoder models.
-    Keyword arguments not listed are passed to :class:`MovingAverageGatedAttention`.
+    ``causal=False`` is an encoder layer (bidirectional EMA and attention); ``causal=True`` a
+    decoder layer, with ``cross_attention=True`` for encoder-decoder models. The arguments are
+    those of :class:`MovingAverageGatedAttention`; ``ffn_hidden_dim`` 0 drops the FFN and
+    ``activation_dropout`` is the dropout inside it.
     """
 
     def __init__(self, embed_dim: int, *, zdim: int, hdim: int, ffn_hidden_dim: int, causal: bool,
