@@ -24,11 +24,7 @@
 #   CHUNK=4096 SEGMENT=12288 STREAMS=50 BPC=1 scripts/eval_lm.sh CKPT data/enwik8/bin      # 1.02 bpc
 set -euo pipefail
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit "${1:-0}"
-}
-die() { echo "eval_lm.sh: error: $*" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
 [[ $# -ge 2 ]] || { echo "eval_lm.sh: error: need CHECKPOINT DATA_BIN" >&2; usage 2 >&2; }

@@ -13,12 +13,7 @@
 #   WIKITEXT103_URL    where to download the zip from (default: the dataset's public S3 address)
 set -euo pipefail
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit "${1:-0}"
-}
-die() { echo "prepare_wikitext103.sh: error: $*" >&2; exit 2; }
-say() { echo "prepare_wikitext103.sh: $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
 [[ $# -ge 1 && $# -le 2 ]] || { echo "prepare_wikitext103.sh: error: need OUT_DIR [RAW_DIR]" >&2; usage 2 >&2; }

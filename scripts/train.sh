@@ -22,11 +22,7 @@
 #   DRY_RUN=1            print the command and exit
 set -euo pipefail
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit "${1:-0}"
-}
-die() { echo "train.sh: error: $*" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
 [[ $# -ge 3 ]] || { echo "train.sh: error: need RECIPE DATA_BIN SAVE_DIR" >&2; usage 2 >&2; }
