@@ -86,9 +86,9 @@ class _FFTConvolution(torch.autograd.Function):
     """Long convolution with a hand-written backward.
 
     Autograd through rfft would run a full-length complex FFT per channel in the backward
-    pass and keep the padded spectrum of x alive; here every transform is a real FFT,
-    the gradient of x is a correlation with the same kernel spectrum, and the kernel
-    gradients come from one D x n inverse FFT of the batch-summed cross spectrum.
+    pass; here every transform is a real FFT, the gradient of x is a correlation with the
+    same kernel spectrum, and the kernel gradients come from one D x n inverse FFT of the
+    batch-summed cross spectrum with the saved spectrum of x.
     Time runs along the last dim (B x D x L, any strides).
     """
 
@@ -97,22 +97,25 @@ class _FFTConvolution(torch.autograd.Function):
         length, size = x.size(-1), forward_kernel.size(-1)
         n = fast_fft_length(length + size - 1)
         kernel_f = torch.fft.rfft(_circular_kernel(forward_kernel, backward_kernel, n), n=n)  # D x F
-        ctx.save_for_backward(x, kernel_f)
-        ctx.n, ctx.size, ctx.bidirectional = n, size, backward_kernel is not None
         x_f = torch.fft.rfft(x, n=n)  # B x D x F
-        return torch.fft.irfft(x_f.mul_(kernel_f), n=n)[..., :length]
+        ctx.save_for_backward(x, forward_kernel, backward_kernel, kernel_f, x_f)
+        ctx.n, ctx.size, ctx.bidirectional = n, size, backward_kernel is not None
+        return torch.fft.irfft(x_f * kernel_f, n=n)[..., :length]
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, kernel_f = ctx.saved_tensors
+        x, forward_kernel, backward_kernel, kernel_f, x_f = ctx.saved_tensors
         n, size, length = ctx.n, ctx.size, x.size(-1)
+        if torch.is_grad_enabled():  # double backward: the spectra must depend on the inputs
+            kernel_f = torch.fft.rfft(_circular_kernel(forward_kernel, backward_kernel, n), n=n)
+            x_f = torch.fft.rfft(x, n=n)
         grad_f = torch.fft.rfft(grad, n=n)  # B x D x F
         grad_x = grad_forward = grad_backward = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.fft.irfft(grad_f * kernel_f.conj(), n=n)[..., :length]
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             # r[m] = sum_b sum_t grad[t + m] x[t]: forward taps read m = s, backward taps m = -s
-            cross = torch.fft.irfft((grad_f * torch.fft.rfft(x, n=n).conj_physical()).sum(0), n=n)  # D x n
+            cross = torch.fft.irfft((grad_f * x_f.conj()).sum(0), n=n)  # D x n
             grad_forward = cross[:, :size]
             if ctx.bidirectional:
                 grad_backward = torch.cat([cross[:, :1], cross[:, n - size + 1:].flip(-1)], dim=-1)
@@ -182,7 +185,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         return ema_kernel(in_weight * out_weight, q, size)
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
-        return F.silu(ema.to(x.dtype) + x * self.omega)
+        # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
+        return F.silu(x * self.omega + ema.to(x.dtype))
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """Convolution mode.

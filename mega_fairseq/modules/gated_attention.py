@@ -5,14 +5,22 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
-from .attention import attend, check_attention_function
+from .attention import attend, check_attention_function, softmax_attention_blocks, toeplitz_rows
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
 from .incremental import IncrementalState, IncrementalStateMixin
 from .norm import SequenceNorm
 from .positional_bias import build_relative_positional_bias
+
+# Attention other than softmax without dropout (which has softmax_attention_blocks): above this
+# many bytes of B x Q x K scores the queries run in blocks of about _BLOCK_SCORE_BYTES whose
+# weights are recomputed in the backward pass, so memory grows as L x block instead of L^2
+# (16K tokens would otherwise keep 1 GB per layer).
+_MAX_SCORE_BYTES = 2 ** 28
+_BLOCK_SCORE_BYTES = 2 ** 26
 
 
 class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
@@ -105,7 +113,12 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
-        """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned."""
+        """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned.
+
+        Softmax attention without dropout or returned weights never materialises the weights of
+        more than one block of queries (``softmax_attention_blocks``); the rest goes through
+        ``attend``, in query blocks once a chunk's scores pass ``_MAX_SCORE_BYTES``.
+        """
         bsz, length, _ = k.size()
         chunk = self.chunk_size if 0 < self.chunk_size < length else length
         pad = -length % chunk
@@ -115,22 +128,68 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
                 padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
             padding_mask = F.pad(padding_mask, (0, pad), value=True)
         nc = (length + pad) // chunk
-        q = q.view(bsz, nc, chunk, self.zdim)  # B x nc x c x z
-        k = k.view(bsz, nc, chunk, self.zdim)
-        v = v.view(bsz, nc, chunk, self.hdim)
-        positions = torch.arange(chunk, device=q.device)
-        visible = None if padding_mask is None else ~padding_mask.view(bsz, nc, 1, chunk)
-        if self.causal:
-            causal = positions.unsqueeze(-1) >= positions  # c x c
-            visible = causal if visible is None else visible & causal
-        out, weights = attend(q, k, v, function=self.attention_activation,
-                              bias=self.rel_pos_bias(positions, chunk).to(q.dtype), visible=visible,
-                              scaling=self.scaling, dropout=self.attention_dropout if self.training else 0.0,
-                              need_weights=need_weights)
+        offset_bias = self._offset_bias(chunk, q.device).to(q.dtype)  # 2c - 1
+        dropout = self.attention_dropout if self.training else 0.0
+        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights:
+            key_padding = None if padding_mask is None else padding_mask.view(bsz * nc, chunk)
+            out = softmax_attention_blocks(
+                q.reshape(bsz * nc, chunk, self.zdim), k.reshape(bsz * nc, chunk, self.zdim),
+                v.reshape(bsz * nc, chunk, self.hdim), offsets=offset_bias, key_padding=key_padding,
+                causal=self.causal, scaling=self.scaling)  # B * nc x c x h
+            weights = None
+        else:
+            out, weights = self._attend_blocks(q.view(bsz, nc, chunk, self.zdim), k.view(bsz, nc, chunk, self.zdim),
+                                               v.view(bsz, nc, chunk, self.hdim), offset_bias, padding_mask,
+                                               need_weights)
         out = out.reshape(bsz, nc * chunk, self.hdim)[:, :length]  # B x L x h
         if num_queries is not None:
             out = out[:, length - num_queries:]
         return out, weights
+
+    def _attend_blocks(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
+                       need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """``attend`` on every chunk at once, or, when the scores would pass ``_MAX_SCORE_BYTES``,
+        on blocks of query rows whose weights are recomputed in the backward pass.
+
+        Shapes: q: B x nc x c x z; k: B x nc x c x z; v: B x nc x c x h; returns (B x nc x c x h,
+        weights B x nc x c x c or None).
+        """
+        bsz, nc, chunk, _ = q.size()
+        score_bytes = bsz * nc * chunk * chunk * q.element_size()
+        if need_weights or score_bytes <= _MAX_SCORE_BYTES:
+            return self._attend_rows(q, k, v, offset_bias, padding_mask, 0, need_weights)
+        rows = max(1, chunk * _BLOCK_SCORE_BYTES // score_bytes)
+        return torch.cat([checkpoint(self._attend_rows, q[:, :, start:start + rows], k, v, offset_bias,
+                                     padding_mask, start, use_reentrant=False)[0]
+                          for start in range(0, chunk, rows)], dim=2), None
+
+    def _offset_bias(self, size: int, device: torch.device) -> Tensor:
+        """The relative bias of offsets -(size-1)..size-1, read from its first and last query rows.
+
+        The bias depends only on the offset j - i, so two rows of it hold every value and the
+        size x size matrix is a Toeplitz expansion (cheaper than gathering it element by element).
+        """
+        last = self.rel_pos_bias(torch.tensor([size - 1], device=device), size)[0]
+        first = self.rel_pos_bias(torch.tensor([0], device=device), size)[0]
+        return torch.cat([last, first[1:]])
+
+    def _attend_rows(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
+                     start: int, need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        """Queries ``start``..``start + Q - 1`` of every chunk attend to their chunk's c keys.
+
+        Shapes: q: B x nc x Q x z; k: B x nc x c x z; v: B x nc x c x h; offset_bias: 2c - 1;
+        padding_mask: B x nc * c; returns (B x nc x Q x h, weights B x nc x Q x c or None).
+        """
+        bsz, nc, rows, _ = q.size()
+        chunk = k.size(2)
+        visible = None if padding_mask is None else ~padding_mask.view(bsz, nc, 1, chunk)
+        if self.causal:
+            causal = torch.arange(start, start + rows, device=q.device).unsqueeze(-1) >= torch.arange(
+                chunk, device=q.device)  # Q x c
+            visible = causal if visible is None else visible & causal
+        bias = toeplitz_rows(offset_bias, chunk, start, start + rows)  # Q x c
+        return attend(q, k, v, function=self.attention_activation, bias=bias, visible=visible, scaling=self.scaling,
+                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights)
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                             incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:

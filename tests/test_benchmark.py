@@ -1,0 +1,36 @@
+"""Smoke test of the benchmark: tiny sizes, every measurement present and positive (timings are not judged)."""
+
+import json
+
+from mega_fairseq import benchmark
+
+
+def test_benchmark_writes_every_measurement(tmp_path):
+    out = tmp_path / "bench.json"
+    benchmark.main([
+        "--models", "mega_chunk", "--lengths", "64", "--chunk-lengths", "128", "--layers", "1",
+        "--embed-dim", "16", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--ffn-dim", "16", "--chunk-size", "32",
+        "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--decode-contexts", "8", "40",
+        "--decode-steps", "4", "--threads", "1", "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
+    results = json.loads(out.read_text())
+    assert {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "ratios"} <= set(results)
+    assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
+    for row in results["train"]:
+        assert row["batch"] * row["length"] == row["tokens"]
+        assert row["ms_per_1k_tokens"] > 0 and row["step_s"] > 0 and row["peak_mb"] > 0
+    assert all(row["gflops"] > 0 and row["total_gflop"] > 0 for row in results["flops"])
+    assert all(row["gflops"] > 0 for row in results["matmul"])
+    assert [row["context"] for row in results["decode"]] == [8, 40]
+    assert all(row["mega_chunk_ms_per_token"] > 0 and row["fairseq_transformer_ms_per_token"] > 0
+               for row in results["decode"])
+    assert results["ratios"]["mega_chunk_time_per_token@128_vs@64"] > 0
+    assert results["ratios"]["decode_mega_chunk@40_vs@8"] > 0
+
+
+def test_flop_count_of_a_chunked_step():
+    sizes = dict(layers=1, embed_dim=4, zdim=2, hdim=8, ffn_dim=6, chunk_size=16)
+    counts = benchmark.mega_training_flops(sizes, batch=3, length=32, chunk=16)
+    tokens = 3 * 32
+    assert counts["projections"] == 3 * 2 * tokens * (4 * 8 + 4 * (2 + 8 + 8) + 8 * 4 + 2 * 4 * 6)
+    assert counts["attention"] == 3 * 2 * tokens * 16 * (2 + 8)
+    assert counts["total"] == counts["projections"] + counts["attention"] + counts["fft"] > 0
