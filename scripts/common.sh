@@ -7,3 +7,13 @@ usage() {
 }
 die() { echo "$SCRIPT_NAME: error: $*" >&2; exit 2; }
 say() { echo "$SCRIPT_NAME: $*"; }
+download() {  # URL FILE HINT: fetch URL to FILE (atomically); HINT says what to do without a downloader
+    if command -v curl >/dev/null; then
+        curl -fL --retry 3 -o "$2.part" "$1"
+    elif command -v wget >/dev/null; then
+        wget -O "$2.part" "$1"
+    else
+        die "neither curl nor wget is installed: download $1 yourself and $3"
+    fi
+    mv "$2.part" "$2"
+}

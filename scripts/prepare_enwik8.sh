@@ -28,17 +28,6 @@ INPUT="${2:-}"
 URL="${ENWIK8_URL:-http://mattmahoney.net/dc/enwik8.zip}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 
-download() {  # URL FILE
-    if command -v curl >/dev/null; then
-        curl -fL --retry 3 -o "$2.part" "$1"
-    elif command -v wget >/dev/null; then
-        wget -O "$2.part" "$1"
-    else
-        die "neither curl nor wget is installed: download $1 yourself and pass it as ENWIK8_FILE_OR_ZIP"
-    fi
-    mv "$2.part" "$2"
-}
-
 REPLACE=0
 for sub in text bin; do
     if [[ -e "$OUT_DIR/$sub" && -n "$(ls -A "$OUT_DIR/$sub" 2>/dev/null)" ]]; then
@@ -56,7 +45,7 @@ else
     else
         mkdir -p "$OUT_DIR/raw"
         say "downloading $URL"
-        download "$URL" "$INPUT" || die "download of $URL failed; set ENWIK8_URL to a mirror, or download \
+        download "$URL" "$INPUT" "pass it as ENWIK8_FILE_OR_ZIP" || die "download of $URL failed; set ENWIK8_URL to a mirror, or download \
 enwik8.zip yourself and pass it as ENWIK8_FILE_OR_ZIP"
     fi
 fi

@@ -25,17 +25,6 @@ URL="${WIKITEXT103_URL:-https://s3.amazonaws.com/research.metamind.io/wikitext/w
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 SPLITS=(train valid test)
 
-download() {  # URL FILE
-    if command -v curl >/dev/null; then
-        curl -fL --retry 3 -o "$2.part" "$1"
-    elif command -v wget >/dev/null; then
-        wget -O "$2.part" "$1"
-    else
-        die "neither curl nor wget is installed: download $1 yourself and pass its unzipped folder as RAW_DIR"
-    fi
-    mv "$2.part" "$2"
-}
-
 BIN="${OUT_DIR:?}/bin"
 REPLACE=0
 if [[ -e "$BIN" && -n "$(ls -A "$BIN" 2>/dev/null)" ]]; then
@@ -54,7 +43,7 @@ else
             say "using the zip already downloaded: $ZIP"
         else
             say "downloading $URL"
-            download "$URL" "$ZIP" || die "download of $URL failed; set WIKITEXT103_URL to a mirror, or \
+            download "$URL" "$ZIP" "pass its unzipped folder as RAW_DIR" || die "download of $URL failed; set WIKITEXT103_URL to a mirror, or \
 download wikitext-103-v1.zip yourself, unzip it and pass the folder as RAW_DIR"
         fi
         command -v unzip >/dev/null || die "unzip is not installed (needed to open $ZIP)"
