@@ -212,13 +212,11 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
             return self._attend_chunks(q, k, v, padding_mask, need_weights, num_queries=num_new)
-        positions = torch.arange(context - num_new, context, device=q.device)
-        visible = (~padding_mask).unsqueeze(1) & (positions.unsqueeze(-1) >= torch.arange(context, device=q.device))
-        out, weights = attend(q, k, v, function=self.attention_activation,
-                              bias=self.rel_pos_bias(positions, context).to(q.dtype), visible=visible,
-                              scaling=self.scaling, dropout=self.attention_dropout if self.training else 0.0,
-                              need_weights=need_weights)
-        return out, weights
+        # One block: the new queries are the last rows of the context's causal attention.
+        offset_bias = self._offset_bias(context, q.device).to(q.dtype)  # 2 context - 1
+        out, weights = self._attend_rows(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), offset_bias, padding_mask,
+                                         context - num_new, need_weights)
+        return out.squeeze(1), (None if weights is None else weights.squeeze(1))
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, zdim={self.zdim}, hdim={self.hdim}, ndim={self.ndim}, "
