@@ -91,10 +91,16 @@ def test_offset_bias_expands_to_the_full_bias(kind):
         torch.testing.assert_close(a, b, **tolerance)
 
 
-@pytest.mark.parametrize("keep,causal,padded", itertools.product([False, True], repeat=3))
-def test_softmax_attention_blocks_match_reference(keep, causal, padded, monkeypatch):
+@pytest.mark.parametrize("block_rows,group_rows,keep,causal,padded",
+                         [sizes + flags for sizes in [(3, 7), (3, 20), (20, 40)]
+                          for flags in itertools.product([False, True], repeat=3)])
+def test_softmax_attention_blocks_match_reference(block_rows, group_rows, keep, causal, padded, monkeypatch):
     torch.manual_seed(0)
-    monkeypatch.setattr(attention, "_BLOCK_BYTES", 3 * 4 * 10 * 8)  # blocks of 3 query rows, the last shorter
+    # blocks of 3 query rows of one entry in groups of 7 rows or of two whole entries (the last
+    # block or group shorter), or blocks of two whole entries in groups of four
+    monkeypatch.setattr(attention, "_BLOCK_BYTES", block_rows * 10 * 8)
+    monkeypatch.setattr(attention, "_GROUP_BYTES", group_rows * 10 * 8)
+    monkeypatch.setattr(attention, "_MIN_BLOCK_ROWS", 1)
     monkeypatch.setattr(attention, "_KEEP_WEIGHTS_BYTES", 10 ** 9 if keep else 0)
     q = torch.randn(4, 10, 6, dtype=DTYPE, requires_grad=True)
     k = torch.randn(4, 10, 6, dtype=DTYPE, requires_grad=True)
@@ -115,6 +121,15 @@ def test_softmax_attention_blocks_match_reference(keep, causal, padded, monkeypa
     inputs = [q, k, v, offsets]
     for a, b in zip(torch.autograd.grad(fast, inputs, grad), torch.autograd.grad(slow, inputs, grad)):
         torch.testing.assert_close(a, b)
+
+
+def test_softmax_attention_blocks_backward_runs_once():
+    q, k, v = (torch.randn(2, 5, 4, dtype=DTYPE, requires_grad=True) for _ in range(3))
+    offsets = torch.randn(9, dtype=DTYPE, requires_grad=True)
+    out = softmax_attention_blocks(q, k, v, offsets=offsets, key_padding=None, causal=False, scaling=0.5)
+    out.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward pass can run only once"):
+        out.sum().backward()
 
 
 @pytest.mark.parametrize("function,bias,causal", itertools.product(["laplace", "relu2"], ["simple", "rotary"],

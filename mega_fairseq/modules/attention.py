@@ -1,7 +1,7 @@
 """Single-head attention functions used by Mega: softmax, laplace and relu^2, with bias and masks."""
 
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -83,17 +83,32 @@ def attend(q: Tensor, k: Tensor, v: Tensor, *, function: str, bias: Tensor, visi
     return out, (weights if need_weights else None)
 
 
-def _add_diagonal_sums_(out: Tensor, grad: Tensor, columns: int, start: int):
-    """out[j - i + columns - 1] += grad[i - start, j]: the adjoint of ``toeplitz_rows``.
+def _add_diagonal_sums_(out: Tensor, grad: Tensor, columns: int, start: int, scratch: Optional[Tensor] = None):
+    """out[j - i + columns - 1] += sum_n grad[n, i - start, j]: the adjoint of ``toeplitz_rows``.
 
-    Flipping the rows and reading them with a row stride one short of the padded width shifts
-    row r right by r, so every diagonal becomes a column.
+    The rows are written after a margin of zeros in a buffer of one extra (zero) row; read with
+    a row stride one longer than the buffer's width, row r shifts left by r, so every diagonal
+    becomes a column, and a column sum gives its total.
+
+    Shapes: out: 2 * columns - 1; grad: N x Q x columns (or Q x columns); scratch: an
+    all-zero (Q' + 1) x (columns + Q') buffer, Q' >= Q, reused across calls (its margins stay
+    zero), or None.
     """
-    rows = grad.size(0)
-    padded = grad.new_zeros(rows, columns + rows)
-    padded[:, :columns] = grad.flip(0)
-    skewed = padded.view(-1)[:rows * (columns + rows - 1)].view(rows, columns + rows - 1)
-    out[columns - start - rows:2 * columns - 1 - start] += skewed.sum(0)
+    rows = grad.size(-2)
+    if scratch is None:
+        scratch = grad.new_zeros(rows + 1, columns + rows)
+    margin = scratch.size(0) - 1
+    width = scratch.size(1)
+    body = scratch[:rows, margin:margin + columns]
+    if grad.dim() == 3 and grad.size(0) > 1:
+        torch.sum(grad, 0, out=body)
+    else:
+        body.copy_(grad.view(rows, columns))
+    # row r read from r * (width + 1): column c holds row r's entry j = c + r - margin (offset
+    # c - margin - start), or, past the row's end, a zero of the next row's margin
+    sums = scratch.as_strided((rows, width), (width + 1, 1)).sum(0)
+    low = max(0, margin + start - columns + 1)  # columns below hold only the zero margin
+    out[low - margin - start + columns - 1:2 * columns - 1 - start] += sums[low:]
 
 
 class _ToeplitzRows(torch.autograd.Function):
@@ -121,90 +136,164 @@ def toeplitz_rows(offsets: Tensor, columns: int, start: int, stop: int) -> Tenso
     return _ToeplitzRows.apply(offsets, columns, start, stop)
 
 
-# Query rows per block of softmax_attention_blocks: about this many bytes of scores per block,
-# small enough to stay in cache while the block is normalised and multiplied.
-_BLOCK_BYTES = 2 ** 22
+# Blocks of softmax_attention_blocks hold about this many bytes of scores: small enough to stay
+# in cache while a block is normalised and multiplied, large enough for efficient matmuls.
+_BLOCK_BYTES = 2 ** 21
+# ... but at least this many rows: fewer make the score matmul inefficient.
+_MIN_BLOCK_ROWS = 128
+# Kept weights are stored in groups of blocks of up to this many bytes: the products with a whole
+# group are large matmuls, and a group stays in the last-level cache between them. (One tensor
+# for all weights would also be mapped afresh, and page-faulted in, on every step.)
+_GROUP_BYTES = 2 ** 24
 # Up to this many bytes of weights are kept for the backward pass instead of recomputed there.
 _KEEP_WEIGHTS_BYTES = 2 ** 28
 
+_softmax_ = torch.ops.aten._softmax.out
+_softmax_backward_ = torch.ops.aten._softmax_backward_data.out
 
-def _block_scores(q: Tensor, k: Tensor, offsets: Tensor, shift: Optional[Tensor], key_padding: Optional[Tensor],
-                  causal: bool, scaling: float, start: int) -> Tensor:
-    """scaling * q k^T + bias - shift for query rows start..start+Q-1, -inf where not visible.
 
-    Shapes: q: N x Q x z; k: N x K x z; shift: N x Q x 1 or None; key_padding: N x K;
-    returns N x Q x K.
+def _blocks(batch: int, rows: int, columns: int, element_size: int, max_bytes: int,
+            first_row: int = 0) -> List[Tuple[slice, int, int]]:
+    """Split N x Q x K scores into blocks of at most ``max_bytes`` (at least one row) that are
+    contiguous in memory: (entries, first row, last row + 1), either several whole entries or
+    a range of rows of one entry. Rows are numbered from ``first_row``."""
+    block_rows = max(1, max_bytes // (columns * element_size))
+    if block_rows >= rows:
+        per_block = block_rows // rows
+        return [(slice(first, min(first + per_block, batch)), first_row, first_row + rows)
+                for first in range(0, batch, per_block)]
+    return [(slice(entry, entry + 1), first_row + start, first_row + min(start + block_rows, rows))
+            for entry in range(batch) for start in range(0, rows, block_rows)]
+
+
+def _block_scores_(out: Tensor, q: Tensor, k_scaled: Tensor, offsets: Tensor, key_padding: Optional[Tensor],
+                   causal: bool, start: int) -> Tensor:
+    """out = q (scaling k)^T + bias for query rows start..start+Q-1, -inf where not visible.
+
+    Shapes: out: N x Q x K, contiguous; q: N x Q x z; k_scaled: N x K x z; key_padding: N x K.
     """
-    rows, columns = q.size(1), k.size(1)
-    bias = toeplitz_rows(offsets, columns, start, start + rows)  # Q x K
+    rows, columns = q.size(1), k_scaled.size(1)
+    # the bias rows (as in toeplitz_rows) are gathered straight into the output, which the
+    # matmul then accumulates onto
+    windows = offsets[columns - start - rows:2 * columns - 1 - start].unfold(0, columns, 1)  # last row first
+    torch.index_select(windows, 0, torch.arange(rows - 1, -1, -1, device=out.device), out=out[0])
+    if out.size(0) > 1:
+        out[1:].copy_(out[0].expand_as(out[1:]))
+    out.baddbmm_(q, k_scaled.transpose(1, 2))
     visible = None if key_padding is None else ~key_padding.unsqueeze(1)  # N x 1 x K
     if causal:
         positions = torch.arange(start, start + rows, device=q.device).unsqueeze(-1)
         below = positions >= torch.arange(columns, device=q.device)  # Q x K
         visible = below if visible is None else visible & below
     visible = _ensure_nonempty_rows(visible)
-    # the bias (and mask) fill the output first and the matmul accumulates onto it in place
-    scores = bias.expand(q.size(0), rows, columns).clone() if shift is None else bias - shift  # N x Q x K
     if visible is not None:
-        scores.masked_fill_(~visible, float("-inf"))
-    return scores.baddbmm_(q, k.transpose(1, 2), alpha=scaling)
+        out.masked_fill_(~visible, float("-inf"))
+    return out
 
 
 class _SoftmaxAttentionBlocks(torch.autograd.Function):
-    """Softmax attention in blocks of query rows. Small weights are kept for the backward pass;
-    large ones are recomputed there from the row log-sum-exp, as flash attention does."""
+    """Softmax attention in groups of query rows (``_GROUP_BYTES`` of weights), whose products
+    with V, and in the backward pass with the output gradient and Q, are large matmuls; within
+    a group, blocks of rows (``_BLOCK_BYTES``) are scored and normalised while in cache.
+
+    Weights up to ``_KEEP_WEIGHTS_BYTES`` are kept, and the backward pass overwrites them with
+    the gradient of the scores, so it can run only once. Larger weights are recomputed in the
+    backward pass from the row log-sum-exp, as flash attention does, and only one group of
+    them is held at a time.
+    """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, offsets: Tensor, key_padding: Optional[Tensor],
                 causal: bool, scaling: float) -> Tensor:
         batch, rows, _ = q.size()
         columns = k.size(1)
-        block = max(1, _BLOCK_BYTES // (batch * columns * q.element_size()))
+        k_scaled = k * scaling
         out = q.new_empty(batch, rows, v.size(-1))
-        log_sum_exp = q.new_empty(batch, rows, 1)
-        kept = [] if batch * rows * columns * q.element_size() <= _KEEP_WEIGHTS_BYTES else None
-        for start in range(0, rows, block):
-            stop = min(start + block, rows)
-            scores = _block_scores(q[:, start:stop], k, offsets, None, key_padding, causal, scaling, start)
-            top = scores.amax(dim=-1, keepdim=True)
-            weights = scores.sub_(top).exp_()  # unnormalised: dividing the output is cheaper, h < K
-            total = weights.sum(dim=-1, keepdim=True)
-            out[:, start:stop] = torch.bmm(weights, v).div_(total)
-            log_sum_exp[:, start:stop] = top + total.log()
-            if kept is not None:
-                kept.append(weights.div_(total))
-        ctx.save_for_backward(q, k, v, offsets, key_padding, out, log_sum_exp)
-        ctx.causal, ctx.scaling, ctx.block, ctx.kept = causal, scaling, block, kept
+        keep = batch * rows * columns * q.element_size() <= _KEEP_WEIGHTS_BYTES
+        groups = _blocks(batch, rows, columns, q.element_size(), _GROUP_BYTES)
+        kept, log_sum_exp, scratch = [], None, None
+        if not keep:
+            log_sum_exp = q.new_empty(batch, rows, 1)
+            scratch = q.new_empty(max(_GROUP_BYTES // q.element_size(), columns))
+        for entries, first, last in groups:
+            size = (entries.stop - entries.start, last - first, columns)
+            group = q.new_empty(size) if keep else scratch[:math.prod(size)].view(size)
+            for part, start, stop in _parts(size, first, q.element_size()):
+                where = _shift(part, entries)
+                block = _block_scores_(group[part, start - first:stop - first], q[where, start:stop], k_scaled[where],
+                                       offsets, None if key_padding is None else key_padding[where], causal, start)
+                if keep:
+                    _softmax_(block, -1, False, out=block)
+                else:
+                    torch.logsumexp(block, -1, keepdim=True, out=log_sum_exp[where, start:stop])
+                    block.sub_(log_sum_exp[where, start:stop]).exp_()
+            torch.bmm(group, v[entries], out=out[entries, first:last])
+            if keep:
+                kept.append(group)
+        ctx.save_for_backward(q, k_scaled, v, offsets, key_padding, log_sum_exp)
+        ctx.causal, ctx.scaling, ctx.groups, ctx.kept = causal, scaling, groups, (kept if keep else None)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        q, k, v, offsets, key_padding, out, log_sum_exp = ctx.saved_tensors
-        rows, columns = q.size(1), k.size(1)
-        correction = (grad_out * out).sum(dim=-1, keepdim=True).neg_()  # -sum_j P_ij dP_ij, N x Q x 1
-        grad_q, grad_k, grad_v = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        if ctx.groups is None:
+            raise RuntimeError("softmax_attention_blocks: the backward pass can run only once "
+                               "(it reuses the kept weights' memory); do not retain its graph")
+        q, k_scaled, v, offsets, key_padding, log_sum_exp = ctx.saved_tensors
+        groups, kept = ctx.groups, ctx.kept
+        ctx.groups = ctx.kept = None
+        rows, columns = q.size(1), k_scaled.size(1)
+        q_scaled = q * ctx.scaling
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.zeros_like(k_scaled), torch.zeros_like(v)
         grad_offsets = torch.zeros_like(offsets)
-        for index, start in enumerate(range(0, rows, ctx.block)):
-            stop = min(start + ctx.block, rows)
-            q_block, grad_block = q[:, start:stop], grad_out[:, start:stop]
-            if ctx.kept is not None:
-                weights = ctx.kept[index]
-            else:
-                weights = _block_scores(q_block, k, offsets, log_sum_exp[:, start:stop], key_padding, ctx.causal,
-                                        ctx.scaling, start).exp_()  # N x Q' x K
-            grad_v.baddbmm_(weights.transpose(1, 2), grad_block)
-            grad_scores = torch.baddbmm(correction[:, start:stop], grad_block, v.transpose(1, 2)).mul_(weights)
-            grad_q[:, start:stop] = torch.bmm(grad_scores, k).mul_(ctx.scaling)
-            grad_k.baddbmm_(grad_scores.transpose(1, 2), q_block, alpha=ctx.scaling)
-            _add_diagonal_sums_(grad_offsets, grad_scores.sum(0), columns, start)
+        block_rows = min(rows, max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (columns * q.element_size())))
+        grad_weights_scratch = q.new_empty(max(_BLOCK_BYTES // q.element_size(), _MIN_BLOCK_ROWS * columns))
+        diagonal_scratch = q.new_zeros(block_rows + 1, columns + block_rows)  # for _add_diagonal_sums_
+        scratch = None if kept is not None else q.new_empty(max(_GROUP_BYTES // q.element_size(), columns))
+        for index, (entries, first, last) in enumerate(groups):
+            size = (entries.stop - entries.start, last - first, columns)
+            parts = _parts(size, first, q.element_size())
+            if kept is not None:
+                group = kept[index]
+            else:  # recompute the group's weights
+                group = scratch[:math.prod(size)].view(size)
+                for part, start, stop in parts:
+                    where = _shift(part, entries)
+                    block = _block_scores_(group[part, start - first:stop - first], q[where, start:stop],
+                                           k_scaled[where], offsets,
+                                           None if key_padding is None else key_padding[where], ctx.causal, start)
+                    block.sub_(log_sum_exp[where, start:stop]).exp_()
+            grad_v[entries].baddbmm_(group.transpose(1, 2), grad_out[entries, first:last])
+            for part, start, stop in parts:
+                block = group[part, start - first:stop - first]
+                where = _shift(part, entries)
+                grad_weights = torch.bmm(grad_out[where, start:stop], v[where].transpose(1, 2),
+                                         out=grad_weights_scratch[:block.numel()].view(block.size()))
+                _softmax_backward_(grad_weights, block, -1, block.dtype, grad_input=block)  # := grad of scores
+                torch.bmm(block, k_scaled[where], out=grad_q[where, start:stop])
+                _add_diagonal_sums_(grad_offsets, block, columns, start, diagonal_scratch)
+            grad_k[entries].baddbmm_(group.transpose(1, 2), q_scaled[entries, first:last])
         return grad_q, grad_k, grad_v, grad_offsets, None, None, None
+
+
+def _parts(size: Tuple[int, int, int], first_row: int, element_size: int) -> List[Tuple[slice, int, int]]:
+    """The blocks of a group of N' x Q' x K scores whose rows start at ``first_row``."""
+    max_bytes = max(_BLOCK_BYTES, _MIN_BLOCK_ROWS * size[2] * element_size)
+    return _blocks(size[0], size[1], size[2], element_size, max_bytes, first_row)
+
+
+def _shift(part: slice, entries: slice) -> slice:
+    """Entries ``part`` of a group that starts at entry ``entries.start``, as entries of the batch."""
+    return slice(entries.start + part.start, entries.start + part.stop)
 
 
 def softmax_attention_blocks(q: Tensor, k: Tensor, v: Tensor, *, offsets: Tensor, key_padding: Optional[Tensor],
                              causal: bool, scaling: float) -> Tensor:
-    """softmax(scaling * q k^T + b) v with a relative bias b[i, j] = offsets[j - i + K - 1], never
-    holding more than one block of query rows' weights: memory O(N (Q + K)) instead of O(N Q K).
+    """softmax(scaling * q k^T + b) v with a relative bias b[i, j] = offsets[j - i + K - 1],
+    computed in blocks of query rows. Weights up to ``_KEEP_WEIGHTS_BYTES`` are kept for the
+    backward pass (which then runs once only); beyond that only one block of them is held at a
+    time and memory is O(N (Q + K)) instead of O(N Q K).
 
     Queries are positions 0..Q-1 of the keys' sequence; masks follow ``attention_weights``
     (padded keys hidden, causal keeps j <= i, a row that sees nothing sees everything).
