@@ -520,12 +520,18 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
                                                                    time_of("torch_transformer", length))
         ratios[f"mega_chunk_memory_vs_hf_mega_chunk@{length}"] = ratio(memory_of("mega_chunk", length),
                                                                        memory_of("hf_mega_chunk", length))
+    def memory_per_token(model, length):
+        row = train.get((model, length), {})
+        return None if row.get("peak_mb") is None or not row.get("tokens") else row["peak_mb"] / row["tokens"]
+
     base = min(lengths)
     for model in ALL_MODELS:
         for length in sorted({key[1] for key in train if key[0] == model}):
             if length != base:
                 ratios[f"{model}_time_per_token@{length}_vs@{base}"] = ratio(time_of(model, length),
                                                                             time_of(model, base))
+                ratios[f"{model}_memory_per_token@{length}_vs@{base}"] = ratio(memory_per_token(model, length),
+                                                                              memory_per_token(model, base))
     if len(decode) > 1:
         first, last = decode[0], decode[-1]
         for key in ("mega_chunk_ms_per_token", "fairseq_transformer_ms_per_token"):

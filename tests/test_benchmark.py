@@ -24,6 +24,8 @@ def test_benchmark_writes_every_measurement(tmp_path):
     assert all(row["mega_chunk_ms_per_token"] > 0 and row["fairseq_transformer_ms_per_token"] > 0
                for row in results["decode"])
     assert results["ratios"]["mega_chunk_time_per_token@128_vs@64"] > 0
+    memory = {row["length"]: row["peak_mb"] / row["tokens"] for row in results["train"]}
+    assert results["ratios"]["mega_chunk_memory_per_token@128_vs@64"] == memory[128] / memory[64]
     assert results["ratios"]["decode_mega_chunk@40_vs@8"] > 0
 
 
