@@ -54,6 +54,8 @@ TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
 ALL_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
 CHUNKED_MODELS = ("mega_chunk", "hf_mega_chunk")
 
+DEFAULT_SIZES = dict(layers=2, embed_dim=128, zdim=64, hdim=256, ndim=16, ffn_dim=256, chunk_size=128,
+                     norm_type="scalenorm", rel_pos_bias="simple")
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_CHUNK_LENGTHS = (32768, 65536)
 DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
@@ -64,18 +66,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         prog="python -m mega_fairseq.benchmark",
         description="Forward+backward time per 1K tokens and peak memory of Mega, Mega-chunk and Transformer "
                     "encoders, FLOP/s of the Mega-chunk step, and per-token decoding latency, on CPU.")
-    sizes = parser.add_argument_group("model sizes (defaults: 2 bidirectional layers as wide as mega_lra_imdb)")
-    sizes.add_argument("--layers", type=int, default=2, help="number of layers")
-    sizes.add_argument("--embed-dim", type=int, default=128, help="model dimension d")
-    sizes.add_argument("--zdim", type=int, default=64, help="Mega shared representation (query/key) dim z")
-    sizes.add_argument("--hdim", type=int, default=256, help="Mega attention value dim v (the paper's hidden dim)")
-    sizes.add_argument("--ndim", type=int, default=16, help="Mega EMA expansion dim N")
-    sizes.add_argument("--ffn-dim", type=int, default=256, help="FFN hidden size (all models)")
-    sizes.add_argument("--chunk-size", type=int, default=128, help="chunk size c of the chunked models")
-    sizes.add_argument("--heads", type=int, default=2, help="attention heads of the Transformer baselines")
-    sizes.add_argument("--norm-type", default="scalenorm", choices=NORM_TYPES,
-                       help="Mega norm (the Transformers use layernorm)")
-    sizes.add_argument("--rel-pos-bias", default="simple", choices=("simple", "rotary"), help="Mega relative bias")
+    sizes = parser.add_argument_group(
+        "model sizes (defaults: 2 bidirectional layers as wide as mega_lra_imdb, or those of --arch; a flag "
+        "given explicitly wins)")
+    sizes.add_argument("--arch", metavar="NAME",
+                       help="take the sizes of a registered Mega architecture (e.g. mega_lm_enwik8_base): layers, "
+                            "d, z, v, N, FFN, chunk (if it has one), norm and relative bias")
+    sizes.add_argument("--layers", type=int, help=f"number of layers ({DEFAULT_SIZES['layers']})")
+    sizes.add_argument("--embed-dim", type=int, help=f"model dimension d ({DEFAULT_SIZES['embed_dim']})")
+    sizes.add_argument("--zdim", type=int,
+                       help=f"Mega shared representation (query/key) dim z ({DEFAULT_SIZES['zdim']})")
+    sizes.add_argument("--hdim", type=int,
+                       help=f"Mega attention value dim v, the paper's hidden dim ({DEFAULT_SIZES['hdim']})")
+    sizes.add_argument("--ndim", type=int, help=f"Mega EMA expansion dim N ({DEFAULT_SIZES['ndim']})")
+    sizes.add_argument("--ffn-dim", type=int, help=f"FFN hidden size, all models ({DEFAULT_SIZES['ffn_dim']})")
+    sizes.add_argument("--chunk-size", type=int,
+                       help=f"chunk size c of the chunked models ({DEFAULT_SIZES['chunk_size']})")
+    sizes.add_argument("--heads", type=int, help="attention heads of the Transformer baselines (d / 64)")
+    sizes.add_argument("--norm-type", choices=NORM_TYPES,
+                       help=f"Mega norm; the Transformers use layernorm ({DEFAULT_SIZES['norm_type']})")
+    sizes.add_argument("--rel-pos-bias", choices=("simple", "rotary"),
+                       help=f"Mega relative bias ({DEFAULT_SIZES['rel_pos_bias']})")
     runs = parser.add_argument_group("what to run")
     runs.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS, metavar="MODEL",
                       help=f"models to train ({', '.join(ALL_MODELS)}; default: all)")
@@ -114,7 +125,38 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.decode_contexts = list(DEFAULT_DECODE_CONTEXTS)
     if args.quick:
         args.repeats = 1
+    defaults = dict(DEFAULT_SIZES)
+    if args.arch:
+        try:
+            defaults.update(arch_sizes(args.arch))
+        except ValueError as error:
+            parser.error(str(error))
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.heads is None:
+        args.heads = max(1, args.embed_dim // 64)
     return args
+
+
+def arch_sizes(name: str) -> dict:
+    """The benchmark's sizes from a registered Mega architecture (``--arch``)."""
+    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+
+    from mega_fairseq.models.mega_lm import MegaLanguageModel, base_architecture
+
+    mega_archs = sorted(arch for arch, model in ARCH_MODEL_REGISTRY.items() if model is MegaLanguageModel)
+    if name not in mega_archs:
+        raise ValueError(f"--arch {name}: not a registered Mega architecture; choose one of {', '.join(mega_archs)}")
+    cfg = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY[name](cfg)
+    base_architecture(cfg)  # mega_lm itself is applied when the model is built
+    sizes = dict(layers=cfg.decoder_layers, embed_dim=cfg.decoder_embed_dim, zdim=cfg.decoder_z_dim,
+                 hdim=cfg.decoder_hidden_dim, ndim=cfg.decoder_n_dim, ffn_dim=cfg.decoder_ffn_embed_dim,
+                 norm_type=str(cfg.normalization_type), rel_pos_bias=str(cfg.rel_pos_bias))
+    if cfg.decoder_chunk_size > 0:
+        sizes["chunk_size"] = cfg.decoder_chunk_size
+    return sizes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -656,7 +698,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             memory = by_key([row for row in pool.map(lambda spec: run_worker(spec, args), specs) if row is not None])
         for row in timing["train"]:
             row["peak_mb"] = memory.get((row["model"], row["length"]), {}).get("peak_mb")
-    results = {"machine": machine_description(args), "sizes": sizes,
+    results = {"machine": machine_description(args), "sizes": dict(sizes, arch=args.arch),
                "settings": {"tokens_per_step": args.tokens_per_step, "repeats": args.repeats,
                             "lengths": args.lengths, "chunk_lengths": args.chunk_lengths},
                **timing}

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mega_fairseq import benchmark
 
 
@@ -36,3 +38,17 @@ def test_flop_count_of_a_chunked_step():
     assert counts["projections"] == 3 * 2 * tokens * (4 * 8 + 4 * (2 + 8 + 8) + 8 * 4 + 2 * 4 * 6)
     assert counts["attention"] == 3 * 2 * tokens * 16 * (2 + 8)
     assert counts["total"] == counts["projections"] + counts["attention"] + counts["fft"] > 0
+
+
+def test_sizes_from_a_named_arch_with_explicit_flags_winning():
+    args = benchmark.parse_args(["--arch", "mega_lm_enwik8_base", "--layers", "1"])
+    assert (args.layers, args.embed_dim, args.zdim, args.hdim, args.ndim, args.ffn_dim) == (1, 512, 128, 1024, 16, 1024)
+    assert (args.chunk_size, args.rel_pos_bias, args.norm_type, args.heads) == (2048, "rotary", "layernorm", 8)
+    assert benchmark.parse_args([]).chunk_size == 128  # the default table's sizes
+    assert benchmark.parse_args(["--arch", "mega_lm"]).chunk_size == 128  # full attention: chunk flag's default
+
+
+def test_unknown_arch_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--arch", "transformer_lm"])
+    assert "not a registered Mega architecture" in capsys.readouterr().err
