@@ -97,8 +97,8 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
         phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
         z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        q = z * self.kappa[0] + self.mu[0]  # B x L x z
-        k = z * self.kappa[1] + self.mu[1]
+        q = torch.addcmul(self.mu[0], z, self.kappa[0])  # kappa * z + mu, B x L x z
+        k = torch.addcmul(self.mu[1], z, self.kappa[1])
         v = self.hidden_dropout(v)
         if incremental_state is not None:
             h, weights = self._attend_incremental(q, k, v, padding_mask, incremental_state, need_weights)

@@ -15,10 +15,10 @@ class ScaleNorm(nn.Module):
         self.scalar = nn.Parameter(torch.ones(1)) if affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        mean_square = x.square().mean(dim=-1, keepdim=True)
+        factor = torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + self.eps)
         if self.scalar is not None:
-            x = self.scalar * x
-        return x * torch.rsqrt(mean_square + self.eps)
+            factor = factor * self.scalar  # on the B x L x 1 factor: one pass over x, not two
+        return x * factor
 
 
 class RMSNorm(nn.Module):
