@@ -4,7 +4,8 @@
 
 Training: forward + backward of a stack of encoder layers on random B x L x d inputs, a fixed
 number of tokens per step (B = tokens // L), reported as milliseconds per 1K tokens (best of
-``--repeats`` steps after one warm-up step, all in one worker process) and peak memory (one
+``--repeats`` steps after one warm-up step, all in one worker process, the models of one length
+taking turns step by step so that load on a shared machine hits them alike) and peak memory (one
 step in a fresh process per configuration, after a one-chunk warm-up step: growth of the peak
 resident set size over the resident set size just before the step, so it counts activations,
 gradients and temporaries, not the interpreter, libraries, parameters or warm-up state).
@@ -96,7 +97,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help="extra lengths for mega_chunk only (default: "
                            f"{' '.join(map(str, DEFAULT_CHUNK_LENGTHS))})")
     runs.add_argument("--tokens-per-step", type=int, default=8192, help="tokens per training step; B = this // L")
-    runs.add_argument("--repeats", type=int, default=3, help="timed training steps per configuration (best is kept)")
+    runs.add_argument("--repeats", type=int, default=3,
+                      help="timed training steps per configuration (best is kept); the models of one length take "
+                           "turns, one step each")
     runs.add_argument("--decode-contexts", type=int, nargs="*", default=None,
                       help=f"decoding context lengths (default: {' '.join(map(str, DEFAULT_DECODE_CONTEXTS))})")
     runs.add_argument("--decode-steps", type=int, default=128, help="tokens decoded per context (median latency kept)")
@@ -302,21 +305,27 @@ def mega_training_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dic
 # Measurements (run inside worker processes)
 # ----------------------------------------------------------------------------------------------
 
-def time_training(name: str, sizes: dict, length: int, tokens_per_step: int, repeats: int) -> dict:
+def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: int, repeats: int) -> List[dict]:
+    """Training steps of several models at one length, timed in turns (one step of each model
+    per round, ``repeats`` rounds after a warm-up round), so that every model meets the same
+    spells of a shared machine's load and their ratios stay comparable."""
     torch.manual_seed(0)
     batch = batch_size(length, tokens_per_step)
-    model = build_model(name, sizes, length).train()
     x = torch.randn(batch, length, sizes["embed_dim"])
-    train_step(model, x)  # warm-up
-    times = []
+    models = {name: build_model(name, sizes, length).train() for name in names}
+    for model in models.values():
+        train_step(model, x)  # warm-up
+    times = {name: [] for name in names}
     for _ in range(repeats):
-        start = time.perf_counter()
-        train_step(model, x)
-        times.append(time.perf_counter() - start)
+        for name, model in models.items():
+            start = time.perf_counter()
+            train_step(model, x)
+            times[name].append(time.perf_counter() - start)
     per_1k = 1000.0 / (batch * length)
-    return {"model": name, "length": length, "batch": batch, "tokens": batch * length,
-            "step_s": min(times), "ms_per_1k_tokens": 1e3 * min(times) * per_1k,
-            "ms_per_1k_tokens_median": 1e3 * statistics.median(times) * per_1k, "repeats": repeats}
+    return [{"model": name, "length": length, "batch": batch, "tokens": batch * length,
+             "step_s": min(times[name]), "ms_per_1k_tokens": 1e3 * min(times[name]) * per_1k,
+             "ms_per_1k_tokens_median": 1e3 * statistics.median(times[name]) * per_1k, "repeats": repeats}
+            for name in names]
 
 
 def matmul_rate(shape: List[int], repeats: int = 10) -> dict:
@@ -423,10 +432,13 @@ def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: i
 def timing_worker(spec: dict) -> dict:
     sizes, configs = spec["sizes"], spec["configs"]
     results = {"train": [], "matmul": [], "decode": []}
-    for name, length in configs:
-        results["train"].append(time_training(name, sizes, length, spec["tokens_per_step"], spec["repeats"]))
-        print(f"  timed {name} L={length}: {results['train'][-1]['ms_per_1k_tokens']:.1f} ms/1K tokens",
-              file=sys.stderr, flush=True)
+    lengths = list(dict.fromkeys(length for _, length in configs))
+    for length in lengths:
+        names = [name for name, config_length in configs if config_length == length]
+        for row in time_training(names, sizes, length, spec["tokens_per_step"], spec["repeats"]):
+            results["train"].append(row)
+            print(f"  timed {row['model']} L={length}: {row['ms_per_1k_tokens']:.1f} ms/1K tokens",
+                  file=sys.stderr, flush=True)
         gc.collect()
     d, z, h, c = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["chunk_size"]
     tokens = spec["tokens_per_step"]
