@@ -12,10 +12,12 @@ def test_benchmark_writes_every_measurement(tmp_path):
     benchmark.main([
         "--models", "mega_chunk", "--lengths", "64", "--chunk-lengths", "128", "--layers", "1",
         "--embed-dim", "16", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--ffn-dim", "16", "--chunk-size", "32",
-        "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--decode-contexts", "8", "40",
+        "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
+        "--decode-contexts", "8", "40",
         "--decode-steps", "4", "--threads", "1", "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
     results = json.loads(out.read_text())
     assert {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "ratios"} <= set(results)
+    assert results["settings"]["timing_workers"] == 2
     assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
     for row in results["train"]:
         assert row["batch"] * row["length"] == row["tokens"]
