@@ -141,9 +141,9 @@ def toeplitz_rows(offsets: Tensor, columns: int, start: int, stop: int) -> Tenso
 _BLOCK_BYTES = 2 ** 21
 # ... but at least this many rows: fewer make the score matmul inefficient.
 _MIN_BLOCK_ROWS = 128
-# Kept weights are stored in groups of blocks of up to this many bytes: the products with a whole
-# group are large matmuls, and a group stays in the last-level cache between them. (One tensor
-# for all weights would also be mapped afresh, and page-faulted in, on every step.)
+# Weights are handled in groups of blocks of up to this many bytes: the products with a whole
+# group (weights x V, the gradients of V and K) are large matmuls, and a group can stay in the
+# last-level cache between them.
 _GROUP_BYTES = 2 ** 24
 # Up to this many bytes of weights are kept for the backward pass instead of recomputed there.
 _KEEP_WEIGHTS_BYTES = 2 ** 28
@@ -196,9 +196,8 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
     with V, and in the backward pass with the output gradient and Q, are large matmuls; within
     a group, blocks of rows (``_BLOCK_BYTES``) are scored and normalised while in cache.
 
-    Weights up to ``_KEEP_WEIGHTS_BYTES`` are kept, and the backward pass overwrites them with
-    the gradient of the scores, so it can run only once. Larger weights are recomputed in the
-    backward pass from the row log-sum-exp, as flash attention does, and only one group of
+    Weights up to ``_KEEP_WEIGHTS_BYTES`` are kept for the backward pass. Larger weights are
+    recomputed there from the row log-sum-exp, as flash attention does, and only one group of
     them is held at a time.
     """
 
@@ -237,20 +236,17 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        if ctx.groups is None:
-            raise RuntimeError("softmax_attention_blocks: the backward pass can run only once "
-                               "(it reuses the kept weights' memory); do not retain its graph")
         q, k_scaled, v, offsets, key_padding, log_sum_exp = ctx.saved_tensors
         groups, kept = ctx.groups, ctx.kept
-        ctx.groups = ctx.kept = None
         rows, columns = q.size(1), k_scaled.size(1)
         q_scaled = q * ctx.scaling
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.zeros_like(k_scaled), torch.zeros_like(v)
         grad_offsets = torch.zeros_like(offsets)
         block_rows = min(rows, max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (columns * q.element_size())))
-        grad_weights_scratch = q.new_empty(max(_BLOCK_BYTES // q.element_size(), _MIN_BLOCK_ROWS * columns))
         diagonal_scratch = q.new_zeros(block_rows + 1, columns + block_rows)  # for _add_diagonal_sums_
-        scratch = None if kept is not None else q.new_empty(max(_GROUP_BYTES // q.element_size(), columns))
+        largest = max((entries.stop - entries.start) * (last - first) * columns for entries, first, last in groups)
+        grad_scratch = q.new_empty(largest)
+        scratch = None if kept is not None else q.new_empty(largest)
         for index, (entries, first, last) in enumerate(groups):
             size = (entries.stop - entries.start, last - first, columns)
             parts = _parts(size, first, q.element_size())
@@ -265,15 +261,16 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
                                            None if key_padding is None else key_padding[where], ctx.causal, start)
                     block.sub_(log_sum_exp[where, start:stop]).exp_()
             grad_v[entries].baddbmm_(group.transpose(1, 2), grad_out[entries, first:last])
+            grad_group = grad_scratch[:math.prod(size)].view(size)  # the gradient of the group's scores
             for part, start, stop in parts:
                 block = group[part, start - first:stop - first]
+                grad_block = grad_group[part, start - first:stop - first]
                 where = _shift(part, entries)
-                grad_weights = torch.bmm(grad_out[where, start:stop], v[where].transpose(1, 2),
-                                         out=grad_weights_scratch[:block.numel()].view(block.size()))
-                _softmax_backward_(grad_weights, block, -1, block.dtype, grad_input=block)  # := grad of scores
-                torch.bmm(block, k_scaled[where], out=grad_q[where, start:stop])
-                _add_diagonal_sums_(grad_offsets, block, columns, start, diagonal_scratch)
-            grad_k[entries].baddbmm_(group.transpose(1, 2), q_scaled[entries, first:last])
+                torch.bmm(grad_out[where, start:stop], v[where].transpose(1, 2), out=grad_block)  # of the weights
+                _softmax_backward_(grad_block, block, -1, block.dtype, grad_input=grad_block)  # of the scores
+                torch.bmm(grad_block, k_scaled[where], out=grad_q[where, start:stop])
+                _add_diagonal_sums_(grad_offsets, grad_block, columns, start, diagonal_scratch)
+            grad_k[entries].baddbmm_(grad_group.transpose(1, 2), q_scaled[entries, first:last])
         return grad_q, grad_k, grad_v, grad_offsets, None, None, None
 
 
@@ -292,8 +289,8 @@ def softmax_attention_blocks(q: Tensor, k: Tensor, v: Tensor, *, offsets: Tensor
                              causal: bool, scaling: float) -> Tensor:
     """softmax(scaling * q k^T + b) v with a relative bias b[i, j] = offsets[j - i + K - 1],
     computed in blocks of query rows. Weights up to ``_KEEP_WEIGHTS_BYTES`` are kept for the
-    backward pass (which then runs once only); beyond that only one block of them is held at a
-    time and memory is O(N (Q + K)) instead of O(N Q K).
+    backward pass; beyond that only one group of rows' weights is held at a time and memory is
+    O(N (Q + K)) instead of O(N Q K).
 
     Queries are positions 0..Q-1 of the keys' sequence; masks follow ``attention_weights``
     (padded keys hidden, causal keeps j <= i, a row that sees nothing sees everything).
