@@ -5,7 +5,12 @@ STAMP := .installed
 
 .PHONY: install demo test bench clean
 
+# The stamp skips the downloads; the editable install is redone when mega_fairseq does not
+# import from this checkout (for example after installing another clone).
 install: $(STAMP)
+	@(cd / && $(PYTHON) -c "import mega_fairseq, os, sys; \
+		sys.exit(os.path.dirname(os.path.realpath(mega_fairseq.__file__)) != os.path.realpath('$(CURDIR)/mega_fairseq'))" \
+		2>/dev/null) || $(PIP) install --no-build-isolation --no-deps -e .
 
 # torch first (pinned: a CPU build; an unpinned torch pulls a multi-GB CUDA build), then
 # fairseq built against it without build isolation, then fairseq's runtime dependencies.
