@@ -1,7 +1,7 @@
 """Single-head attention functions used by Mega: softmax, laplace and relu^2, with bias and masks."""
 
 import math
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -213,14 +213,12 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
         kept, log_sum_exp, scratch = [], None, None
         if not keep:
             log_sum_exp = q.new_empty(batch, rows, 1)
-            scratch = q.new_empty(max(_GROUP_BYTES // q.element_size(), columns))
+            scratch = q.new_empty(_largest(groups, columns))
         for entries, first, last in groups:
             size = (entries.stop - entries.start, last - first, columns)
             group = q.new_empty(size) if keep else scratch[:math.prod(size)].view(size)
-            for part, start, stop in _parts(size, first, q.element_size()):
-                where = _shift(part, entries)
-                block = _block_scores_(group[part, start - first:stop - first], q[where, start:stop], k_scaled[where],
-                                       offsets, None if key_padding is None else key_padding[where], causal, start)
+            for block, where, start, stop in _score_blocks_(group, entries, first, q, k_scaled, offsets, key_padding,
+                                                            causal):
                 if keep:
                     _softmax_(block, -1, False, out=block)
                 else:
@@ -244,25 +242,20 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
         grad_offsets = torch.zeros_like(offsets)
         block_rows = min(rows, max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (columns * q.element_size())))
         diagonal_scratch = q.new_zeros(block_rows + 1, columns + block_rows)  # for _add_diagonal_sums_
-        largest = max((entries.stop - entries.start) * (last - first) * columns for entries, first, last in groups)
-        grad_scratch = q.new_empty(largest)
-        scratch = None if kept is not None else q.new_empty(largest)
+        grad_scratch = q.new_empty(_largest(groups, columns))
+        scratch = None if kept is not None else q.new_empty(_largest(groups, columns))
         for index, (entries, first, last) in enumerate(groups):
             size = (entries.stop - entries.start, last - first, columns)
-            parts = _parts(size, first, q.element_size())
             if kept is not None:
                 group = kept[index]
             else:  # recompute the group's weights
                 group = scratch[:math.prod(size)].view(size)
-                for part, start, stop in parts:
-                    where = _shift(part, entries)
-                    block = _block_scores_(group[part, start - first:stop - first], q[where, start:stop],
-                                           k_scaled[where], offsets,
-                                           None if key_padding is None else key_padding[where], ctx.causal, start)
+                for block, where, start, stop in _score_blocks_(group, entries, first, q, k_scaled, offsets,
+                                                                key_padding, ctx.causal):
                     block.sub_(log_sum_exp[where, start:stop]).exp_()
             grad_v[entries].baddbmm_(group.transpose(1, 2), grad_out[entries, first:last])
             grad_group = grad_scratch[:math.prod(size)].view(size)  # the gradient of the group's scores
-            for part, start, stop in parts:
+            for part, start, stop in _parts(size, first, q.element_size()):
                 block = group[part, start - first:stop - first]
                 grad_block = grad_group[part, start - first:stop - first]
                 where = _shift(part, entries)
@@ -278,6 +271,22 @@ def _parts(size: Tuple[int, int, int], first_row: int, element_size: int) -> Lis
     """The blocks of a group of N' x Q' x K scores whose rows start at ``first_row``."""
     max_bytes = max(_BLOCK_BYTES, _MIN_BLOCK_ROWS * size[2] * element_size)
     return _blocks(size[0], size[1], size[2], element_size, max_bytes, first_row)
+
+
+def _largest(groups: List[Tuple[slice, int, int]], columns: int) -> int:
+    """Elements of the largest group's scores."""
+    return max((entries.stop - entries.start) * (last - first) * columns for entries, first, last in groups)
+
+
+def _score_blocks_(group: Tensor, entries: slice, first: int, q: Tensor, k_scaled: Tensor, offsets: Tensor,
+                   key_padding: Optional[Tensor], causal: bool) -> Iterator[Tuple[Tensor, slice, int, int]]:
+    """Writes the scores of a group (batch ``entries``, query rows from ``first``) block by block
+    and yields each block with its batch entries and rows, for the caller to normalise in place."""
+    for part, start, stop in _parts(tuple(group.size()), first, q.element_size()):
+        where = _shift(part, entries)
+        block = _block_scores_(group[part, start - first:stop - first], q[where, start:stop], k_scaled[where],
+                               offsets, None if key_padding is None else key_padding[where], causal, start)
+        yield block, where, start, stop
 
 
 def _shift(part: slice, entries: slice) -> slice:
