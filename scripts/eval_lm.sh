@@ -26,10 +26,8 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
-[[ $# -ge 2 ]] || { echo "eval_lm.sh: error: need CHECKPOINT DATA_BIN" >&2; usage 2 >&2; }
+need_args 2 "CHECKPOINT DATA_BIN" "$@"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHECKPOINT="$1"
 DATA_BIN="$2"
 shift 2

@@ -56,10 +56,5 @@ if [[ "$REPLACE" == 1 ]]; then
 fi
 python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$OUT_DIR/text" \
     --valid-bytes "${VALID_BYTES:-5000000}" --test-bytes "${TEST_BYTES:-5000000}"
-say "binarising $OUT_DIR/text into $OUT_DIR/bin with $WORKERS workers"
-fairseq-preprocess --only-source \
-    --trainpref "$OUT_DIR/text/train.txt" \
-    --validpref "$OUT_DIR/text/valid.txt" \
-    --testpref "$OUT_DIR/text/test.txt" \
-    --destdir "$OUT_DIR/bin" --workers "$WORKERS"
-say "done: $OUT_DIR/bin ($(($(wc -l < "$OUT_DIR/bin/dict.txt") + 4)) symbols in the dictionary)"
+binarise_lm "$OUT_DIR/text/train.txt" "$OUT_DIR/text/valid.txt" "$OUT_DIR/text/test.txt" \
+    "$OUT_DIR/bin" "$WORKERS"

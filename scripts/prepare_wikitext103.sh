@@ -60,10 +60,5 @@ if [[ "$REPLACE" == 1 ]]; then
     rm -rf "$BIN"
 fi
 mkdir -p "$OUT_DIR"
-say "binarising $RAW_DIR into $BIN with $WORKERS workers"
-fairseq-preprocess --only-source \
-    --trainpref "$RAW_DIR/wiki.train.tokens" \
-    --validpref "$RAW_DIR/wiki.valid.tokens" \
-    --testpref "$RAW_DIR/wiki.test.tokens" \
-    --destdir "$BIN" --workers "$WORKERS"
-say "done: $BIN ($(($(wc -l < "$BIN/dict.txt") + 4)) symbols in the dictionary)"
+binarise_lm "$RAW_DIR/wiki.train.tokens" "$RAW_DIR/wiki.valid.tokens" "$RAW_DIR/wiki.test.tokens" \
+    "$BIN" "$WORKERS"

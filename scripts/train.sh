@@ -24,10 +24,8 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
-[[ $# -ge 3 ]] || { echo "train.sh: error: need RECIPE DATA_BIN SAVE_DIR" >&2; usage 2 >&2; }
+need_args 3 "RECIPE DATA_BIN SAVE_DIR" "$@"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CONFIGS="$ROOT/configs"
 RECIPE="${1%.yaml}"
 DATA_BIN="$2"
