@@ -53,7 +53,6 @@ MEGA_MODELS = ("mega", "mega_chunk")
 HF_MODELS = ("hf_mega", "hf_mega_chunk")
 TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
 ALL_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
-CHUNKED_MODELS = ("mega_chunk", "hf_mega_chunk")
 
 DEFAULT_SIZES = dict(layers=2, embed_dim=128, zdim=64, hdim=256, ndim=16, ffn_dim=256, chunk_size=128,
                      norm_type="scalenorm", rel_pos_bias="simple")
@@ -580,6 +579,10 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
     def memory_of(model, length):
         return train.get((model, length), {}).get("peak_mb")
 
+    def memory_per_token(model, length):
+        memory, tokens = memory_of(model, length), train.get((model, length), {}).get("tokens")
+        return memory / tokens if memory is not None and tokens else None
+
     ratios = {}
     for length in lengths:
         ratios[f"mega_chunk_speedup_vs_hf_mega_chunk@{length}"] = ratio(time_of("hf_mega_chunk", length),
@@ -591,10 +594,6 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
                                                                    time_of("torch_transformer", length))
         ratios[f"mega_chunk_memory_vs_hf_mega_chunk@{length}"] = ratio(memory_of("mega_chunk", length),
                                                                        memory_of("hf_mega_chunk", length))
-    def memory_per_token(model, length):
-        row = train.get((model, length), {})
-        return None if row.get("peak_mb") is None or not row.get("tokens") else row["peak_mb"] / row["tokens"]
-
     base = min(lengths)
     for model in ALL_MODELS:
         for length in sorted({key[1] for key in train if key[0] == model}):

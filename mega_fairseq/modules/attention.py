@@ -111,12 +111,17 @@ def _add_diagonal_sums_(out: Tensor, grad: Tensor, columns: int, start: int, scr
     out[low - margin - start + columns - 1:2 * columns - 1 - start] += sums[low:]
 
 
+def _bias_windows(offsets: Tensor, columns: int, start: int, stop: int) -> Tensor:
+    """Rows start..stop-1 of ``toeplitz_rows``' matrix, last row first, as a strided view:
+    row stop - 1 - r reads offsets[columns - stop + r + j]."""
+    return offsets[columns - stop:2 * columns - 1 - start].unfold(0, columns, 1)
+
+
 class _ToeplitzRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, offsets: Tensor, columns: int, start: int, stop: int) -> Tensor:
         ctx.columns, ctx.start, ctx.size = columns, start, offsets.size(0)
-        # row stop - 1 - r reads offsets[columns - stop + r + j]: a forward-strided window, flipped
-        return offsets[columns - stop:2 * columns - 1 - start].unfold(0, columns, 1).flip(0)
+        return _bias_windows(offsets, columns, start, stop).flip(0)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -175,7 +180,7 @@ def _block_scores_(out: Tensor, q: Tensor, k_scaled: Tensor, offsets: Tensor, ke
     rows, columns = q.size(1), k_scaled.size(1)
     # the bias rows (as in toeplitz_rows) are gathered straight into the output, which the
     # matmul then accumulates onto
-    windows = offsets[columns - start - rows:2 * columns - 1 - start].unfold(0, columns, 1)  # last row first
+    windows = _bias_windows(offsets, columns, start, start + rows)
     torch.index_select(windows, 0, torch.arange(rows - 1, -1, -1, device=out.device), out=out[0])
     if out.size(0) > 1:
         out[1:].copy_(out[0].expand_as(out[1:]))
@@ -240,7 +245,7 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
         q_scaled = q * ctx.scaling
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.zeros_like(k_scaled), torch.zeros_like(v)
         grad_offsets = torch.zeros_like(offsets)
-        block_rows = min(rows, max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (columns * q.element_size())))
+        block_rows = min(rows, _block_rows(columns, q.element_size()))
         diagonal_scratch = q.new_zeros(block_rows + 1, columns + block_rows)  # for _add_diagonal_sums_
         grad_scratch = q.new_empty(_largest(groups, columns))
         scratch = None if kept is not None else q.new_empty(_largest(groups, columns))
@@ -267,9 +272,14 @@ class _SoftmaxAttentionBlocks(torch.autograd.Function):
         return grad_q, grad_k, grad_v, grad_offsets, None, None, None
 
 
+def _block_rows(columns: int, element_size: int) -> int:
+    """Query rows of a block of scores (``_BLOCK_BYTES``, at least ``_MIN_BLOCK_ROWS``)."""
+    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (columns * element_size))
+
+
 def _parts(size: Tuple[int, int, int], first_row: int, element_size: int) -> List[Tuple[slice, int, int]]:
     """The blocks of a group of N' x Q' x K scores whose rows start at ``first_row``."""
-    max_bytes = max(_BLOCK_BYTES, _MIN_BLOCK_ROWS * size[2] * element_size)
+    max_bytes = _block_rows(size[2], element_size) * size[2] * element_size
     return _blocks(size[0], size[1], size[2], element_size, max_bytes, first_row)
 
 
