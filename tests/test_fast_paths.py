@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mega_fairseq.modules import MegaLayer, MultiDimensionalDampedEMA, ema_reference
+from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDampedEMA, ema_reference
 from mega_fairseq.modules import attention, gated_attention
 from mega_fairseq.modules.attention import attention_weights, softmax_attention_blocks, toeplitz_rows
 from mega_fairseq.modules.ema import fft_convolution
@@ -77,8 +77,8 @@ def test_toeplitz_rows_match_gather(start, stop):
 @pytest.mark.parametrize("kind", ["simple", "rotary"])
 def test_offset_bias_expands_to_the_full_bias(kind):
     torch.manual_seed(0)
-    layer = MegaLayer(8, zdim=6, hdim=10, ffn_hidden_dim=0, causal=False, ndim=2, rel_pos_bias=kind,
-                      max_positions=16).to(DTYPE)
+    layer = MegaLayer(MegaLayerConfig(embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=0, n_dim=2, rel_pos_bias=kind,
+                                      max_positions=16), causal=False).to(DTYPE)
     gated = layer.mega_layer
     fast = toeplitz_rows(gated._offset_bias(11, torch.device("cpu")), 11, 0, 11)
     slow = gated.rel_pos_bias(torch.arange(11), 11)
@@ -137,8 +137,9 @@ def test_softmax_attention_blocks_backward_can_run_twice():
                                                                    [False, True]))
 def test_query_blocks_with_recomputation_equal_one_block(function, bias, causal, monkeypatch):
     torch.manual_seed(0)
-    layer = MegaLayer(8, zdim=6, hdim=10, ffn_hidden_dim=12, causal=causal, ndim=3, attention_activation=function,
-                      rel_pos_bias=bias, max_positions=32).to(DTYPE)
+    layer = MegaLayer(MegaLayerConfig(embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=12, n_dim=3, dropout=0.0,
+                                      attention_activation_fn=function, rel_pos_bias=bias, max_positions=32),
+                      causal=causal).to(DTYPE)
     x = torch.randn(2, 13, 8, dtype=DTYPE, requires_grad=True)
     mask = torch.arange(13) >= torch.tensor([[13], [9]])
     params = [x] + list(layer.parameters())
@@ -159,8 +160,8 @@ def test_query_blocks_with_recomputation_equal_one_block(function, bias, causal,
 
 def test_query_blocks_recompute_the_same_dropout(monkeypatch):
     torch.manual_seed(0)
-    layer = MegaLayer(4, zdim=3, hdim=5, ffn_hidden_dim=0, causal=False, ndim=2, attention_dropout=0.5,
-                      max_positions=16).to(DTYPE).train()
+    layer = MegaLayer(MegaLayerConfig(embed_dim=4, z_dim=3, hidden_dim=5, ffn_embed_dim=0, n_dim=2, dropout=0.0,
+                                      attention_dropout=0.5, max_positions=16), causal=False).to(DTYPE).train()
     monkeypatch.setattr(gated_attention, "_MAX_SCORE_BYTES", 100)
     monkeypatch.setattr(gated_attention, "_BLOCK_SCORE_BYTES", 3 * 9 * 8)
 

@@ -3,6 +3,7 @@
 import math
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT, USER_DIR, run
+from mega_fairseq.models.mega_config import option_names
+from mega_fairseq.models.mega_lm import LM_PRESETS
 
 TINY = ["--decoder-layers", "1", "--decoder-embed-dim", "16", "--decoder-input-dim", "16",
         "--decoder-hidden-dim", "32", "--decoder-ffn-embed-dim", "32", "--decoder-z-dim", "8",
@@ -32,38 +35,42 @@ def perplexity(output):
     return float(match.group(1)), float(match.group(2))
 
 
-# arch -> model config values that must come from the preset (not overridden below)
-PRESETS = {
-    # the base arch is registered with the model: its presets are applied when the model is built
-    "mega_lm": dict(decoder_chunk_size=None, rel_pos_bias=None, normalize_before=None),
-    "mega_lm_tiny": dict(decoder_chunk_size=16, normalize_before=False),
-    "mega_lm_big": dict(decoder_chunk_size=-1, dropout=0.1),
-    "mega_lm_adaptive_base": dict(adaptive_input=True, tie_adaptive_weights=True, dropout=0.3),
-    "mega_lm_adaptive_big": dict(decoder_chunk_size=1024, rel_pos_bias="rotary", normalize_before=True,
-                                 adaptive_input=True, dropout=0.3),
-    "mega_lm_wiki103": dict(decoder_chunk_size=1024, rel_pos_bias="rotary", adaptive_input=True),
-    "mega_lm_enwik8_base": dict(decoder_chunk_size=2048, rel_pos_bias="rotary", normalize_before=True,
-                                dropout=0.1),
-    "mega_lm_enwik8_large": dict(decoder_chunk_size=2048, dropout=0.2, hidden_dropout=0.1),
-}
+def overridden(flags):
+    return {flag[2:].replace("-", "_") for flag in flags if flag.startswith("--")}
 
 
-@pytest.mark.parametrize("arch", list(PRESETS))
+@pytest.mark.parametrize("arch", list(LM_PRESETS.presets))
 def test_every_named_arch_trains(lm_data, tmp_path, arch):
-    extra = TINY + (ADAPTIVE if "adaptive" in arch or "wiki103" in arch else [])
+    preset = LM_PRESETS.resolve(arch)
+    extra = TINY + (ADAPTIVE if preset.get("adaptive_input") else [])
     _, out = train(lm_data, tmp_path, *extra, arch=arch, updates=1)
     assert "num_updates 1" in out
     cfg = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
     assert cfg["decoder_layers"] == 1 and cfg["decoder_embed_dim"] == 16
-    for name, value in PRESETS[arch].items():
-        assert cfg[name] == value, (arch, name, cfg[name])
+    # every value the preset sets is stored, concretely, unless the command line overrode it
+    for name, value in preset.items():
+        if name not in overridden(extra):
+            assert cfg[name] == value, (arch, name, cfg[name])
+    assert all(cfg[name] is not None for name in option_names("decoder").values())
     if arch == "mega_lm":
-        sys.path.insert(0, str(ROOT))
         from fairseq import checkpoint_utils
         import mega_fairseq  # noqa: F401
         models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "checkpoint_last.pt")])
-        layer = models[0].decoder.layers[0].mega_layer
+        layer = models[0].decoder.stack.layers[0].mega_layer
         assert layer.chunk_size == -1 and not layer.prenorm and type(layer.rel_pos_bias).__name__.startswith("Simple")
+
+
+def test_config_help_and_defaults_come_from_the_preset_table():
+    from dataclasses import fields
+    from mega_fairseq.models.mega_lm import MegaLMConfig
+
+    config_fields = {f.name: f for f in fields(MegaLMConfig)}
+    for name, value in LM_PRESETS.resolve("mega_lm").items():
+        if name in LM_PRESETS.derived:
+            assert config_fields[name].default == "${model.%s}" % LM_PRESETS.derived[name]
+        else:
+            assert config_fields[name].default == value, name
+    assert config_fields["decoder_z_dim"].metadata["help"].endswith("(set by --arch; mega_lm: 128)")
 
 
 def test_train_resume_evaluate_sample(lm_data, tmp_path):
@@ -113,6 +120,12 @@ def test_bad_option_value_is_named(lm_data, tmp_path):
 def test_nonpositive_chunk_size_is_named(lm_data, tmp_path):
     code, out = train(lm_data, tmp_path, "--decoder-chunk-size", "0", check=False)
     assert code != 0 and "--decoder-chunk-size must be positive" in out
+
+
+def test_tied_output_of_a_narrower_embedding_is_named(lm_data, tmp_path):
+    code, out = train(lm_data, tmp_path, "--decoder-input-dim", "24", "--share-decoder-input-output-embed",
+                      check=False)
+    assert code != 0 and "--share-decoder-input-output-embed needs --decoder-input-dim" in out
 
 
 def test_blocks_longer_than_model_positions_are_named(lm_data, tmp_path):
@@ -205,3 +218,40 @@ def test_official_checkpoint_converts_and_evaluates(lm_data, tmp_path):
     _, out = run(["fairseq-eval-lm", lm_data, "--user-dir", USER_DIR, "--path", converted, "--gen-subset", "valid",
                   "--cpu", "--task", "mega_language_modeling", "--eval-streams", "2", "--tokens-per-sample", "32"])
     assert math.isfinite(perplexity(out)[1])
+
+
+# The last commit whose decoder held its embedding, layers and final norm directly
+# (decoder.embed_tokens, decoder.layers.N, decoder.final_norm).
+LEGACY_LAYOUT_COMMIT = "bfab41a"
+
+
+def test_checkpoint_of_the_previous_layout_gives_the_same_perplexity(lm_data, tmp_path):
+    """A checkpoint written by the plugin before the decoder was split into embedding, stack and
+    output layer is trained here with that version's code (from the git history) and scored by
+    both versions: its parameters are renamed on load and the perplexities agree."""
+    import io
+    import tarfile
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs the git history of the checkout")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", LEGACY_LAYOUT_COMMIT, "mega_fairseq"],
+                             capture_output=True, check=True).stdout
+    old = tmp_path / "old"
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(old)
+    old_user_dir = old / "mega_fairseq"
+    save = tmp_path / "ckpt"
+    # prenorm (a final norm) and a projected embedding
+    layout = ["--normalize-before", "--decoder-input-dim", "24", "--decoder-chunk-size", "8"]
+    _, out = run(["fairseq-train", lm_data, "--user-dir", old_user_dir, "--task", "mega_language_modeling",
+                  "--arch", "mega_lm_tiny", "--tokens-per-sample", "32", "--max-tokens", "256", "--optimizer", "adam",
+                  "--lr", "1e-2", "--max-update", "3", "--save-dir", save, "--cpu", "--num-workers", "0",
+                  "--seed", "1", *layout])
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)["model"]
+    assert "decoder.layers.0.mega_layer.kappa" in state and "decoder.embed_tokens.weight" in state
+    scores = []
+    for user_dir in (old_user_dir, USER_DIR):
+        _, out = run(["fairseq-eval-lm", lm_data, "--user-dir", user_dir, "--path", save / "checkpoint_last.pt",
+                      "--gen-subset", "valid", "--cpu", "--required-batch-size-multiple", "1",
+                      "--tokens-per-sample", "32", "--task", "mega_language_modeling", "--eval-streams", "2"])
+        scores.append(perplexity(out))
+    assert scores[0] == scores[1]

@@ -5,12 +5,17 @@ import itertools
 import pytest
 import torch
 
-from mega_fairseq.modules import MegaLayer, MovingAverageGatedAttention, MultiDimensionalDampedEMA, ema_reference
+from mega_fairseq.modules import (MegaLayer, MegaLayerConfig, MovingAverageGatedAttention, MultiDimensionalDampedEMA,
+                                  ema_reference)
 from mega_fairseq.modules.attention import attend, attention_weights
 from mega_fairseq.modules.ema import ema_kernel, fast_fft_length
 from mega_fairseq.modules.norm import SequenceNorm
 
-torch.set_default_dtype(torch.float64)
+DTYPE = torch.float64  # the references are compared to 1e-7 and tighter
+
+
+def randn(*shape, **kwargs):
+    return torch.randn(*shape, dtype=DTYPE, **kwargs)
 
 
 def _padding(bsz, length, lengths):
@@ -20,8 +25,8 @@ def _padding(bsz, length, lengths):
 @pytest.mark.parametrize("bidirectional,truncation", itertools.product([False, True], [None, 5, 40]))
 def test_ema_fft_matches_recurrence(bidirectional, truncation):
     torch.manual_seed(0)
-    ema = MultiDimensionalDampedEMA(6, ndim=4, bidirectional=bidirectional, truncation=truncation)
-    x = torch.randn(3, 23, 6)
+    ema = MultiDimensionalDampedEMA(6, ndim=4, bidirectional=bidirectional, truncation=truncation).to(DTYPE)
+    x = randn(3, 23, 6)
     mask = _padding(3, 23, [23, 15, 9])
     torch.testing.assert_close(ema(x, mask), ema_reference(ema, x, mask), rtol=1e-10, atol=1e-10)
     # gradients of inputs and every parameter agree too
@@ -39,7 +44,7 @@ def test_ema_truncation_zero_means_none():
 
 def test_ema_kernel_blocks_match_powers():
     torch.manual_seed(1)
-    weight, q = torch.randn(5, 3), torch.rand(5, 3) * 0.98 + 0.01
+    weight, q = randn(5, 3), torch.rand(5, 3, dtype=DTYPE) * 0.98 + 0.01
     for length in (1, 2, 7, 64, 65, 1000):
         powers = q.unsqueeze(-1) ** torch.arange(length)
         torch.testing.assert_close(ema_kernel(weight, q, length), (weight.unsqueeze(-1) * powers).sum(1))
@@ -58,15 +63,15 @@ def test_fast_fft_length():
 def test_ema_gradcheck():
     torch.manual_seed(0)
     for bidirectional in (False, True):
-        ema = MultiDimensionalDampedEMA(3, ndim=2, bidirectional=bidirectional)
-        x = torch.randn(2, 6, 3, requires_grad=True)
+        ema = MultiDimensionalDampedEMA(3, ndim=2, bidirectional=bidirectional).to(DTYPE)
+        x = randn(2, 6, 3, requires_grad=True)
         assert torch.autograd.gradcheck(lambda inp: ema(inp), (x,))
 
 
 def test_ema_step_matches_forward_in_pieces():
     torch.manual_seed(0)
-    ema = MultiDimensionalDampedEMA(5, ndim=3)
-    x = torch.randn(2, 30, 5)
+    ema = MultiDimensionalDampedEMA(5, ndim=3).to(DTYPE)
+    x = randn(2, 30, 5)
     full = ema(x)
     outs, state = [], None
     for piece in torch.split(x, [1, 9, 1, 1, 18], dim=1):
@@ -86,9 +91,9 @@ def test_ema_float32_under_autocast():
 @pytest.mark.parametrize("function", ["softmax", "laplace", "relu2"])
 def test_fused_attention_matches_explicit(function):
     torch.manual_seed(0)
-    q, k, v = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 6)
-    bias = torch.randn(5, 7)
-    visible = torch.rand(2, 3, 5, 7) > 0.3
+    q, k, v = randn(2, 3, 5, 4), randn(2, 3, 7, 4), randn(2, 3, 7, 6)
+    bias = randn(5, 7)
+    visible = torch.rand(2, 3, 5, 7, dtype=DTYPE) > 0.3
     visible[0, 0, 0] = False  # a query that sees nothing must stay finite
     for vis in (None, visible):
         fast, _ = attend(q, k, v, function=function, bias=bias, visible=vis, scaling=0.5)
@@ -97,10 +102,15 @@ def test_fused_attention_matches_explicit(function):
         assert torch.isfinite(fast).all()
 
 
-def _layer(**kwargs):
-    defaults = dict(zdim=6, hdim=10, ffn_hidden_dim=12, ndim=3, max_positions=64)
-    defaults.update(kwargs)
-    return MegaLayer(8, **defaults).eval()
+def _config(**kwargs):
+    options = dict(embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=12, n_dim=3, max_positions=64, dropout=0.0,
+                   normalize_before=True)
+    options.update(kwargs)
+    return MegaLayerConfig(**options)
+
+
+def _layer(*, causal, cross_attention=False, **kwargs):
+    return MegaLayer(_config(**kwargs), causal=causal, cross_attention=cross_attention).to(DTYPE).eval()
 
 
 CONFIGS = list(itertools.product(["softmax", "laplace", "relu2"], ["simple", "rotary"]))
@@ -110,11 +120,11 @@ CONFIGS = list(itertools.product(["softmax", "laplace", "relu2"], ["simple", "ro
 @pytest.mark.parametrize("causal", [False, True])
 def test_chunk_at_least_length_equals_full(function, bias, causal):
     torch.manual_seed(0)
-    full = _layer(causal=causal, attention_activation=function, rel_pos_bias=bias, chunk_size=-1)
-    x = torch.randn(2, 11, 8)
+    full = _layer(causal=causal, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=-1)
+    x = randn(2, 11, 8)
     mask = _padding(2, 11, [11, 7])
     for chunk in (11, 16):
-        chunked = _layer(causal=causal, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk)
+        chunked = _layer(causal=causal, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk)
         state = full.state_dict()
         if bias == "simple":  # the chunked bias table is sized by the chunk: same offsets, sliced
             table = state["mega_layer.rel_pos_bias.rel_pos_bias"]
@@ -126,10 +136,10 @@ def test_chunk_at_least_length_equals_full(function, bias, causal):
 @pytest.mark.parametrize("function,bias", CONFIGS)
 def test_chunks_are_independent_but_ema_crosses(function, bias):
     torch.manual_seed(0)
-    layer = _layer(causal=False, attention_activation=function, rel_pos_bias=bias, chunk_size=4)
-    x = torch.randn(1, 12, 8)
+    layer = _layer(causal=False, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=4)
+    x = randn(1, 12, 8)
     y = x.clone()
-    y[:, 9] += torch.randn(8)  # change a token of the last chunk
+    y[:, 9] += randn(8)  # change a token of the last chunk
     diff = (layer(x)[0] - layer(y)[0]).abs().amax(-1)[0]
     assert (diff > 1e-6).all()  # the bidirectional EMA carries it everywhere
     layer.mega_layer.move.omega.data.zero_()
@@ -143,10 +153,10 @@ def test_chunks_are_independent_but_ema_crosses(function, bias):
 @pytest.mark.parametrize("chunk", [-1, 4])
 def test_causality(function, bias, chunk):
     torch.manual_seed(0)
-    layer = _layer(causal=True, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk)
-    x = torch.randn(2, 13, 8)
+    layer = _layer(causal=True, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk)
+    x = randn(2, 13, 8)
     y = x.clone()
-    y[:, 7:] = torch.randn(2, 6, 8)
+    y[:, 7:] = randn(2, 6, 8)
     torch.testing.assert_close(layer(x)[0][:, :7], layer(y)[0][:, :7])
 
 
@@ -154,9 +164,9 @@ def test_causality(function, bias, chunk):
 @pytest.mark.parametrize("causal,chunk", [(False, -1), (False, 4), (True, -1), (True, 4)])
 def test_padded_batch_equals_each_alone(function, bias, causal, chunk):
     torch.manual_seed(0)
-    layer = _layer(causal=causal, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk)
+    layer = _layer(causal=causal, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk)
     lengths = [13, 6, 9]
-    x = torch.randn(3, 13, 8)
+    x = randn(3, 13, 8)
     batched, _ = layer(x, _padding(3, 13, lengths))
     for i, n in enumerate(lengths):
         alone, _ = layer(x[i:i + 1, :n])
@@ -168,10 +178,10 @@ def test_padded_batch_equals_each_alone(function, bias, causal, chunk):
 @pytest.mark.parametrize("cross", [False, True])
 def test_incremental_equals_full(function, bias, chunk, cross):
     torch.manual_seed(0)
-    layer = _layer(causal=True, attention_activation=function, rel_pos_bias=bias, chunk_size=chunk,
+    layer = _layer(causal=True, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk,
                    cross_attention=cross)
-    x = torch.randn(2, 14, 8)
-    memory = torch.randn(2, 9, 8) if cross else None
+    x = randn(2, 14, 8)
+    memory = randn(2, 9, 8) if cross else None
     memory_mask = _padding(2, 9, [9, 6]) if cross else None
     full, _ = layer(x, memory=memory, memory_padding_mask=memory_mask)
     for pieces in ([1] * 14, [6, 1, 7], [3, 11]):
@@ -186,10 +196,9 @@ def test_incremental_state_is_bounded_by_chunk():
     layer = _layer(causal=True, chunk_size=4)
     state = {}
     for _ in range(10):
-        layer(torch.randn(2, 1, 8), incremental_state=state)
+        layer(randn(2, 1, 8), incremental_state=state)
     saved = layer.mega_layer.get_incremental_state(state)
     assert saved["prev_key"].size(1) == 10 % 4
-    assert saved["ema_state"].shape == (2, 8, 3) if "ema_state" in saved else True
     ema_saved = layer.mega_layer.move.get_incremental_state(state)
     assert ema_saved["ema_state"].shape == (2, 8, 3)
 
@@ -197,7 +206,7 @@ def test_incremental_state_is_bounded_by_chunk():
 def test_reorder_incremental_state():
     torch.manual_seed(0)
     layer = _layer(causal=True, chunk_size=4)
-    x = torch.randn(3, 6, 8)
+    x = randn(3, 6, 8)
     state = {}
     layer(x[:, :5], incremental_state=state)
     order = torch.tensor([2, 0, 0])
@@ -213,7 +222,7 @@ def test_gradients_chunked_vs_full_attention():
     full = _layer(causal=True, chunk_size=-1, max_positions=16)
     chunked = _layer(causal=True, chunk_size=16, max_positions=16)
     chunked.load_state_dict(full.state_dict())
-    x = torch.randn(2, 10, 8, requires_grad=True)
+    x = randn(2, 10, 8, requires_grad=True)
     g1 = torch.autograd.grad(full(x)[0].sum(), [x] + list(full.parameters()))
     g2 = torch.autograd.grad(chunked(x)[0].sum(), [x] + list(chunked.parameters()))
     for a, b in zip(g1, g2):
@@ -224,31 +233,43 @@ def test_gradients_chunked_vs_full_attention():
 @pytest.mark.parametrize("prenorm", [True, False])
 def test_norms_and_positions(norm, prenorm):
     torch.manual_seed(0)
-    layer = _layer(causal=False, norm_type=norm, prenorm=prenorm, dropout=0.1, attention_dropout=0.1,
-                   hidden_dropout=0.1, feature_dropout=True)
-    x = torch.randn(2, 5, 8)
+    dropouts = dict(dropout=0.1, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1)
+    layer = _layer(causal=False, normalization_type=norm, normalize_before=prenorm, feature_dropout=True, **dropouts)
+    x = randn(2, 5, 8)
     layer.train()
     out, _ = layer(x)
     out.sum().backward()
     assert torch.isfinite(out).all() and all(p.grad is not None for p in layer.parameters() if p.requires_grad)
+    # in eval mode no dropout is applied: the same layer built without dropout gives the same output
+    without = _layer(causal=False, normalization_type=norm, normalize_before=prenorm)
+    without.load_state_dict(layer.state_dict())
     layer.eval()
-    torch.testing.assert_close(layer(x)[0], layer(x)[0])
+    torch.testing.assert_close(layer(x)[0], without(x)[0])
+    assert not torch.allclose(layer.train()(x)[0], without(x)[0])
     assert isinstance(layer.mega_layer.norm, SequenceNorm)
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(attention_activation="sigmoid"), "unknown attention function 'sigmoid'"),
-    (dict(rel_pos_bias="alibi"), "unknown relative position bias 'alibi'"),
-    (dict(norm_type="groupnorm"), "unknown norm type 'groupnorm'"),
-    (dict(activation="swish2"), "unknown activation 'swish2'"),
+    (dict(attention_activation_fn="sigmoid"), "attention_activation_fn 'sigmoid' is not a known attention function"),
+    (dict(rel_pos_bias="alibi"), "rel_pos_bias 'alibi' is not a known relative position bias"),
+    (dict(normalization_type="groupnorm"), "normalization_type 'groupnorm' is not a known normalisation layer"),
+    (dict(activation_fn="swish2"), "activation_fn 'swish2' is not a known activation function"),
     (dict(chunk_size=0), "chunk_size must be positive"),
+    (dict(z_dim=0), "z_dim must be positive, got 0"),
+    (dict(ffn_embed_dim=-2), "ffn_embed_dim must be positive"),
 ])
 def test_bad_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        _layer(causal=True, **kwargs)
+        _config(**kwargs)
+
+
+def test_ffn_size_follows_the_hidden_size_unless_given():
+    assert MegaLayerConfig(hidden_dim=40).ffn_embed_dim == 40
+    assert MegaLayerConfig(hidden_dim=40, ffn_embed_dim=0).ffn_embed_dim == 0
+    assert MegaLayer(_config(ffn_embed_dim=0), causal=False).nffn is None
 
 
 def test_sequence_longer_than_bias_table_is_a_clear_error():
-    layer = MovingAverageGatedAttention(8, zdim=4, hdim=8, ndim=2, max_positions=8)
+    layer = MovingAverageGatedAttention(_config(max_positions=8), causal=False)
     with pytest.raises(ValueError, match="exceeds max_positions=8"):
         layer(torch.randn(1, 9, 8))

@@ -23,12 +23,6 @@ def relu2(x: Tensor) -> Tensor:
     return F.relu(x).square()
 
 
-def check_attention_function(name: str) -> str:
-    if name not in ATTENTION_FUNCTIONS:
-        raise ValueError(f"unknown attention function {name!r}; choose one of {', '.join(ATTENTION_FUNCTIONS)}")
-    return name
-
-
 def _ensure_nonempty_rows(visible: Optional[Tensor]) -> Optional[Tensor]:
     # A query that sees no valid key (a padding query) attends to all keys instead of
     # producing NaN; its output is padding and is never read by a real position.
@@ -66,14 +60,14 @@ def attention_weights(q: Tensor, k: Tensor, *, function: str, bias: Tensor, visi
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, *, function: str, bias: Tensor, visible: Optional[Tensor],
-           scaling: Optional[float], dropout: float = 0.0, need_weights: bool = False,
-           fused: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+           scaling: Optional[float], dropout: float = 0.0,
+           need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
     """Weights times values. Softmax uses torch's fused scaled_dot_product_attention
     unless the weights are wanted; the other functions use the explicit path.
 
     Shapes: v: ... x K x h; returns (... x Q x h, weights ... x Q x K or None).
     """
-    if function == "softmax" and fused and not need_weights:
+    if function == "softmax" and not need_weights:
         visible = _ensure_nonempty_rows(visible)
         mask = bias if visible is None else torch.where(visible, bias, float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=dropout, scale=scaling)

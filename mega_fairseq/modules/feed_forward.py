@@ -3,27 +3,26 @@
 from torch import Tensor, nn
 
 from .activations import get_activation
+from .config import MegaLayerConfig
 from .dropout import make_dropout
+from .gated_attention import init_linear
 from .norm import SequenceNorm
 
 
 class NormalizedFeedForwardNetwork(nn.Module):
-    """y = x + W2 act(W1 norm(x)) (prenorm) or norm(x + W2 act(W1 x)) (postnorm)."""
+    """y = x + W2 act(W1 norm(x)) (prenorm) or norm(x + W2 act(W1 x)) (postnorm);
+    ``activation_dropout`` inside, ``dropout`` on the output."""
 
-    def __init__(self, embed_dim: int, ffn_hidden_dim: int, *, activation: str = "silu", dropout: float = 0.0,
-                 hidden_dropout: float = 0.0, feature_dropout: bool = False, norm_type: str = "layernorm",
-                 prenorm: bool = True, norm_affine: bool = True):
+    def __init__(self, cfg: MegaLayerConfig):
         super().__init__()
-        self.activation = get_activation(activation)
-        self.dropout = make_dropout(dropout, feature_dropout)
-        self.hidden_dropout = make_dropout(hidden_dropout, feature_dropout)
-        self.prenorm = prenorm
-        self.norm = SequenceNorm(norm_type, embed_dim, affine=norm_affine)
-        self.fc1 = nn.Linear(embed_dim, ffn_hidden_dim)
-        self.fc2 = nn.Linear(ffn_hidden_dim, embed_dim)
-        for linear in (self.fc1, self.fc2):
-            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
-            nn.init.zeros_(linear.bias)
+        self.activation = get_activation(cfg.activation_fn)
+        self.dropout = make_dropout(cfg.dropout, cfg.feature_dropout)
+        self.hidden_dropout = make_dropout(cfg.activation_dropout, cfg.feature_dropout)
+        self.prenorm = cfg.normalize_before
+        self.norm = SequenceNorm(cfg.normalization_type, cfg.embed_dim)
+        self.fc1 = nn.Linear(cfg.embed_dim, cfg.ffn_embed_dim)
+        self.fc2 = nn.Linear(cfg.ffn_embed_dim, cfg.embed_dim)
+        init_linear(self.fc1, self.fc2)
 
     def forward(self, x: Tensor) -> Tensor:
         """Shapes: x: B x L x D; returns B x L x D."""

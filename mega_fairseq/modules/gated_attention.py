@@ -8,7 +8,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
-from .attention import attend, check_attention_function, softmax_attention_blocks, toeplitz_rows
+from .attention import attend, softmax_attention_blocks, toeplitz_rows
+from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
 from .incremental import IncrementalState, IncrementalStateMixin
@@ -23,7 +24,46 @@ _MAX_SCORE_BYTES = 2 ** 28
 _BLOCK_SCORE_BYTES = 2 ** 26
 
 
-class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
+def init_linear(*linears: nn.Linear):
+    """The official initialisation of Mega's projections: N(0, 0.02) weights, zero biases."""
+    for linear in linears:
+        nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(linear.bias)
+
+
+class GatedBlock(IncrementalStateMixin, nn.Module):
+    """What Mega's self- and cross-attention blocks share: the norm (pre or post), dropouts, the
+    attention function with its scaling, and the gated residual Y = phi * H + (1 - phi) * X."""
+
+    def __init__(self, cfg: MegaLayerConfig):
+        super().__init__()
+        self.embed_dim, self.zdim = cfg.embed_dim, cfg.z_dim
+        self.attention_activation = cfg.attention_activation_fn
+        self.activation = get_activation(cfg.activation_fn)
+        # softmax scales scores by 1/sqrt(z); laplace and relu^2 divide them by the visible keys
+        self.scaling = cfg.z_dim ** -0.5 if cfg.attention_activation_fn == "softmax" else None
+        self.attention_dropout = cfg.attention_dropout
+        self.dropout = make_dropout(cfg.dropout, cfg.feature_dropout)
+        self.hidden_dropout = make_dropout(cfg.hidden_dropout, cfg.feature_dropout)
+        self.prenorm = cfg.normalize_before
+        self.norm = SequenceNorm(cfg.normalization_type, cfg.embed_dim)
+
+    def block_input(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.prenorm else x
+
+    def gated_residual(self, residual: Tensor, phi: Tensor, h: Tensor) -> Tensor:
+        """phi * dropout(h) + (1 - phi) * residual, then the norm of a postnorm block."""
+        h = self.dropout(h)
+        out = torch.addcmul(residual, phi, h - residual)
+        return out if self.prenorm else self.norm(out)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
+               need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        return attend(q, k, v, function=self.attention_activation, bias=bias, visible=visible, scaling=self.scaling,
+                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights)
+
+
+class MovingAverageGatedAttention(GatedBlock):
     """One Mega block: X' = EMA(X); Z = SiLU(X' W_z); Q, K = kappa * Z + mu; V = act(X W_v);
     O = f(Q K^T + b_rel) V; gamma = SiLU(X' W_gamma); phi = sigmoid(X' W_phi);
     H = act(X' W_h + (gamma * O) U_h); Y = phi * H + (1 - phi) * X.
@@ -37,40 +77,24 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
     pre-activations from X' in one matmul, in the official order.
     """
 
-    def __init__(self, embed_dim: int, *, zdim: int, hdim: int, ndim: int = 16, causal: bool = False,
-                 chunk_size: int = -1, truncation: Optional[int] = None, attention_activation: str = "softmax",
-                 activation: str = "silu", dropout: float = 0.0, attention_dropout: float = 0.0,
-                 hidden_dropout: float = 0.0, feature_dropout: bool = False, norm_type: str = "layernorm",
-                 prenorm: bool = True, norm_affine: bool = True, rel_pos_bias: str = "simple",
-                 max_positions: int = 1024):
-        super().__init__()
-        if chunk_size == 0:
-            raise ValueError("chunk_size must be positive (chunked attention) or negative (full attention), got 0")
-        self.embed_dim, self.zdim, self.hdim, self.ndim = embed_dim, zdim, hdim, ndim
+    def __init__(self, cfg: MegaLayerConfig, *, causal: bool):
+        super().__init__(cfg)
+        self.hdim, self.ndim = cfg.hidden_dim, cfg.n_dim
         self.causal = causal
-        self.chunk_size = chunk_size
-        self.attention_activation = check_attention_function(attention_activation)
-        self.activation = get_activation(activation)
-        self.scaling = zdim ** -0.5 if attention_activation == "softmax" else None
-        self.attention_dropout = attention_dropout
-        self.dropout = make_dropout(dropout, feature_dropout)
-        self.hidden_dropout = make_dropout(hidden_dropout, feature_dropout)
-        self.prenorm = prenorm
-        self.norm = SequenceNorm(norm_type, embed_dim, affine=norm_affine)
-        self.move = MultiDimensionalDampedEMA(embed_dim, ndim=ndim, bidirectional=not causal, truncation=truncation)
-        self.v_proj = nn.Linear(embed_dim, hdim)
-        self.mx_proj = nn.Linear(embed_dim, zdim + hdim + 2 * embed_dim)
-        self.h_proj = nn.Linear(hdim, embed_dim)
-        self.kappa = nn.Parameter(torch.empty(2, zdim))
-        self.mu = nn.Parameter(torch.empty(2, zdim))
-        bias_positions = chunk_size if chunk_size > 0 else max_positions
-        self.rel_pos_bias = build_relative_positional_bias(rel_pos_bias, zdim=zdim, max_positions=bias_positions)
+        self.chunk_size = cfg.chunk_size
+        self.move = MultiDimensionalDampedEMA(cfg.embed_dim, ndim=cfg.n_dim, bidirectional=not causal,
+                                              truncation=cfg.truncation)
+        self.v_proj = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
+        self.mx_proj = nn.Linear(cfg.embed_dim, cfg.z_dim + cfg.hidden_dim + 2 * cfg.embed_dim)
+        self.h_proj = nn.Linear(cfg.hidden_dim, cfg.embed_dim)
+        self.kappa = nn.Parameter(torch.empty(2, cfg.z_dim))
+        self.mu = nn.Parameter(torch.empty(2, cfg.z_dim))
+        self.rel_pos_bias = build_relative_positional_bias(cfg.rel_pos_bias, zdim=cfg.z_dim,
+                                                           max_positions=cfg.bias_positions)
         self.reset_parameters()
 
     def reset_parameters(self):
-        for linear in (self.v_proj, self.mx_proj, self.h_proj):
-            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
-            nn.init.zeros_(linear.bias)
+        init_linear(self.v_proj, self.mx_proj, self.h_proj)
         nn.init.normal_(self.kappa, mean=0.0, std=0.02)
         nn.init.zeros_(self.mu)
 
@@ -84,8 +108,7 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
         continues from its saved state and attention sees the saved keys of the current chunk.
         """
         residual = x
-        if self.prenorm:
-            x = self.norm(x)
+        x = self.block_input(x)
         v = self.activation(self.v_proj(x))  # B x L x h
         if incremental_state is not None:
             if not self.causal:
@@ -105,11 +128,7 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
         else:
             h, weights = self._attend_chunks(q, k, v, padding_mask, need_weights)
         h = self.activation(hx + self.h_proj(h * r))  # B x L x D
-        h = self.dropout(h)
-        out = torch.addcmul(residual, phi, h - residual)
-        if not self.prenorm:
-            out = self.norm(out)
-        return out, weights
+        return self.gated_residual(residual, phi, h), weights
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
@@ -188,8 +207,7 @@ class MovingAverageGatedAttention(IncrementalStateMixin, nn.Module):
                 chunk, device=q.device)  # Q x c
             visible = causal if visible is None else visible & causal
         bias = toeplitz_rows(offset_bias, chunk, start, start + rows)  # Q x c
-        return attend(q, k, v, function=self.attention_activation, bias=bias, visible=visible, scaling=self.scaling,
-                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights)
+        return self.attend(q, k, v, bias, visible, need_weights)
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                             incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:

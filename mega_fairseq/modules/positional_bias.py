@@ -27,14 +27,14 @@ class SimpleRelativePositionalBias(nn.Module):
 
 
 class RotaryRelativePositionalBias(nn.Module):
-    """b[i, j] = <rot_i(a), rot_j(b)> for learned vectors a, b of size z (rotary embedding)."""
+    """b[i, j] = <rot_i(a), rot_j(b)> for learned vectors a, b of size z (rotary embedding); any
+    number of positions."""
 
-    def __init__(self, dim: int, max_positions: int):
+    def __init__(self, dim: int):
         super().__init__()
         if dim % 2:
             raise ValueError(f"rotary relative bias needs an even z dimension, got {dim}")
         self.dim = dim
-        self.max_positions = max_positions
         self.alpha = nn.Parameter(torch.empty(1, dim))
         self.beta = nn.Parameter(torch.empty(1, dim))
         nn.init.normal_(self.alpha, mean=0.0, std=0.02)
@@ -59,5 +59,5 @@ def build_relative_positional_bias(kind: str, *, zdim: int, max_positions: int) 
     if kind == "simple":
         return SimpleRelativePositionalBias(max_positions)
     if kind == "rotary":
-        return RotaryRelativePositionalBias(zdim, max_positions)
+        return RotaryRelativePositionalBias(zdim)
     raise ValueError(f"unknown relative position bias {kind!r}; choose one of {', '.join(REL_POS_BIAS_TYPES)}")

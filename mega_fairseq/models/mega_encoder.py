@@ -1,0 +1,78 @@
+"""The Mega encoder (embedding + bidirectional MegaStack) and the encoder-output contract.
+
+The contract between :class:`MegaEncoder` and its readers (the decoder's gated cross-attention,
+classifier heads), written down once here. ``encoder_out`` is fairseq's dict of lists:
+
+- ``encoder_out``: ``[B x S x D]``, **batch-first** (fairseq's transformer uses S x B x D; every
+  module of this package is batch-first, so the encoder output is too), zero at padding;
+- ``encoder_padding_mask``: ``[B x S]`` bool, True at padding (``[]`` when nothing is padded);
+- ``src_lengths``: ``[B x 1]``;
+- ``encoder_states``: the input and every layer's output, ``B x S x D`` each, when asked for
+  (``return_all_hiddens``), else ``[]``.
+
+``reorder_encoder_out`` selects along dim 0 (the batch) of every tensor, as beam search asks.
+"""
+
+from typing import Dict, List, Optional
+
+import torch
+from fairseq.models import FairseqEncoder
+from torch import Tensor, nn
+
+from ..modules import MegaStack
+
+EncoderOut = Dict[str, List[Tensor]]
+
+
+def padding_mask_from_lengths(lengths: Tensor, max_length: int) -> Tensor:
+    """B -> B x max_length, True past each length (right padding)."""
+    return torch.arange(max_length, device=lengths.device).unsqueeze(0) >= lengths.view(-1, 1)
+
+
+class MegaEncoder(FairseqEncoder):
+    """An input embedding (token or real-valued) and a bidirectional :class:`MegaStack`.
+
+    Padding comes from ``padding_idx`` for token inputs, or from ``src_lengths`` (right padding)
+    for real-valued inputs (``padding_idx`` None).
+    """
+
+    def __init__(self, dictionary, embedding: nn.Module, stack: MegaStack, *, padding_idx: Optional[int],
+                 max_source_positions: int):
+        super().__init__(dictionary)
+        if stack.causal:
+            raise ValueError("an encoder needs a bidirectional MegaStack")
+        self.embedding = embedding
+        self.stack = stack
+        self.padding_idx = padding_idx
+        self.max_source_positions = max_source_positions
+
+    @property
+    def embed_tokens(self) -> nn.Module:
+        return self.embedding.embed_tokens
+
+    def padding_mask(self, src_tokens: Tensor, src_lengths: Optional[Tensor]) -> Tensor:
+        if self.padding_idx is not None:
+            return src_tokens.eq(self.padding_idx)
+        if src_lengths is None:
+            return src_tokens.new_zeros(src_tokens.shape[:2], dtype=torch.bool)
+        return padding_mask_from_lengths(src_lengths, src_tokens.size(1))
+
+    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None,
+                return_all_hiddens: bool = False, **unused) -> EncoderOut:
+        """Shapes: src_tokens: B x S (token ids, or real values); returns the contract above."""
+        padding_mask = self.padding_mask(src_tokens, src_lengths)
+        out = self.stack(self.embedding(src_tokens), padding_mask)
+        if src_lengths is None:
+            src_lengths = (~padding_mask).sum(dim=1)
+        return {
+            "encoder_out": [out.out],
+            "encoder_padding_mask": [padding_mask] if bool(padding_mask.any()) else [],
+            "src_lengths": [src_lengths.view(-1, 1)],
+            "encoder_states": out.inner_states if return_all_hiddens else [],
+        }
+
+    def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
+        return {key: [t.index_select(0, new_order) for t in values] for key, values in encoder_out.items()}
+
+    def max_positions(self) -> int:
+        return self.max_source_positions

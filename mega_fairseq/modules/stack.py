@@ -1,0 +1,60 @@
+"""A stack of Mega layers: the body of every Mega model (encoder, decoder, classifier)."""
+
+from typing import List, NamedTuple, Optional
+
+from torch import Tensor, nn
+
+from .config import MegaLayerConfig
+from .incremental import IncrementalState
+from .layers import MegaLayer
+from .norm import SequenceNorm
+
+
+class StackOutput(NamedTuple):
+    out: Tensor  # B x L x D, zero at padding
+    inner_states: List[Tensor]  # the input and each layer's output, B x L x D
+    attn: Optional[Tensor]  # the last layer's attention weights, when asked for
+
+
+class MegaStack(nn.Module):
+    """``cfg.layers`` Mega layers and, when they are prenorm, a final norm.
+
+    ``causal=False``: an encoder stack (bidirectional EMA and attention). ``causal=True``: a
+    decoder stack (left-to-right; incremental decoding with ``incremental_state``), with gated
+    cross-attention over an encoder's output when ``cross_attention``.
+
+    Padding: positions marked in ``padding_mask`` are zero on input and output, are never
+    attended to, and do not enter the EMA, so a padded batch computes what each example would
+    alone (right padding; see the tests).
+    """
+
+    def __init__(self, cfg: MegaLayerConfig, *, causal: bool, cross_attention: bool = False,
+                 final_norm_affine: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.causal = causal
+        self.layers = nn.ModuleList(MegaLayer(cfg, causal=causal, cross_attention=cross_attention)
+                                    for _ in range(cfg.layers))
+        self.final_norm = SequenceNorm(cfg.normalization_type, cfg.embed_dim, affine=final_norm_affine) \
+            if cfg.normalize_before else None
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
+                memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
+                need_weights: bool = False) -> StackOutput:
+        """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None; memory: B x S x D;
+        memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions."""
+        if padding_mask is not None and not bool(padding_mask.any()):
+            padding_mask = None  # the unpadded kernels are faster
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        inner_states = [x]
+        attn = None
+        for layer in self.layers:
+            x, attn = layer(x, padding_mask, memory=memory, memory_padding_mask=memory_padding_mask,
+                            incremental_state=incremental_state, need_weights=need_weights)
+            inner_states.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        return StackOutput(x, inner_states, attn)
