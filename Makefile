@@ -32,7 +32,7 @@ test: install
 	$(PYTHON) -m pytest -q tests
 
 bench: install
-	$(PYTHON) -m mega_fairseq.benchmark
+	$(PYTHON) -m benchmarks
 
 clean:
 	rm -rf $(STAMP) data/demo build *.egg-info

@@ -2,8 +2,11 @@
 
 The official EMA calls the paper's alpha ``delta``, the paper's delta ``alpha`` and eta
 ``gamma``, and stores them as D x N x 1; the gated attention calls the per-dimension
-scale and offset of Q and K ``gamma`` and ``beta`` (our ``kappa`` and ``mu``). Every other
-name is the same.
+scale and offset of Q and K ``gamma`` and ``beta`` (our ``kappa`` and ``mu``). The official
+decoder holds its embedding, layers and final norm directly (``decoder.layers.N``), as this
+plugin's did before it was built from an embedding, a ``MegaStack`` and an output layer
+(``decoder.stack.layers.N``): ``DECODER_LAYOUT`` maps those paths, for official checkpoints and
+for checkpoints of the earlier layout alike. Every other name is the same.
 """
 
 import re
@@ -15,6 +18,30 @@ _EMA = {"delta": "alpha", "alpha": "delta", "beta": "beta", "gamma": "eta", "ome
 _ATTENTION = {"gamma": "kappa", "beta": "mu"}
 # buffers the official modules register that carry no weights
 _DROPPED = re.compile(r"(^|\.)(version|_float_tensor)$")
+
+# official (and earlier) path inside a decoder -> path now
+DECODER_LAYOUT = {
+    "embed_tokens.": "embedding.embed_tokens.",
+    "project_in_dim.": "embedding.project_in_dim.",
+    "embed_norm.": "embedding.norm.",
+    "layers.": "stack.layers.",
+    "final_norm.": "stack.final_norm.",
+}
+
+
+def rename_prefixes(state: Dict[str, Tensor], module: str, renames: Dict[str, str]) -> Dict[str, Tensor]:
+    """Renames, in place, the keys under the module path ``module`` that start with an old
+    prefix of ``renames``; returns ``state``."""
+    prefix = f"{module}." if module else ""
+    for key in list(state):
+        if not key.startswith(prefix):
+            continue
+        local = key[len(prefix):]
+        for old, new in renames.items():
+            if local.startswith(old):
+                state[prefix + new + local[len(old):]] = state.pop(key)
+                break
+    return state
 
 
 def convert_official_state_dict(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -30,4 +57,4 @@ def convert_official_state_dict(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
         elif prefix.endswith("mega_layer") and leaf in _ATTENTION:
             name = f"{prefix}.{_ATTENTION[leaf]}"
         converted[name] = value
-    return converted
+    return rename_prefixes(converted, "decoder", DECODER_LAYOUT)

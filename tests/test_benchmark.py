@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from mega_fairseq import benchmark
+from benchmarks import cases, harness
 
 
 def test_benchmark_writes_every_measurement(tmp_path):
     out = tmp_path / "bench.json"
-    benchmark.main([
+    harness.main([
         "--models", "mega_chunk", "--lengths", "64", "--chunk-lengths", "128", "--layers", "1",
         "--embed-dim", "16", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--ffn-dim", "16", "--chunk-size", "32",
         "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
@@ -35,7 +35,7 @@ def test_benchmark_writes_every_measurement(tmp_path):
 
 def test_flop_count_of_a_chunked_step():
     sizes = dict(layers=1, embed_dim=4, zdim=2, hdim=8, ffn_dim=6, chunk_size=16)
-    counts = benchmark.mega_training_flops(sizes, batch=3, length=32, chunk=16)
+    counts = cases.mega_training_flops(sizes, batch=3, length=32, chunk=16)
     tokens = 3 * 32
     assert counts["projections"] == 3 * 2 * tokens * (4 * 8 + 4 * (2 + 8 + 8) + 8 * 4 + 2 * 4 * 6)
     assert counts["attention"] == 3 * 2 * tokens * 16 * (2 + 8)
@@ -43,14 +43,14 @@ def test_flop_count_of_a_chunked_step():
 
 
 def test_sizes_from_a_named_arch_with_explicit_flags_winning():
-    args = benchmark.parse_args(["--arch", "mega_lm_enwik8_base", "--layers", "1"])
+    args = harness.parse_args(["--arch", "mega_lm_enwik8_base", "--layers", "1"])
     assert (args.layers, args.embed_dim, args.zdim, args.hdim, args.ndim, args.ffn_dim) == (1, 512, 128, 1024, 16, 1024)
     assert (args.chunk_size, args.rel_pos_bias, args.norm_type, args.heads) == (2048, "rotary", "layernorm", 8)
-    assert benchmark.parse_args([]).chunk_size == 128  # the default table's sizes
-    assert benchmark.parse_args(["--arch", "mega_lm"]).chunk_size == 128  # full attention: chunk flag's default
+    assert harness.parse_args([]).chunk_size == 128  # the default table's sizes
+    assert harness.parse_args(["--arch", "mega_lm"]).chunk_size == 128  # full attention: chunk flag's default
 
 
 def test_unknown_arch_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
-        benchmark.parse_args(["--arch", "transformer_lm"])
+        harness.parse_args(["--arch", "transformer_lm"])
     assert "not a registered Mega architecture" in capsys.readouterr().err

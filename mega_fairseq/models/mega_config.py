@@ -3,7 +3,7 @@
 Every layer option is declared once, in :class:`~mega_fairseq.modules.config.MegaLayerConfig`.
 A model family's config gets them all from :func:`layer_options_config`: the per-stack options
 once per stack (``encoder_z_dim``, ``decoder_z_dim``), the others once, with the help text of the
-layer config and the defaults of the family's base preset. :func:`layer_config` maps a model
+layer config. :func:`layer_config` maps a model
 config back to the ``MegaLayerConfig`` of one stack.
 
 Presets (``--arch`` names) are a :class:`PresetTable` per family: each preset lists only what
@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import ARCH_CONFIG_REGISTRY, register_model_architecture
 from fairseq.utils import safe_getattr
-from omegaconf import II
 
 from ..modules.config import MegaConfigError, MegaLayerConfig
 
@@ -49,9 +48,9 @@ def layer_options_config(name: str, prefixes: Sequence[str], base_preset: Dict[s
                          base_name: str) -> type:
     """A ``FairseqDataclass`` holding every layer option of the stacks ``prefixes``.
 
-    Defaults are the values of the family's base preset (so a config built without ``--arch``,
-    e.g. by ``fairseq-hydra-train``, holds concrete values); a derived field defaults to an
-    interpolation of the field it follows.
+    Fields that presets set (and derived fields) default to None, "set by --arch": the arch
+    functions fill what the command line left unset, and the help text shows the base preset's
+    value. The other fields keep the layer config's default.
     """
     specs: List[Tuple[str, Any, Any]] = []
     derived = derived_fields(prefixes)
@@ -66,12 +65,12 @@ def layer_options_config(name: str, prefixes: Sequence[str], base_preset: Dict[s
                 help_text = f"{prefix}: {help_text}"
             choices = layer_field.metadata["choices"]
             field_type = ChoiceEnum(list(choices)) if choices else layer_field.type
+            default = layer_field.default
             if config_name in derived:
-                default = II(f"model.{derived[config_name]}")
-                field_type = Optional[int]
-            else:
-                default = base_preset.get(config_name, layer_field.default)
-                help_text = f"{help_text} (set by --arch; {base_name}: {default})"
+                default, field_type = None, Optional[field_type]
+            elif config_name in base_preset:
+                default, field_type = None, Optional[field_type]
+                help_text = f"{help_text} (set by --arch; {base_name}: {base_preset[config_name]})"
             specs.append((config_name, field_type, field(default=default, metadata={"help": help_text})))
     return make_dataclass(name, specs, bases=(FairseqDataclass,))
 
@@ -187,5 +186,5 @@ def _is_interpolation(value) -> bool:
 
 
 def _set_default(cfg, name: str, value):
-    if safe_getattr(cfg, name, None) is None or _is_interpolation(safe_getattr(cfg, name, None)):
+    if safe_getattr(cfg, name, None) is None:
         setattr(cfg, name, value)

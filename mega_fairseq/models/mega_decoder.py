@@ -8,33 +8,10 @@ from fairseq.modules import AdaptiveSoftmax
 from fairseq.utils import eval_str_list, safe_getattr
 from torch import Tensor, nn
 
+from ..checkpoint_conversion import DECODER_LAYOUT, rename_prefixes
 from ..modules import MegaStack, TokenEmbedding
 from ..modules.incremental import IncrementalState
 from .mega_encoder import EncoderOut
-
-# Parameter names before the decoder was split into embedding, stack and output layer.
-_LEGACY_NAMES = {
-    "embed_tokens.": "embedding.embed_tokens.",
-    "project_in_dim.": "embedding.project_in_dim.",
-    "embed_norm.": "embedding.norm.",
-    "layers.": "stack.layers.",
-    "final_norm.": "stack.final_norm.",
-}
-
-
-def rename_legacy_keys(state_dict: Dict[str, Tensor], name: str, renames: Dict[str, str]):
-    """Renames, in place, the keys of ``state_dict`` under the module ``name`` that start with an
-    old prefix of ``renames`` (checkpoints written before a module was restructured)."""
-    prefix = f"{name}." if name else ""
-    for key in list(state_dict):
-        if not key.startswith(prefix):
-            continue
-        local = key[len(prefix):]
-        for old, new in renames.items():
-            if local.startswith(old):
-                state_dict[prefix + new + local[len(old):]] = state_dict.pop(key)
-                break
-
 
 def build_output_layer(cfg, dictionary, embed_tokens: nn.Module, embed_dim: int):
     """(output projection, adaptive softmax): exactly one is not None.
@@ -146,6 +123,5 @@ class MegaDecoder(FairseqIncrementalDecoder):
             self.set_incremental_state(incremental_state, "seen", seen.index_select(0, new_order.to(seen.device)))
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
-        rename_legacy_keys(state_dict, name, _LEGACY_NAMES)
-        return state_dict
+        return rename_prefixes(state_dict, name, DECODER_LAYOUT)
 

@@ -13,7 +13,7 @@ from ..modules import MegaStack, TokenEmbedding
 from .mega_config import Preset, PresetTable, alias, derived_fields, layer_config, layer_options_config
 from .mega_decoder import MegaDecoder, build_output_layer
 
-# The family's base preset: the defaults of MegaLMConfig and of --arch mega_lm.
+# The family's base preset (--arch mega_lm); the others build on it.
 BASE = dict(decoder_layers=6, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_z_dim=128, decoder_n_dim=16,
             decoder_chunk_size=-1, truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
             attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
@@ -50,8 +50,7 @@ PRESETS = {
 @dataclass
 class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE, "mega_lm")):
     decoder_input_dim: Optional[int] = field(
-        default=II("model.decoder_embed_dim"),
-        metadata={"help": "token embedding dimension, projected to d if different (default: d)"})
+        default=None, metadata={"help": "token embedding dimension, projected to d if different (default: d)"})
     normalize_embedding: bool = field(default=False, metadata={"help": "normalise the scaled token embeddings"})
     no_affine_final_norm: bool = field(default=False, metadata={"help": "no affine parameters in the final norm"})
     no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale embeddings by sqrt(d)"})

@@ -1,36 +1,13 @@
-"""Training and decoding speed and memory of Mega, Mega-chunk and Transformer baselines on CPU.
+"""The benchmark's harness: command line, worker subprocesses, timing and memory measurements.
 
-    python -m mega_fairseq.benchmark --json bench.json --plot bench.png
-
-Training: forward + backward of a stack of encoder layers on random B x L x d inputs, a fixed
-number of tokens per step (B = tokens // L), reported as milliseconds per 1K tokens (best of
-``--repeats`` steps after one warm-up step, all in one worker process, the models of one length
-taking turns step by step so that load on a shared machine hits them alike) and peak memory (one
-step in a fresh process per configuration, after a one-chunk warm-up step: growth of the peak
-resident set size over the resident set size just before the step, so it counts activations,
-gradients and temporaries, not the interpreter, libraries, parameters or warm-up state).
-The Mega-chunk rows also get a FLOP count (``mega_forward_flops``) and the achieved rate,
-next to the rate of a plain matmul of the projections' shape measured in the same worker.
-
-Models: ``mega`` and ``mega_chunk`` (this package's MegaLayer, full attention and chunks of
-``--chunk-size``), ``hf_mega`` / ``hf_mega_chunk`` (the Hugging Face ``transformers`` port of
-the official code, skipped when transformers < 4.41 is not installed),
-``torch_transformer`` (``nn.TransformerEncoder``, fused scaled-dot-product attention) and
-``fairseq_transformer`` (fairseq's ``TransformerEncoderLayerBase``). Same width everywhere:
-d, FFN size, layers; the Transformers use ``--heads`` heads of d / heads dims.
-
-Decoding: median per-token latency of a causal chunked Mega stack fed one token at a time
-with an ``incremental_state`` after a context of 256, 4K and 16K tokens, against fairseq's
-``transformer_lm`` decoder of the same size with its key/value cache.
-
-Workers run in subprocesses so that the OpenMP settings (``--threads``,
+Workers run in fresh interpreters (``python -m benchmarks --worker SPEC``, with this checkout on
+PYTHONPATH so that any working directory does) so that the OpenMP settings (``--threads``,
 ``--omp-wait-policy``) are in place before torch loads.
 """
 
 import argparse
 import gc
 import json
-import logging
 import math
 import os
 import platform
@@ -41,21 +18,20 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
-from mega_fairseq.modules import NORM_TYPES, MegaLayer, SequenceNorm
-from mega_fairseq.modules.ema import fast_fft_length
+from mega_fairseq.modules import NORM_TYPES
 
-MEGA_MODELS = ("mega", "mega_chunk")
-HF_MODELS = ("hf_mega", "hf_mega_chunk")
-TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
-ALL_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
+from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, MegaDecoder, arch_sizes, build_model,
+                    fairseq_transformer_lm, hf_available)
+from .report import by_key, compute_ratios, flops_rows, format_report, plot
 
-DEFAULT_SIZES = dict(layers=2, embed_dim=128, zdim=64, hdim=256, ndim=16, ffn_dim=256, chunk_size=128,
-                     norm_type="scalenorm", rel_pos_bias="simple")
+# the folder holding the ``benchmarks`` package, put on the workers' PYTHONPATH
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_CHUNK_LENGTHS = (32768, 65536)
 DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
@@ -63,7 +39,7 @@ DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mega_fairseq.benchmark",
+        prog="python -m benchmarks",
         description="Forward+backward time per 1K tokens and peak memory of Mega, Mega-chunk and Transformer "
                     "encoders, FLOP/s of the Mega-chunk step, and per-token decoding latency, on CPU.")
     sizes = parser.add_argument_group(
@@ -144,120 +120,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def arch_sizes(name: str) -> dict:
-    """The benchmark's sizes from a registered Mega architecture (``--arch``)."""
-    from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
-
-    from mega_fairseq.models.mega_lm import MegaLanguageModel, base_architecture
-
-    mega_archs = sorted(arch for arch, model in ARCH_MODEL_REGISTRY.items() if model is MegaLanguageModel)
-    if name not in mega_archs:
-        raise ValueError(f"--arch {name}: not a registered Mega architecture; choose one of {', '.join(mega_archs)}")
-    cfg = argparse.Namespace()
-    ARCH_CONFIG_REGISTRY[name](cfg)
-    base_architecture(cfg)  # mega_lm itself is applied when the model is built
-    sizes = dict(layers=cfg.decoder_layers, embed_dim=cfg.decoder_embed_dim, zdim=cfg.decoder_z_dim,
-                 hdim=cfg.decoder_hidden_dim, ndim=cfg.decoder_n_dim, ffn_dim=cfg.decoder_ffn_embed_dim,
-                 norm_type=str(cfg.normalization_type), rel_pos_bias=str(cfg.rel_pos_bias))
-    if cfg.decoder_chunk_size > 0:
-        sizes["chunk_size"] = cfg.decoder_chunk_size
-    return sizes
-
-
 # ----------------------------------------------------------------------------------------------
-# Models. Each builder returns a module mapping a B x L x d float input to a B x L x d output.
+# Measurements (run inside worker processes)
 # ----------------------------------------------------------------------------------------------
-
-class MegaStack(nn.Module):
-    """``layers`` MegaLayers (bidirectional for training, causal for decoding)."""
-
-    def __init__(self, sizes: dict, *, chunk_size: int, max_positions: int, causal: bool = False):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            MegaLayer(sizes["embed_dim"], zdim=sizes["zdim"], hdim=sizes["hdim"], ffn_hidden_dim=sizes["ffn_dim"],
-                      ndim=sizes["ndim"], causal=causal, chunk_size=chunk_size, norm_type=sizes["norm_type"],
-                      rel_pos_bias=sizes["rel_pos_bias"], max_positions=max_positions)
-            for _ in range(sizes["layers"]))
-
-    def forward(self, x: Tensor, incremental_state: Optional[dict] = None) -> Tensor:
-        for layer in self.layers:
-            x, _ = layer(x, incremental_state=incremental_state)
-        return x
-
-
-class HFMega(nn.Module):
-    """transformers' MegaModel on input embeddings (no token embedding, no pooler)."""
-
-    def __init__(self, sizes: dict, *, chunk_size: int, max_positions: int):
-        super().__init__()
-        from transformers import MegaConfig, MegaModel
-
-        config = MegaConfig(
-            hidden_size=sizes["embed_dim"], num_hidden_layers=sizes["layers"], intermediate_size=sizes["hdim"],
-            nffn_hidden_size=sizes["ffn_dim"], shared_representation_size=sizes["zdim"],
-            ema_projection_size=sizes["ndim"], use_chunking=chunk_size > 0, chunk_size=chunk_size,
-            max_positions=max_positions, relative_positional_bias=sizes["rel_pos_bias"],
-            normalization_type=sizes["norm_type"], dropout_prob=0.0, hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0, nffn_activation_dropout_prob=0.0)
-        self.model = MegaModel(config, add_pooling_layer=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(inputs_embeds=x).last_hidden_state
-
-
-class FairseqTransformerEncoder(nn.Module):
-    """fairseq's pre-norm TransformerEncoderLayerBase stack (fairseq works in L x B x d)."""
-
-    def __init__(self, sizes: dict):
-        super().__init__()
-        from fairseq.models.transformer import TransformerConfig
-        from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
-
-        cfg = TransformerConfig()
-        cfg.encoder.embed_dim = sizes["embed_dim"]
-        cfg.encoder.ffn_embed_dim = sizes["ffn_dim"]
-        cfg.encoder.attention_heads = sizes["heads"]
-        cfg.encoder.normalize_before = True
-        cfg.dropout = cfg.attention_dropout = cfg.activation_dropout = 0.0
-        self.layers = nn.ModuleList(TransformerEncoderLayerBase(cfg) for _ in range(sizes["layers"]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.transpose(0, 1)  # L x B x d
-        for layer in self.layers:
-            x = layer(x, encoder_padding_mask=None)
-        return x.transpose(0, 1)
-
-
-def torch_transformer_encoder(sizes: dict) -> nn.Module:
-    layer = nn.TransformerEncoderLayer(sizes["embed_dim"], sizes["heads"], dim_feedforward=sizes["ffn_dim"],
-                                       dropout=0.0, batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, sizes["layers"], enable_nested_tensor=False)
-
-
-def hf_available() -> bool:
-    try:
-        from transformers import MegaModel  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def build_model(name: str, sizes: dict, length: int) -> nn.Module:
-    chunk = sizes["chunk_size"]
-    if name == "mega":
-        return MegaStack(sizes, chunk_size=-1, max_positions=length)
-    if name == "mega_chunk":
-        return MegaStack(sizes, chunk_size=chunk, max_positions=chunk)
-    if name == "hf_mega":
-        return HFMega(sizes, chunk_size=-1, max_positions=length)
-    if name == "hf_mega_chunk":
-        return HFMega(sizes, chunk_size=chunk, max_positions=chunk)
-    if name == "torch_transformer":
-        return torch_transformer_encoder(sizes)
-    if name == "fairseq_transformer":
-        return FairseqTransformerEncoder(sizes)
-    raise ValueError(f"unknown model {name!r}")
-
 
 def batch_size(length: int, tokens_per_step: int) -> int:
     return max(1, tokens_per_step // length)
@@ -267,45 +132,6 @@ def train_step(model: nn.Module, x: Tensor):
     model.zero_grad(set_to_none=True)
     model(x).sum().backward()
 
-
-# ----------------------------------------------------------------------------------------------
-# FLOP count of a Mega training step
-# ----------------------------------------------------------------------------------------------
-
-def mega_forward_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dict[str, float]:
-    """Forward FLOPs of one bidirectional Mega layer stack, by kind (multiply-add = 2 FLOPs).
-
-    projections: v, [phi, z, gamma, h] and output projections plus the FFN;
-    attention: Q K^T and weights x V within each chunk (c keys per query; c = L for full);
-    fft: the EMA's real FFT of the input and inverse FFT of the output per channel
-    (2.5 n log2 n each, n the FFT length), one kernel FFT per layer and the spectrum product.
-    Norms, activations, gates, softmax and the EMA kernel itself are not counted.
-    """
-    d, z, h, f = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["ffn_dim"]
-    tokens = batch * length
-    keys = chunk if 0 < chunk < length else length
-    n = fast_fft_length(2 * length - 1)
-    per_transform = 2.5 * n * math.log2(n)
-    layers = sizes["layers"]
-    return {
-        "projections": layers * 2.0 * tokens * (d * h + d * (z + h + 2 * d) + h * d + 2 * d * f),
-        "attention": layers * 2.0 * tokens * keys * (z + h),
-        "fft": layers * (d * (2 * batch + 1) * per_transform + batch * d * 6 * (n // 2 + 1)),
-    }
-
-
-def mega_training_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dict[str, float]:
-    """Training step = 3 x forward: the backward pass costs two forwards (the gradients with
-    respect to inputs and to weights; for the EMA, FFTs of the output gradient and of the input)."""
-    forward = mega_forward_flops(sizes, batch, length, chunk)
-    counts = {kind: 3.0 * value for kind, value in forward.items()}
-    counts["total"] = sum(counts.values())
-    return counts
-
-
-# ----------------------------------------------------------------------------------------------
-# Measurements (run inside worker processes)
-# ----------------------------------------------------------------------------------------------
 
 def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: int, repeats: int) -> List[dict]:
     """Training steps of several models at one length, timed in turns (one step of each model
@@ -341,43 +167,6 @@ def matmul_rate(shape: List[int], repeats: int = 10) -> dict:
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return {"shape": list(shape), "gflops": 2.0 * math.prod(shape) / best / 1e9}
-
-
-class MegaDecoder(nn.Module):
-    """Token embedding, causal chunked Mega layers, final norm, tied output projection."""
-
-    def __init__(self, sizes: dict, vocab_size: int):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, sizes["embed_dim"])
-        self.stack = MegaStack(sizes, chunk_size=sizes["chunk_size"], max_positions=sizes["chunk_size"],
-                               causal=True)
-        self.norm = SequenceNorm(sizes["norm_type"], sizes["embed_dim"])
-
-    def forward(self, tokens: Tensor, incremental_state: dict) -> Tensor:
-        x = self.stack(self.embed(tokens), incremental_state=incremental_state)  # B x L x d
-        return torch.matmul(self.norm(x), self.embed.weight.t())  # B x L x V
-
-
-def fairseq_transformer_lm(sizes: dict, vocab_size: int, max_positions: int) -> nn.Module:
-    """fairseq's transformer_lm with the benchmark's sizes, built by fairseq's own build_model."""
-    import dataclasses
-
-    from fairseq.data import Dictionary
-    from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
-
-    dictionary = Dictionary()
-    for i in range(vocab_size - len(dictionary)):
-        dictionary.add_symbol(f"w{i}")
-    defaults = TransformerLanguageModelConfig()
-    values = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
-    d = sizes["embed_dim"]
-    values.update(decoder_layers=sizes["layers"], decoder_embed_dim=d, decoder_input_dim=d, decoder_output_dim=d,
-                  decoder_ffn_embed_dim=sizes["ffn_dim"], decoder_attention_heads=sizes["heads"],
-                  decoder_normalize_before=True, share_decoder_input_output_embed=True, dropout=0.0,
-                  attention_dropout=0.0, activation_dropout=0.0, max_target_positions=max_positions,
-                  tokens_per_sample=max_positions, add_bos_token=False, tpu=False)
-    task = argparse.Namespace(source_dictionary=dictionary, target_dictionary=dictionary)
-    return TransformerLanguageModel.build_model(argparse.Namespace(**values), task)
 
 
 def median_step_time(step: Callable[[int], object], steps: int) -> float:
@@ -484,7 +273,9 @@ def memory_worker(spec: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 def worker_env(args: argparse.Namespace) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    python_path = [ROOT] + [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               PYTHONPATH=os.pathsep.join(python_path))
     if args.omp_wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     return env
@@ -503,7 +294,7 @@ def run_worker(spec: dict, args: argparse.Namespace) -> Optional[dict]:
         with open(spec_path, "w") as f:
             json.dump(dict(spec, result_path=result_path), f)
         try:
-            proc = subprocess.run([sys.executable, "-m", "mega_fairseq.benchmark", "--worker", spec_path],
+            proc = subprocess.run([sys.executable, "-m", "benchmarks", "--worker", spec_path],
                                   env=worker_env(args), timeout=args.timeout, stdout=subprocess.PIPE)
         except subprocess.TimeoutExpired:
             print(f"note: {describe(spec)} timed out after {args.timeout:.0f} s")
@@ -562,138 +353,6 @@ def best_of_workers(timings: List[dict]) -> dict:
     }
 
 
-def by_key(rows: List[dict]) -> Dict[tuple, dict]:
-    return {(row["model"], row["length"]): row for row in rows}
-
-
-def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    return a / b if a and b else None
-
-
-def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[int]) -> Dict[str, Optional[float]]:
-    """Speed-ups (other model's time / Mega's time), memory fractions and length scaling."""
-
-    def time_of(model, length):
-        return train.get((model, length), {}).get("ms_per_1k_tokens")
-
-    def memory_of(model, length):
-        return train.get((model, length), {}).get("peak_mb")
-
-    def memory_per_token(model, length):
-        memory, tokens = memory_of(model, length), train.get((model, length), {}).get("tokens")
-        return memory / tokens if memory is not None and tokens else None
-
-    ratios = {}
-    for length in lengths:
-        ratios[f"mega_chunk_speedup_vs_hf_mega_chunk@{length}"] = ratio(time_of("hf_mega_chunk", length),
-                                                                        time_of("mega_chunk", length))
-        ratios[f"mega_speedup_vs_hf_mega@{length}"] = ratio(time_of("hf_mega", length), time_of("mega", length))
-        ratios[f"mega_chunk_speedup_vs_torch_transformer@{length}"] = ratio(time_of("torch_transformer", length),
-                                                                            time_of("mega_chunk", length))
-        ratios[f"mega_time_vs_torch_transformer@{length}"] = ratio(time_of("mega", length),
-                                                                   time_of("torch_transformer", length))
-        ratios[f"mega_chunk_memory_vs_hf_mega_chunk@{length}"] = ratio(memory_of("mega_chunk", length),
-                                                                       memory_of("hf_mega_chunk", length))
-    base = min(lengths)
-    for model in ALL_MODELS:
-        for length in sorted({key[1] for key in train if key[0] == model}):
-            if length != base:
-                ratios[f"{model}_time_per_token@{length}_vs@{base}"] = ratio(time_of(model, length),
-                                                                            time_of(model, base))
-                ratios[f"{model}_memory_per_token@{length}_vs@{base}"] = ratio(memory_per_token(model, length),
-                                                                              memory_per_token(model, base))
-    if len(decode) > 1:
-        first, last = decode[0], decode[-1]
-        for key in ("mega_chunk_ms_per_token", "fairseq_transformer_ms_per_token"):
-            ratios[f"decode_{key.replace('_ms_per_token', '')}@{last['context']}_vs@{first['context']}"] = ratio(
-                last[key], first[key])
-    return ratios
-
-
-def _fmt(value: Optional[float], digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def format_report(results: dict) -> str:
-    train = by_key(results["train"])
-    models = [m for m in ALL_MODELS if any(key[0] == m for key in train)]
-    lengths = sorted({key[1] for key in train})
-    lines = ["## Training: forward + backward, ms per 1K tokens (peak MB of one step)", "",
-             "| L | B | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
-    for length in lengths:
-        cells = []
-        for model in models:
-            row = train.get((model, length))
-            cells.append("-" if row is None else f"{_fmt(row['ms_per_1k_tokens'])} ({_fmt(row.get('peak_mb'), 0)})")
-        batch = next(row["batch"] for key, row in train.items() if key[1] == length)
-        lines.append(f"| {length} | {batch} | " + " | ".join(cells) + " |")
-    if results.get("flops"):
-        lines += ["", "## Mega-chunk training step: counted FLOPs and achieved rate", "",
-                  "| L | GFLOP per step (proj / attn / fft) | GFLOP/s | fraction of matmul rate |", "|---|---|---|---|"]
-        reference = results["matmul"][0]["gflops"] if results.get("matmul") else None
-        for row in results["flops"]:
-            lines.append(f"| {row['length']} | {_fmt(row['total_gflop'])} ({_fmt(row['projections_gflop'])} / "
-                         f"{_fmt(row['attention_gflop'])} / {_fmt(row['fft_gflop'])}) | {_fmt(row['gflops'])} | "
-                         f"{_fmt(ratio(row['gflops'], reference), 2)} |")
-        for mm in results.get("matmul", []):
-            lines.append(f"\nplain torch.matmul {' x '.join(map(str, mm['shape']))}: {_fmt(mm['gflops'])} GFLOP/s")
-    if results.get("decode"):
-        lines += ["", "## Decoding: ms per token after a context of L tokens (batch 1)", "",
-                  "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) |", "|---|---|---|"]
-        for row in results["decode"]:
-            lines.append(f"| {row['context']} | {_fmt(row['mega_chunk_ms_per_token'], 2)} | "
-                         f"{_fmt(row['fairseq_transformer_ms_per_token'], 2)} |")
-    lines += ["", "## Ratios", ""]
-    lines += [f"- {key}: {_fmt(value, 2)}" for key, value in results["ratios"].items() if value is not None]
-    return "\n".join(lines)
-
-
-def plot(results: dict, path: str) -> bool:
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq sets the root logger to DEBUG
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; no plot drawn (pip install matplotlib)")
-        return False
-    train = by_key(results["train"])
-    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for model in ALL_MODELS:
-        rows = sorted((row for key, row in train.items() if key[0] == model), key=lambda row: row["length"])
-        if not rows:
-            continue
-        lengths = [row["length"] for row in rows]
-        time_axis.plot(lengths, [row["ms_per_1k_tokens"] for row in rows], marker="o", label=model)
-        memory = [(row["length"], row["peak_mb"]) for row in rows if row.get("peak_mb")]
-        if memory:
-            memory_axis.plot(*zip(*memory), marker="o", label=model)
-    for axis, label in ((time_axis, "forward+backward ms per 1K tokens"), (memory_axis, "peak MB of one step")):
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("sequence length L")
-        axis.set_ylabel(label)
-        axis.grid(True, which="both", alpha=0.3)
-    time_axis.legend(fontsize=8)
-    machine = results["machine"]
-    figure.suptitle(f"{machine['cpu']}, {machine['threads']} threads, "
-                    f"{results['settings']['tokens_per_step']} tokens per step")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return True
-
-
-def flops_rows(results: dict, sizes: dict) -> List[dict]:
-    rows = []
-    for row in results["train"]:
-        if row["model"] != "mega_chunk":
-            continue
-        counts = mega_training_flops(sizes, row["batch"], row["length"], sizes["chunk_size"])
-        rows.append({"length": row["length"], "gflops": counts["total"] / row["step_s"] / 1e9,
-                     **{f"{kind}_gflop": value / 1e9 for kind, value in counts.items()}})
-    return rows
-
-
 def select_models(args: argparse.Namespace) -> List[str]:
     models = list(args.models)
     if any(m in HF_MODELS for m in models) and not hf_available():
@@ -745,6 +404,3 @@ def main(argv: Optional[List[str]] = None) -> dict:
         plot(results, args.plot)
     return results
 
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,28 @@
+"""Training and decoding speed and memory of Mega, Mega-chunk and Transformer baselines on CPU.
+
+    python -m benchmarks --json bench.json --plot bench.png
+
+Training: forward + backward of a stack of encoder layers on random B x L x d inputs, a fixed
+number of tokens per step (B = tokens // L), reported as milliseconds per 1K tokens (best of
+``--repeats`` steps after one warm-up step, all in one worker process, the models of one length
+taking turns step by step so that load on a shared machine hits them alike) and peak memory (one
+step in a fresh process per configuration, after a one-chunk warm-up step: growth of the peak
+resident set size over the resident set size just before the step, so it counts activations,
+gradients and temporaries, not the interpreter, libraries, parameters or warm-up state).
+The Mega-chunk rows also get a FLOP count (``mega_forward_flops``) and the achieved rate,
+next to the rate of a plain matmul of the projections' shape measured in the same worker.
+
+Models: ``mega`` and ``mega_chunk`` (the library's ``MegaStack``, prenorm, full attention and
+chunks of ``--chunk-size``), ``hf_mega`` / ``hf_mega_chunk`` (the Hugging Face ``transformers``
+port of the official code, skipped when transformers < 4.41 is not installed),
+``torch_transformer`` (``nn.TransformerEncoder``, fused scaled-dot-product attention) and
+``fairseq_transformer`` (fairseq's ``TransformerEncoderLayerBase``). Same width everywhere:
+d, FFN size, layers; the Transformers use ``--heads`` heads of d / heads dims.
+
+Decoding: median per-token latency of a causal chunked Mega stack fed one token at a time
+with an ``incremental_state`` after a context of 256, 4K and 16K tokens, against fairseq's
+``transformer_lm`` decoder of the same size with its key/value cache.
+
+Files: ``harness`` (command line, worker subprocesses, measurements), ``cases`` (the models
+and the FLOP count), ``report`` (ratios, tables, plot).
+"""

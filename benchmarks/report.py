@@ -1,0 +1,140 @@
+"""The benchmark's report: ratios between measurements, the markdown tables and the plot."""
+
+import logging
+from typing import Dict, List, Optional
+
+from .cases import ALL_MODELS, mega_training_flops
+
+
+def by_key(rows: List[dict]) -> Dict[tuple, dict]:
+    return {(row["model"], row["length"]): row for row in rows}
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a and b else None
+
+
+def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[int]) -> Dict[str, Optional[float]]:
+    """Speed-ups (other model's time / Mega's time), memory fractions and length scaling."""
+
+    def time_of(model, length):
+        return train.get((model, length), {}).get("ms_per_1k_tokens")
+
+    def memory_of(model, length):
+        return train.get((model, length), {}).get("peak_mb")
+
+    def memory_per_token(model, length):
+        memory, tokens = memory_of(model, length), train.get((model, length), {}).get("tokens")
+        return memory / tokens if memory is not None and tokens else None
+
+    ratios = {}
+    for length in lengths:
+        ratios[f"mega_chunk_speedup_vs_hf_mega_chunk@{length}"] = ratio(time_of("hf_mega_chunk", length),
+                                                                        time_of("mega_chunk", length))
+        ratios[f"mega_speedup_vs_hf_mega@{length}"] = ratio(time_of("hf_mega", length), time_of("mega", length))
+        ratios[f"mega_chunk_speedup_vs_torch_transformer@{length}"] = ratio(time_of("torch_transformer", length),
+                                                                            time_of("mega_chunk", length))
+        ratios[f"mega_time_vs_torch_transformer@{length}"] = ratio(time_of("mega", length),
+                                                                   time_of("torch_transformer", length))
+        ratios[f"mega_chunk_memory_vs_hf_mega_chunk@{length}"] = ratio(memory_of("mega_chunk", length),
+                                                                       memory_of("hf_mega_chunk", length))
+    base = min(lengths)
+    for model in ALL_MODELS:
+        for length in sorted({key[1] for key in train if key[0] == model}):
+            if length != base:
+                ratios[f"{model}_time_per_token@{length}_vs@{base}"] = ratio(time_of(model, length),
+                                                                            time_of(model, base))
+                ratios[f"{model}_memory_per_token@{length}_vs@{base}"] = ratio(memory_per_token(model, length),
+                                                                              memory_per_token(model, base))
+    if len(decode) > 1:
+        first, last = decode[0], decode[-1]
+        for key in ("mega_chunk_ms_per_token", "fairseq_transformer_ms_per_token"):
+            ratios[f"decode_{key.replace('_ms_per_token', '')}@{last['context']}_vs@{first['context']}"] = ratio(
+                last[key], first[key])
+    return ratios
+
+
+def _fmt(value: Optional[float], digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_report(results: dict) -> str:
+    train = by_key(results["train"])
+    models = [m for m in ALL_MODELS if any(key[0] == m for key in train)]
+    lengths = sorted({key[1] for key in train})
+    lines = ["## Training: forward + backward, ms per 1K tokens (peak MB of one step)", "",
+             "| L | B | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
+    for length in lengths:
+        cells = []
+        for model in models:
+            row = train.get((model, length))
+            cells.append("-" if row is None else f"{_fmt(row['ms_per_1k_tokens'])} ({_fmt(row.get('peak_mb'), 0)})")
+        batch = next(row["batch"] for key, row in train.items() if key[1] == length)
+        lines.append(f"| {length} | {batch} | " + " | ".join(cells) + " |")
+    if results.get("flops"):
+        lines += ["", "## Mega-chunk training step: counted FLOPs and achieved rate", "",
+                  "| L | GFLOP per step (proj / attn / fft) | GFLOP/s | fraction of matmul rate |", "|---|---|---|---|"]
+        reference = results["matmul"][0]["gflops"] if results.get("matmul") else None
+        for row in results["flops"]:
+            lines.append(f"| {row['length']} | {_fmt(row['total_gflop'])} ({_fmt(row['projections_gflop'])} / "
+                         f"{_fmt(row['attention_gflop'])} / {_fmt(row['fft_gflop'])}) | {_fmt(row['gflops'])} | "
+                         f"{_fmt(ratio(row['gflops'], reference), 2)} |")
+        for mm in results.get("matmul", []):
+            lines.append(f"\nplain torch.matmul {' x '.join(map(str, mm['shape']))}: {_fmt(mm['gflops'])} GFLOP/s")
+    if results.get("decode"):
+        lines += ["", "## Decoding: ms per token after a context of L tokens (batch 1)", "",
+                  "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) |", "|---|---|---|"]
+        for row in results["decode"]:
+            lines.append(f"| {row['context']} | {_fmt(row['mega_chunk_ms_per_token'], 2)} | "
+                         f"{_fmt(row['fairseq_transformer_ms_per_token'], 2)} |")
+    lines += ["", "## Ratios", ""]
+    lines += [f"- {key}: {_fmt(value, 2)}" for key, value in results["ratios"].items() if value is not None]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: str) -> bool:
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq sets the root logger to DEBUG
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed; no plot drawn (pip install matplotlib)")
+        return False
+    train = by_key(results["train"])
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for model in ALL_MODELS:
+        rows = sorted((row for key, row in train.items() if key[0] == model), key=lambda row: row["length"])
+        if not rows:
+            continue
+        lengths = [row["length"] for row in rows]
+        time_axis.plot(lengths, [row["ms_per_1k_tokens"] for row in rows], marker="o", label=model)
+        memory = [(row["length"], row["peak_mb"]) for row in rows if row.get("peak_mb")]
+        if memory:
+            memory_axis.plot(*zip(*memory), marker="o", label=model)
+    for axis, label in ((time_axis, "forward+backward ms per 1K tokens"), (memory_axis, "peak MB of one step")):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("sequence length L")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    time_axis.legend(fontsize=8)
+    machine = results["machine"]
+    figure.suptitle(f"{machine['cpu']}, {machine['threads']} threads, "
+                    f"{results['settings']['tokens_per_step']} tokens per step")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return True
+
+
+def flops_rows(results: dict, sizes: dict) -> List[dict]:
+    rows = []
+    for row in results["train"]:
+        if row["model"] != "mega_chunk":
+            continue
+        counts = mega_training_flops(sizes, row["batch"], row["length"], sizes["chunk_size"])
+        rows.append({"length": row["length"], "gflops": counts["total"] / row["step_s"] / 1e9,
+                     **{f"{kind}_gflop": value / 1e9 for kind, value in counts.items()}})
+    return rows
+
+
