@@ -257,3 +257,10 @@ def test_checkpoint_of_the_previous_layout_gives_the_same_perplexity(lm_data, tm
                       "--tokens-per-sample", "32", "--task", "mega_language_modeling", "--eval-streams", "2"])
         scores.append(perplexity(out))
     assert scores[0] == scores[1]
+
+
+def test_readme_table_is_the_preset_table():
+    from mega_fairseq.models.mega_lm import preset_table
+
+    table = preset_table()
+    assert table in (ROOT / "README.md").read_text(), f"update the README's table of named architectures:\n{table}"

@@ -26,7 +26,7 @@ _ADAPTIVE = dict(decoder_layers=16, dropout=0.3, attention_dropout=0.1, hidden_d
 _ADAPTIVE_NOTE = "adaptive input/softmax 20K/60K, tied"
 
 PRESETS = {
-    "mega_lm": Preset(None, BASE),
+    "mega_lm": Preset(None, BASE, "the official base differs: hidden 1664, EMA truncation 2048"),
     "mega_lm_big": Preset("mega_lm", dict(decoder_layers=16, decoder_embed_dim=1024, decoder_hidden_dim=2048,
                                           decoder_z_dim=256)),
     "mega_lm_adaptive_base": Preset("mega_lm", dict(_ADAPTIVE, decoder_embed_dim=768, decoder_hidden_dim=1536,
@@ -74,6 +74,19 @@ class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE,
 
 LM_PRESETS = PresetTable("mega_lm", MegaLMConfig, PRESETS,
                          derived=dict(derived_fields(["decoder"]), decoder_input_dim="decoder_embed_dim"))
+
+
+def preset_table() -> str:
+    """The README's table of named architectures (a test keeps the README equal to it)."""
+    return LM_PRESETS.markdown([
+        ("layers", lambda v: v["decoder_layers"]), ("d", lambda v: v["decoder_embed_dim"]),
+        ("v (hidden)", lambda v: v["decoder_hidden_dim"]), ("ffn", lambda v: v["decoder_ffn_embed_dim"]),
+        ("z", lambda v: v["decoder_z_dim"]), ("N", lambda v: v["decoder_n_dim"]),
+        ("chunk", lambda v: "full" if v["decoder_chunk_size"] < 0 else v["decoder_chunk_size"]),
+        ("bias", lambda v: v["rel_pos_bias"]), ("norm", lambda v: "prenorm" if v["normalize_before"] else "postnorm"),
+        ("dropout (attn, hidden, FFN)", lambda v: f"{v['dropout']} ({v['attention_dropout']}, {v['hidden_dropout']}, "
+                                                  f"{v['activation_dropout']})"),
+    ])
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
