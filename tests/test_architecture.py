@@ -168,7 +168,7 @@ def test_encoder_output_contract_and_reordering(tiny_dictionary):
     assert out["encoder_padding_mask"][0].tolist()[1] == [False] * 5 + [True] * 2
     assert (out["encoder_out"][0][1, 5:] == 0).all()
     torch.testing.assert_close(out["encoder_out"][0][1, :5], encoder(tokens[1:2, :5])["encoder_out"][0][0])
-    assert encoder(tokens[:1])["encoder_padding_mask"] == []  # nothing padded
+    assert not encoder(tokens[:1])["encoder_padding_mask"][0].any()  # nothing padded
     order = torch.tensor([2, 0, 0, 1])
     reordered = encoder.reorder_encoder_out(out, order)
     for key, values in out.items():
@@ -177,6 +177,33 @@ def test_encoder_output_contract_and_reordering(tiny_dictionary):
     with pytest.raises(ValueError, match="bidirectional"):
         type(encoder)(tiny_dictionary, encoder.embedding, MegaStack(config(), causal=True), padding_idx=pad,
                       max_source_positions=64)
+
+
+@pytest.mark.parametrize("chunk", [-1, 3])
+def test_left_and_right_padded_sources_equal_each_alone(tiny_dictionary, chunk):
+    """fairseq left-pads translation sources: the encoder moves them to the left edge, so chunk
+    boundaries and the EMA start where they would for the source alone."""
+    from mega_fairseq.models.mega_encoder import MegaEncoder
+
+    torch.manual_seed(0)
+    pad = tiny_dictionary.pad()
+    table = torch.nn.Embedding(len(tiny_dictionary), 8, padding_idx=pad)
+    encoder = MegaEncoder(tiny_dictionary, TokenEmbedding(table, 8, input_dim=8),
+                          MegaStack(config(chunk_size=chunk), causal=False), padding_idx=pad,
+                          max_source_positions=64).to(DTYPE).eval()
+    lengths = [8, 3, 6]
+    sources = [torch.randint(4, 30, (n,)) for n in lengths]
+    right = torch.full((3, 8), pad)
+    left = torch.full((3, 8), pad)
+    for i, (n, source) in enumerate(zip(lengths, sources)):
+        right[i, :n] = source
+        left[i, 8 - n:] = source
+    for batch in (right, left):
+        out = encoder(batch, torch.tensor(lengths))
+        assert out["encoder_padding_mask"][0].tolist() == padding(lengths, 8).tolist()
+        for i, (n, source) in enumerate(zip(lengths, sources)):
+            alone = encoder(source.unsqueeze(0))["encoder_out"][0][0]
+            torch.testing.assert_close(out["encoder_out"][0][i, :n], alone)
 
 
 def test_decoder_reads_the_encoder_output_incrementally_with_beam_reordering(tiny_dictionary):

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDampedEMA, ema_reference
-from mega_fairseq.modules import attention, gated_attention
-from mega_fairseq.modules.attention import attention_weights, softmax_attention_blocks, toeplitz_rows
+from mega_fairseq.modules import attention_cpu, gated_attention
+from mega_fairseq.modules.attention import attention_weights, toeplitz_rows
+from mega_fairseq.modules.attention_cpu import softmax_attention_blocks
 from mega_fairseq.modules.ema import fft_convolution
 
 DTYPE = torch.float64
@@ -80,7 +81,7 @@ def test_offset_bias_expands_to_the_full_bias(kind):
     layer = MegaLayer(MegaLayerConfig(embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=0, n_dim=2, rel_pos_bias=kind,
                                       max_positions=16), causal=False).to(DTYPE)
     gated = layer.mega_layer
-    fast = toeplitz_rows(gated._offset_bias(11, torch.device("cpu")), 11, 0, 11)
+    fast = toeplitz_rows(gated.rel_pos_bias.offsets(11), 11, 0, 11)
     slow = gated.rel_pos_bias(torch.arange(11), 11)
     # the rotary bias rotates by float32 angles, so its two evaluations agree to float32 precision
     tolerance = dict(rtol=1e-6, atol=1e-7) if kind == "rotary" else {}
@@ -98,10 +99,10 @@ def test_softmax_attention_blocks_match_reference(block_rows, group_rows, keep, 
     torch.manual_seed(0)
     # blocks of 3 query rows of one entry in groups of 7 rows or of two whole entries (the last
     # block or group shorter), or blocks of two whole entries in groups of four
-    monkeypatch.setattr(attention, "_BLOCK_BYTES", block_rows * 10 * 8)
-    monkeypatch.setattr(attention, "_GROUP_BYTES", group_rows * 10 * 8)
-    monkeypatch.setattr(attention, "_MIN_BLOCK_ROWS", 1)
-    monkeypatch.setattr(attention, "_KEEP_WEIGHTS_BYTES", 10 ** 9 if keep else 0)
+    monkeypatch.setattr(attention_cpu, "_BLOCK_BYTES", block_rows * 10 * 8)
+    monkeypatch.setattr(attention_cpu, "_GROUP_BYTES", group_rows * 10 * 8)
+    monkeypatch.setattr(attention_cpu, "_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(attention_cpu, "_KEEP_WEIGHTS_BYTES", 10 ** 9 if keep else 0)
     q = torch.randn(4, 10, 6, dtype=DTYPE, requires_grad=True)
     k = torch.randn(4, 10, 6, dtype=DTYPE, requires_grad=True)
     v = torch.randn(4, 10, 7, dtype=DTYPE, requires_grad=True)

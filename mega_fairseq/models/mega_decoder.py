@@ -2,7 +2,6 @@
 
 from typing import Dict, Optional
 
-import torch
 from fairseq.models import FairseqIncrementalDecoder
 from fairseq.modules import AdaptiveSoftmax
 from fairseq.utils import eval_str_list, safe_getattr
@@ -89,11 +88,10 @@ class MegaDecoder(FairseqIncrementalDecoder):
                 self._stream_state = {}
             incremental_state = self._stream_state
         elif incremental_state is not None:
-            seen = self.get_incremental_state(incremental_state, "seen")
-            start = int(seen[0]) if seen is not None else 0
+            # positions already decoded: a Python int (the same for every sequence), no device sync
+            start = self.get_incremental_state(incremental_state, "seen") or 0
             prev_output_tokens = prev_output_tokens[:, start:]
-            self.set_incremental_state(incremental_state, "seen",
-                                       torch.full((prev_output_tokens.size(0),), start + prev_output_tokens.size(1)))
+            self.set_incremental_state(incremental_state, "seen", start + prev_output_tokens.size(1))
 
         memory = memory_padding_mask = None
         if encoder_out is not None and len(encoder_out["encoder_out"]) > 0:
@@ -118,9 +116,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         return self.max_target_positions
 
     def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor):
-        seen = self.get_incremental_state(incremental_state, "seen")
-        if seen is not None:
-            self.set_incremental_state(incremental_state, "seen", seen.index_select(0, new_order.to(seen.device)))
+        pass  # the count of decoded positions is shared by all sequences; the layers reorder their own state
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
         return rename_prefixes(state_dict, name, DECODER_LAYOUT)

@@ -4,8 +4,11 @@ The contract between :class:`MegaEncoder` and its readers (the decoder's gated c
 classifier heads), written down once here. ``encoder_out`` is fairseq's dict of lists:
 
 - ``encoder_out``: ``[B x S x D]``, **batch-first** (fairseq's transformer uses S x B x D; every
-  module of this package is batch-first, so the encoder output is too), zero at padding;
-- ``encoder_padding_mask``: ``[B x S]`` bool, True at padding (``[]`` when nothing is padded);
+  module of this package is batch-first, so the encoder output is too), **right-padded** (a
+  left-padded source, fairseq's default for translation, is moved to the left edge first, so
+  that each source is computed, and seen by the decoder's relative bias, as it would be
+  alone), zero at padding;
+- ``encoder_padding_mask``: ``[B x S]`` bool, True at padding;
 - ``src_lengths``: ``[B x 1]``;
 - ``encoder_states``: the input and every layer's output, ``B x S x D`` each, when asked for
   (``return_all_hiddens``), else ``[]``.
@@ -27,6 +30,15 @@ EncoderOut = Dict[str, List[Tensor]]
 def padding_mask_from_lengths(lengths: Tensor, max_length: int) -> Tensor:
     """B -> B x max_length, True past each length (right padding)."""
     return torch.arange(max_length, device=lengths.device).unsqueeze(0) >= lengths.view(-1, 1)
+
+
+def right_padded(values: Tensor, padding_mask: Tensor):
+    """Moves the positions that are not padding to the left edge of each row (a stable sort by
+    the mask: a no-op for right padding, no device sync). Shapes: values: B x S (...);
+    padding_mask: B x S; returns both reordered."""
+    order = torch.sort(padding_mask.to(torch.uint8), dim=1, stable=True).indices  # B x S
+    index = order.view(*order.shape, *([1] * (values.dim() - 2))).expand_as(values)
+    return values.gather(1, index), padding_mask.gather(1, order)
 
 
 class MegaEncoder(FairseqEncoder):
@@ -61,12 +73,13 @@ class MegaEncoder(FairseqEncoder):
                 return_all_hiddens: bool = False, **unused) -> EncoderOut:
         """Shapes: src_tokens: B x S (token ids, or real values); returns the contract above."""
         padding_mask = self.padding_mask(src_tokens, src_lengths)
+        src_tokens, padding_mask = right_padded(src_tokens, padding_mask)
         out = self.stack(self.embedding(src_tokens), padding_mask)
         if src_lengths is None:
             src_lengths = (~padding_mask).sum(dim=1)
         return {
             "encoder_out": [out.out],
-            "encoder_padding_mask": [padding_mask] if bool(padding_mask.any()) else [],
+            "encoder_padding_mask": [padding_mask],
             "src_lengths": [src_lengths.view(-1, 1)],
             "encoder_states": out.inner_states if return_all_hiddens else [],
         }

@@ -41,8 +41,7 @@ class GatedCrossAttention(GatedBlock):
         saved = None
         if incremental_state is not None:
             saved = self.get_incremental_state(incremental_state)
-            if "steps" in saved:
-                first = int(saved["steps"][0])  # one count per example, so beam reordering keeps it
+            first = saved.get("steps", 0)  # a Python int, the same for every example: no device sync
         x = self.block_input(query)
         phi, r, q = self.q_proj(x).split([self.embed_dim, self.embed_dim, self.zdim], dim=-1)
         phi = torch.sigmoid(phi)
@@ -53,7 +52,7 @@ class GatedCrossAttention(GatedBlock):
             k = self.k_proj(memory)  # B x S x z
             v = self.activation(self.v_proj(memory))  # B x S x D
         if saved is not None:
-            saved.update(key=k, value=v, steps=torch.full((bsz,), first + length, dtype=torch.long, device=q.device))
+            saved.update(key=k, value=v, steps=first + length)
             self.set_incremental_state(incremental_state, saved)
         v = self.hidden_dropout(v)
         src_len = k.size(1)

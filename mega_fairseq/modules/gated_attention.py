@@ -8,7 +8,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
-from .attention import attend, softmax_attention_blocks, toeplitz_rows
+from .attention import attend, compute_dtype, toeplitz_rows
+from .attention_cpu import softmax_attention_blocks
 from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
@@ -134,9 +135,10 @@ class MovingAverageGatedAttention(GatedBlock):
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned.
 
-        Softmax attention without dropout or returned weights never materialises the weights of
-        more than one block of queries (``softmax_attention_blocks``); the rest goes through
-        ``attend``, in query blocks once a chunk's scores pass ``_MAX_SCORE_BYTES``.
+        On CPU, softmax attention without dropout or returned weights uses the blocked kernel
+        (``softmax_attention_blocks``), which never materialises the weights of more than one
+        block of queries; everything else goes through ``attend`` (on CUDA: torch's fused
+        attention), in query blocks once a chunk's explicit scores pass ``_MAX_SCORE_BYTES``.
         """
         bsz, length, _ = k.size()
         chunk = self.chunk_size if 0 < self.chunk_size < length else length
@@ -147,14 +149,16 @@ class MovingAverageGatedAttention(GatedBlock):
                 padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
             padding_mask = F.pad(padding_mask, (0, pad), value=True)
         nc = (length + pad) // chunk
-        offset_bias = self._offset_bias(chunk, q.device).to(q.dtype)  # 2c - 1
+        offset_bias = self.rel_pos_bias.offsets(chunk)  # 2c - 1
         dropout = self.attention_dropout if self.training else 0.0
-        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights:
+        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights and q.device.type == "cpu":
+            dtype = compute_dtype(q, k, v)  # float32 for half inputs: the softmax runs in float32
             key_padding = None if padding_mask is None else padding_mask.view(bsz * nc, chunk)
-            out = softmax_attention_blocks(
-                q.reshape(bsz * nc, chunk, self.zdim), k.reshape(bsz * nc, chunk, self.zdim),
-                v.reshape(bsz * nc, chunk, self.hdim), offsets=offset_bias, key_padding=key_padding,
-                causal=self.causal, scaling=self.scaling)  # B * nc x c x h
+            with torch.autocast("cpu", enabled=False):
+                out = softmax_attention_blocks(
+                    q.to(dtype).reshape(bsz * nc, chunk, self.zdim), k.to(dtype).reshape(bsz * nc, chunk, self.zdim),
+                    v.to(dtype).reshape(bsz * nc, chunk, self.hdim), offsets=offset_bias.to(dtype),
+                    key_padding=key_padding, causal=self.causal, scaling=self.scaling).to(v.dtype)  # B * nc x c x h
             weights = None
         else:
             out, weights = self._attend_blocks(q.view(bsz, nc, chunk, self.zdim), k.view(bsz, nc, chunk, self.zdim),
@@ -167,30 +171,22 @@ class MovingAverageGatedAttention(GatedBlock):
 
     def _attend_blocks(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        """``attend`` on every chunk at once, or, when the scores would pass ``_MAX_SCORE_BYTES``,
-        on blocks of query rows whose weights are recomputed in the backward pass.
+        """``attend`` on every chunk at once, or, when explicit scores would pass
+        ``_MAX_SCORE_BYTES``, on blocks of query rows whose weights are recomputed in the backward
+        pass (on CUDA, fused softmax attention never holds the scores: no blocks).
 
         Shapes: q: B x nc x c x z; k: B x nc x c x z; v: B x nc x c x h; returns (B x nc x c x h,
         weights B x nc x c x c or None).
         """
         bsz, nc, chunk, _ = q.size()
         score_bytes = bsz * nc * chunk * chunk * q.element_size()
-        if need_weights or score_bytes <= _MAX_SCORE_BYTES:
+        fused = self.attention_activation == "softmax" and not need_weights and q.device.type == "cuda"
+        if fused or need_weights or score_bytes <= _MAX_SCORE_BYTES:
             return self._attend_rows(q, k, v, offset_bias, padding_mask, 0, need_weights)
         rows = max(1, chunk * _BLOCK_SCORE_BYTES // score_bytes)
         return torch.cat([checkpoint(self._attend_rows, q[:, :, start:start + rows], k, v, offset_bias,
                                      padding_mask, start, use_reentrant=False)[0]
                           for start in range(0, chunk, rows)], dim=2), None
-
-    def _offset_bias(self, size: int, device: torch.device) -> Tensor:
-        """The relative bias of offsets -(size-1)..size-1, read from its first and last query rows.
-
-        The bias depends only on the offset j - i, so two rows of it hold every value and the
-        size x size matrix is a Toeplitz expansion (cheaper than gathering it element by element).
-        """
-        last = self.rel_pos_bias(torch.tensor([size - 1], device=device), size)[0]
-        first = self.rel_pos_bias(torch.tensor([0], device=device), size)[0]
-        return torch.cat([last, first[1:]])
 
     def _attend_rows(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
                      start: int, need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
@@ -231,7 +227,7 @@ class MovingAverageGatedAttention(GatedBlock):
             q = F.pad(q, (0, 0, context - num_new, 0))
             return self._attend_chunks(q, k, v, padding_mask, need_weights, num_queries=num_new)
         # One block: the new queries are the last rows of the context's causal attention.
-        offset_bias = self._offset_bias(context, q.device).to(q.dtype)  # 2 context - 1
+        offset_bias = self.rel_pos_bias.offsets(context)  # 2 context - 1
         out, weights = self._attend_rows(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), offset_bias, padding_mask,
                                          context - num_new, need_weights)
         return out.squeeze(1), (None if weights is None else weights.squeeze(1))

@@ -1,11 +1,12 @@
 """Incremental (decoding) state kept in a fairseq-compatible nested dict, without fairseq."""
 
 import uuid
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from torch import Tensor
 
-IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
+# tensors with the batch first, or Python numbers (counts shared by the whole batch)
+IncrementalState = Dict[str, Dict[str, Optional[Union[Tensor, int]]]]
 
 
 class IncrementalStateMixin:
@@ -31,7 +32,7 @@ class IncrementalStateMixin:
         saved = incremental_state.get(self._state_key())
         if saved:
             incremental_state[self._state_key()] = {
-                k: (v.index_select(0, new_order) if v is not None and v.dim() > 0 else v)
+                k: (v.index_select(0, new_order) if isinstance(v, Tensor) and v.dim() > 0 else v)
                 for k, v in saved.items()
             }
         return incremental_state

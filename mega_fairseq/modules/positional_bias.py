@@ -25,6 +25,13 @@ class SimpleRelativePositionalBias(nn.Module):
         offsets = torch.arange(key_length, device=query_positions.device) - query_positions.unsqueeze(-1)
         return self.rel_pos_bias[offsets + self.max_positions - 1]
 
+    def offsets(self, size: int) -> Tensor:
+        """b for the offsets -(size-1)..size-1 (a slice of the table). Shapes: returns 2 size - 1."""
+        if size > self.max_positions:
+            raise ValueError(f"sequence length {size} exceeds max_positions={self.max_positions} "
+                             f"of the relative position bias; raise max positions or use a chunk size")
+        return self.rel_pos_bias[self.max_positions - size:self.max_positions + size - 1]
+
 
 class RotaryRelativePositionalBias(nn.Module):
     """b[i, j] = <rot_i(a), rot_j(b)> for learned vectors a, b of size z (rotary embedding); any
@@ -53,6 +60,12 @@ class RotaryRelativePositionalBias(nn.Module):
         a = self._rotate(self.alpha, query_positions)  # Q x z
         b = self._rotate(self.beta, key_positions)  # K x z
         return a @ b.t()
+
+    def offsets(self, size: int) -> Tensor:
+        """b for the offsets -(size-1)..size-1, read from the last and the first query rows (b
+        depends only on j - i). Shapes: returns 2 size - 1."""
+        rows = self(torch.arange(0, size, size - 1 if size > 1 else 1, device=self.alpha.device), size)
+        return torch.cat([rows[-1], rows[0, 1:]])
 
 
 def build_relative_positional_bias(kind: str, *, zdim: int, max_positions: int) -> nn.Module:

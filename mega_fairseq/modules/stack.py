@@ -24,8 +24,9 @@ class MegaStack(nn.Module):
     cross-attention over an encoder's output when ``cross_attention``.
 
     Padding: positions marked in ``padding_mask`` are zero on input and output, are never
-    attended to, and do not enter the EMA, so a padded batch computes what each example would
-    alone (right padding; see the tests).
+    attended to, and do not enter the EMA, so a right-padded batch computes what each example
+    would alone (tested). Left padding would shift the chunk boundaries and the EMA's start:
+    :class:`MegaEncoder` moves left-padded inputs to the left edge first.
     """
 
     def __init__(self, cfg: MegaLayerConfig, *, causal: bool, cross_attention: bool = False,
@@ -43,8 +44,8 @@ class MegaStack(nn.Module):
                 need_weights: bool = False) -> StackOutput:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None; memory: B x S x D;
         memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions."""
-        if padding_mask is not None and not bool(padding_mask.any()):
-            padding_mask = None  # the unpadded kernels are faster
+        if padding_mask is not None and padding_mask.device.type == "cpu" and not bool(padding_mask.any()):
+            padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         inner_states = [x]
