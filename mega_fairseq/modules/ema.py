@@ -46,6 +46,12 @@ def fast_fft_length(n: int) -> int:
     return best
 
 
+def _blocks(length: int) -> Tuple[int, int]:
+    """(T, nb): time t < length is split as t = b * T + s with s < T ~ sqrt(length), b < nb."""
+    block = max(1, math.isqrt(length - 1) + 1) if length > 1 else 1
+    return block, -(-length // block)
+
+
 def ema_kernel(weight: Tensor, q: Tensor, length: int) -> Tensor:
     """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length.
 
@@ -56,8 +62,7 @@ def ema_kernel(weight: Tensor, q: Tensor, length: int) -> Tensor:
 
     Shapes: weight, q: D x N; returns D x length.
     """
-    block = max(1, math.isqrt(length - 1) + 1) if length > 1 else 1
-    nblocks = -(-length // block)
+    block, nblocks = _blocks(length)
     log_q = torch.log(q).unsqueeze(-1)  # D x N x 1
     steps = torch.arange(block, dtype=q.dtype, device=q.device)
     inner = torch.exp(log_q * steps)  # D x N x T
@@ -133,6 +138,41 @@ def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional
     float32 or float64.
     """
     return _FFTConvolution.apply(x.transpose(1, 2), forward_kernel, backward_kernel).transpose(1, 2)
+
+
+def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Tensor,
+                         out_weight: Tensor) -> Tuple[Tensor, Tensor]:
+    """The carried state's share of a multi-token step, and the new state, by blocked powers.
+
+    Returns (c, h_L) with c[b, t, d] = sum_j eta_j q_j^(t+1) h0_j (the state's contribution to
+    output t) and h_L = q^L h0 + sum_t q^(L-1-t) alpha beta x_t. As in ``ema_kernel``, the powers
+    q^(i T + s) come from a D x N x nb block of outer and a D x N x T block of inner powers
+    (T ~ sqrt(L)), so no D x N x L tensor is formed: memory (also for autograd) is
+    O(B L D + B D N sqrt(L)).
+
+    Shapes: signal: B x L x D; state: B x D x N; weights, q: D x N; returns (B x L x D, B x D x N).
+    """
+    bsz, length, dim = signal.size()
+    ndim = q.size(-1)
+    block, nblocks = _blocks(length)
+    log_q = torch.log(q).unsqueeze(-1)  # D x N x 1
+    inner = torch.exp(log_q * torch.arange(block, dtype=q.dtype, device=q.device))  # D x N x T: q^s
+    starts = torch.arange(nblocks, dtype=q.dtype, device=q.device) * block
+    outer = torch.exp(log_q * starts)  # D x N x nb: q^(i T)
+
+    # c[b, iT + s, d] = sum_n (eta h0 q)[b, d, n] q^(iT) q^s: one D-batched product (B nb x N) @ (N x T)
+    weighted = (state * (out_weight * q)).unsqueeze(-1) * outer  # B x D x N x nb
+    weighted = weighted.permute(1, 0, 3, 2).reshape(dim, bsz * nblocks, ndim)  # D x B nb x N
+    carried = torch.bmm(weighted, inner).reshape(dim, bsz, nblocks * block)[:, :, :length]  # D x B x L
+
+    # sum_t q^(L-1-t) x_t = sum_r q^r x_(L-1-r), r = iT + s: first over s (D-batched (N x T) @ (T x B nb)),
+    # then over i against the outer powers
+    reverse = F.pad(signal.flip(1), (0, 0, 0, nblocks * block - length))  # B x nb T x D
+    reverse = reverse.reshape(bsz, nblocks, block, dim).permute(3, 2, 0, 1).reshape(dim, block, bsz * nblocks)
+    partial = torch.bmm(inner, reverse).reshape(dim, ndim, bsz, nblocks)  # D x N x B x nb
+    driven = torch.einsum("dnbi,dni->bdn", partial, outer)  # B x D x N
+    new_state = torch.exp(log_q.squeeze(-1) * length) * state + in_weight * driven
+    return carried.permute(1, 2, 0), new_state
 
 
 class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
@@ -214,7 +254,9 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         """Recurrent mode: continue the EMA from ``state`` over the L new steps in ``x``.
 
         Exact for any L (one token in generation, a whole segment when evaluating long
-        streams). Truncation is ignored here: the state carries the full history.
+        streams); memory is O(B L D + B D N sqrt(L)) (blocked powers, as in ``ema_kernel``).
+        Truncation is ignored here: the state carries the full history (``forward_incremental``
+        applies the truncation, keeping the last inputs instead of this state).
 
         Shapes: x: B x L x D; state: B x D x N; returns (B x L x D, new state B x D x N).
         """
@@ -234,22 +276,59 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
                 new_state = q * state + in_weight * signal.transpose(1, 2)  # B x D x N
                 ema = torch.einsum("bdn,dn->bd", new_state, out_weight).unsqueeze(1)
             else:
-                powers = torch.exp(torch.log(q).unsqueeze(-1)
-                                   * torch.arange(length + 1, dtype=q.dtype, device=q.device))  # D x N x L+1
                 ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, q, length))
-                # contribution of the carried state: sum_j eta_j q_j^(t+1) h_j
-                ema = ema + torch.einsum("bdn,dnl->bld", state, powers[:, :, 1:] * out_weight.unsqueeze(-1))
-                # h_L = q^L h_0 + sum_t q^(L-1-t) alpha beta x_t
-                new_state = powers[:, :, -1] * state + torch.einsum(
-                    "bld,dnl->bdn", signal, powers[:, :, :-1].flip(-1) * in_weight.unsqueeze(-1))
+                carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight)
+                ema = ema + carried
         return self._output(ema, x), new_state
+
+    def truncated_step(self, x: Tensor, history: Optional[Tensor] = None,
+                       padding_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Stream mode with truncation: continue the truncated convolution of ``forward``.
+
+        ``history`` holds the (masked) inputs of the last ``truncation - 1`` steps (fewer at the
+        start of a stream), all a truncated kernel can still see; the new outputs are the causal
+        convolution with the first ``truncation`` taps over [history, x], so feeding a sequence in
+        pieces of any sizes equals ``forward`` on the whole sequence. The history is kept in the
+        input's dtype (``forward`` rounds it to at least float32 the same way).
+
+        Shapes: x: B x L x D; history: B x H x D (H < truncation); padding_mask: B x L (True at
+        padding); returns (B x L x D, new history B x min(H + L, truncation - 1) x D).
+        """
+        if self.bidirectional:
+            raise RuntimeError("a bidirectional EMA has no recurrent mode")
+        if self.truncation is None:
+            raise RuntimeError("truncated_step needs a truncation")
+        length = x.size(1)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            inputs = x if padding_mask is None else x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+            if history is not None and history.size(1) > 0:
+                dtype = torch.promote_types(history.dtype, inputs.dtype)
+                inputs = torch.cat([history.to(dtype), inputs.to(dtype)], dim=1)  # B x (H + L) x D
+            signal = _at_least_fp32(inputs)
+            kernel = self.kernel(signal.size(1)).to(signal.dtype)  # D x min(truncation, H + L)
+            if length == 1:  # a direct sum over the taps
+                taps = kernel.size(-1)
+                ema = torch.einsum("bsd,ds->bd", signal[:, -taps:], kernel.flip(-1)).unsqueeze(1)
+            else:
+                ema = fft_convolution(signal, kernel)[:, -length:]
+            keep = min(inputs.size(1), self.truncation - 1)
+            new_history = inputs[:, inputs.size(1) - keep:].clone()  # a copy: don't pin the whole segment
+        return self._output(ema, x), new_history
 
     def forward_incremental(self, x: Tensor, incremental_state: Dict[str, Dict[str, Optional[Tensor]]],
                             padding_mask: Optional[Tensor] = None) -> Tensor:
-        """``step`` with its state kept in a fairseq-style incremental_state dict."""
+        """``step`` with its state kept in a fairseq-style incremental_state dict.
+
+        With truncation the recurrent state (which carries the whole history) is replaced by the
+        last ``truncation - 1`` inputs (``truncated_step``), so stream evaluation and decoding
+        compute what one truncated ``forward`` over the whole sequence computes. Everything kept
+        has batch as dim 0 (beam search reorders it).
+        """
         saved = self.get_incremental_state(incremental_state)
-        out, new_state = self.step(x, saved.get("ema_state"), padding_mask)
-        saved["ema_state"] = new_state
+        if self.truncation is None:
+            out, saved["ema_state"] = self.step(x, saved.get("ema_state"), padding_mask)
+        else:
+            out, saved["ema_inputs"] = self.truncated_step(x, saved.get("ema_inputs"), padding_mask)
         self.set_incremental_state(incremental_state, saved)
         return out
 
