@@ -31,8 +31,10 @@ demo: install
 test: install
 	$(PYTHON) -m pytest -q tests
 
+# On the GPU when torch sees CUDA, else on CPU; extra flags in BENCH_ARGS, e.g.
+# make bench BENCH_ARGS="--device cpu --json bench.json --plot bench.png"
 bench: install
-	$(PYTHON) -m benchmarks
+	$(PYTHON) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMP) data/demo build *.egg-info

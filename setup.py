@@ -9,8 +9,9 @@ setup(
     packages=find_packages(include=["mega_fairseq", "mega_fairseq.*"]),
     python_requires=">=3.9",
     install_requires=[
-        # a range, so that an existing (e.g. CUDA) build of torch is kept
-        "torch>=2.1,<3",
+        # a range, so that an existing (e.g. CUDA) build of torch is kept; 2.4 brings
+        # torch.serialization.add_safe_globals (safe checkpoint loading)
+        "torch>=2.4,<3",
         "numpy<2",  # fairseq 0.12 uses np.compat
         # fairseq 0.12 for current Python; build it against the installed torch (see Makefile)
         "fairseq-fixed>=0.12.3",

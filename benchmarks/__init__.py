@@ -1,16 +1,34 @@
-"""Training and decoding speed and memory of Mega, Mega-chunk and Transformer baselines on CPU.
+"""Training and decoding speed and memory of Mega, Mega-chunk and Transformer baselines, on the
+GPU when torch sees one (CUDA), else on CPU.
 
-    python -m benchmarks --json bench.json --plot bench.png
+    python -m benchmarks --json bench.json --plot bench.png        # or: make bench
+    python -m benchmarks --device cpu                              # CPU even where a GPU is present
+
+``--device auto`` (the default) picks ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``;
+``--device cuda`` without CUDA is an argument error. The same table comes out on either device,
+its headings and the plot's title naming it (the GPU's name, or the CPU model and threads), and
+the JSON records it (``machine.device``, with ``machine.gpu`` on CUDA, and ``settings.device``).
+Models and inputs are moved to the device (``.to(device)``), every model alike.
 
 Training: forward + backward of a stack of encoder layers on random B x L x d inputs, a fixed
 number of tokens per step (B = tokens // L), reported as milliseconds per 1K tokens (best of
 ``--repeats`` steps after one warm-up step, all in one worker process, the models of one length
 taking turns step by step so that load on a shared machine hits them alike) and peak memory (one
-step in a fresh process per configuration, after a one-chunk warm-up step: growth of the peak
-resident set size over the resident set size just before the step, so it counts activations,
+step in a fresh process per configuration, after a one-chunk warm-up step: on CPU, growth of the
+peak resident set size over the resident set size just before the step, so it counts activations,
 gradients and temporaries, not the interpreter, libraries, parameters or warm-up state).
 The Mega-chunk rows also get a FLOP count (``mega_forward_flops``) and the achieved rate,
-next to the rate of a plain matmul of the projections' shape measured in the same worker.
+next to the rate of a plain matmul of the projections' shape measured in the same worker
+(on the same device).
+
+On CUDA, where kernels run asynchronously, each timed step (training step, matmul, decoded
+token) starts and ends with ``torch.cuda.synchronize()``, the warm-up as on CPU; peak memory
+is measured in the same fresh process per configuration, after the same warm-up, as the growth
+of ``torch.cuda.max_memory_allocated()`` (after ``torch.cuda.reset_peak_memory_stats()``) over
+``torch.cuda.memory_allocated()`` just before the step: tensor memory, not the allocator's
+cache or the CUDA context. The default step is 32768 tokens on CUDA (8192 on CPU), so that the
+short lengths' batches keep the GPU busy; ``--threads`` and ``--omp-wait-policy`` still apply to
+the workers but matter only on CPU.
 
 Models: ``mega`` and ``mega_chunk`` (the library's ``MegaStack``, prenorm, full attention and
 chunks of ``--chunk-size``), ``hf_mega`` / ``hf_mega_chunk`` (the Hugging Face ``transformers``

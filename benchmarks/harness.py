@@ -2,7 +2,13 @@
 
 Workers run in fresh interpreters (``python -m benchmarks --worker SPEC``, with this checkout on
 PYTHONPATH so that any working directory does) so that the OpenMP settings (``--threads``,
-``--omp-wait-policy``) are in place before torch loads.
+``--omp-wait-policy``) are in place before torch loads, and so that each memory measurement
+starts from a fresh CUDA caching allocator on GPU.
+
+On CUDA (``--device cuda``, or ``auto`` with a GPU) kernels run asynchronously: every timed
+region starts and ends with ``torch.cuda.synchronize()``, and peak memory is the allocator's
+peak (``torch.cuda.max_memory_allocated()`` after ``torch.cuda.reset_peak_memory_stats()``)
+above ``torch.cuda.memory_allocated()`` just before the step.
 """
 
 import argparse
@@ -35,13 +41,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_CHUNK_LENGTHS = (32768, 65536)
 DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
+DEFAULT_TOKENS_PER_STEP = {"cpu": 8192, "cuda": 32768}
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Forward+backward time per 1K tokens and peak memory of Mega, Mega-chunk and Transformer "
-                    "encoders, FLOP/s of the Mega-chunk step, and per-token decoding latency, on CPU.")
+                    "encoders, FLOP/s of the Mega-chunk step, and per-token decoding latency, on the GPU when "
+                    "torch sees one (CUDA), else on CPU (see --device).")
     sizes = parser.add_argument_group(
         "model sizes (defaults: 2 bidirectional layers as wide as mega_lra_imdb, or those of --arch; a flag "
         "given explicitly wins)")
@@ -74,7 +83,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     runs.add_argument("--timing-workers", type=int, default=1,
                       help="run the timing worker this many times, each a fresh process, and keep the best of "
                            "each measurement (on shared VMs a whole process can run slower than the next)")
-    runs.add_argument("--tokens-per-step", type=int, default=8192, help="tokens per training step; B = this // L")
+    runs.add_argument("--tokens-per-step", type=int, default=None,
+                      help="tokens per training step; B = this // L (default: "
+                           f"{DEFAULT_TOKENS_PER_STEP['cpu']} on CPU, {DEFAULT_TOKENS_PER_STEP['cuda']} on CUDA, "
+                           "where small batches leave the GPU idle)")
     runs.add_argument("--repeats", type=int, default=3,
                       help="timed training steps per configuration (best is kept); the models of one length take "
                            "turns, one step each")
@@ -88,7 +100,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     runs.add_argument("--quick", action="store_true",
                       help="a short run: lengths 1K and 4K, mega_chunk also at 16K, one timed step")
     env = parser.add_argument_group("machine")
-    env.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads in the workers")
+    env.add_argument("--device", choices=DEVICES, default="auto",
+                     help="where the models run: 'auto' (default) is cuda when torch.cuda.is_available(), else "
+                          "cpu; on cuda every timed step is bracketed by torch.cuda.synchronize() and peak memory "
+                          "is the CUDA allocator's (max_memory_allocated growth), on cpu the resident set's")
+    env.add_argument("--threads", type=int, default=2,
+                     help="torch/OpenMP threads in the workers (what matters on CPU; set on CUDA too)")
     env.add_argument("--omp-wait-policy", default="active", choices=("active", "passive", "inherit"),
                      help="OMP_WAIT_POLICY of the workers: 'active' keeps idle OpenMP threads spinning, which on "
                           "small VMs avoids a scheduler tick of wake-up latency per parallel op")
@@ -98,6 +115,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     out.add_argument("--plot", metavar="PATH", help="draw time and memory against length (needs matplotlib)")
     parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if args.device == "auto":
+        args.device = "cuda" if cuda else "cpu"
+    elif args.device == "cuda" and not cuda:
+        parser.error(f"--device cuda: torch.cuda.is_available() is False here (torch {torch.__version__}); "
+                     "use --device cpu or auto")
+    if args.tokens_per_step is None:
+        args.tokens_per_step = DEFAULT_TOKENS_PER_STEP[args.device]
     if args.lengths is None:
         args.lengths = [1024, 4096] if args.quick else list(DEFAULT_LENGTHS)
     if args.chunk_lengths is None:
@@ -133,22 +158,37 @@ def train_step(model: nn.Module, x: Tensor):
     model(x).sum().backward()
 
 
-def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: int, repeats: int) -> List[dict]:
+def synchronize(device: str):
+    """Waits until the kernels queued on the GPU have run (CUDA runs them asynchronously); a no-op on CPU."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(work: Callable[[], object], device: str) -> float:
+    """Seconds ``work()`` takes, on CUDA from an idle GPU until its last kernel has finished."""
+    synchronize(device)
+    start = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: int, repeats: int,
+                  device: str = "cpu") -> List[dict]:
     """Training steps of several models at one length, timed in turns (one step of each model
     per round, ``repeats`` rounds after a warm-up round), so that every model meets the same
     spells of a shared machine's load and their ratios stay comparable."""
     torch.manual_seed(0)
     batch = batch_size(length, tokens_per_step)
-    x = torch.randn(batch, length, sizes["embed_dim"])
-    models = {name: build_model(name, sizes, length).train() for name in names}
+    x = torch.randn(batch, length, sizes["embed_dim"], device=device)
+    models = {name: build_model(name, sizes, length).to(device).train() for name in names}
     for model in models.values():
         train_step(model, x)  # warm-up
+    synchronize(device)
     times = {name: [] for name in names}
     for _ in range(repeats):
         for name, model in models.items():
-            start = time.perf_counter()
-            train_step(model, x)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(lambda: train_step(model, x), device))
     per_1k = 1000.0 / (batch * length)
     return [{"model": name, "length": length, "batch": batch, "tokens": batch * length,
              "step_s": min(times[name]), "ms_per_1k_tokens": 1e3 * min(times[name]) * per_1k,
@@ -156,38 +196,31 @@ def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: i
             for name in names]
 
 
-def matmul_rate(shape: List[int], repeats: int = 10) -> dict:
+def matmul_rate(shape: List[int], repeats: int = 10, device: str = "cpu") -> dict:
     """GFLOP/s of one plain torch.matmul (... x m x k) @ (... x k x n), shape [..., m, k, n], best of ``repeats``."""
     *batch, rows, inner, cols = shape
-    a, b = torch.randn(*batch, rows, inner), torch.randn(*batch, inner, cols)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
+    a, b = torch.randn(*batch, rows, inner, device=device), torch.randn(*batch, inner, cols, device=device)
+    torch.matmul(a, b)  # warm-up
+    best = min(timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
     return {"shape": list(shape), "gflops": 2.0 * math.prod(shape) / best / 1e9}
 
 
-def median_step_time(step: Callable[[int], object], steps: int) -> float:
-    """Median seconds of ``step(i)`` for i < steps (robust to other processes' bursts)."""
-    times = []
-    for i in range(steps):
-        start = time.perf_counter()
-        step(i)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_step_time(step: Callable[[int], object], steps: int, device: str = "cpu") -> float:
+    """Median seconds of ``step(i)`` for i < steps (robust to other processes' bursts); on CUDA
+    each step is synchronised, so that it counts until its token's logits are computed."""
+    return statistics.median(timed(lambda: step(i), device) for i in range(steps))
 
 
-def mega_decode_latency(model: MegaDecoder, context: int, steps: int, vocab_size: int) -> float:
+def mega_decode_latency(model: MegaDecoder, context: int, steps: int, vocab_size: int, device: str = "cpu") -> float:
     """Seconds per token (median) after a real prefill of ``context`` tokens (one call, incremental)."""
     state: dict = {}
-    model(torch.randint(vocab_size, (1, context)), state)
-    tokens = torch.randint(vocab_size, (steps, 1, 1))
-    return median_step_time(lambda i: model(tokens[i], state), steps)
+    model(torch.randint(vocab_size, (1, context), device=device), state)
+    tokens = torch.randint(vocab_size, (steps, 1, 1), device=device)
+    return median_step_time(lambda i: model(tokens[i], state), steps, device)
 
 
-def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: int, vocab_size: int) -> float:
+def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: int, vocab_size: int,
+                           device: str = "cpu") -> float:
     """Seconds per token (median) with a key/value cache of ``context`` positions.
 
     fairseq's decoder runs only the last token when given an incremental state, so the cache is
@@ -199,34 +232,38 @@ def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: i
     state: dict = {}
     for layer in model.decoder.layers:
         layer.self_attn._set_input_buffer(state, {
-            "prev_key": torch.randn(1, heads, context, head_dim),
-            "prev_value": torch.randn(1, heads, context, head_dim),
+            "prev_key": torch.randn(1, heads, context, head_dim, device=device),
+            "prev_value": torch.randn(1, heads, context, head_dim, device=device),
             "prev_key_padding_mask": None})
-    tokens = torch.randint(4, vocab_size, (1, context + steps))
-    return median_step_time(lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state), steps)
+    tokens = torch.randint(4, vocab_size, (1, context + steps), device=device)
+    return median_step_time(lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state), steps,
+                            device)
 
 
-def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: int) -> List[dict]:
+def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: int,
+                     device: str = "cpu") -> List[dict]:
     torch.manual_seed(0)
-    mega = MegaDecoder(sizes, vocab_size).eval()
-    transformer = fairseq_transformer_lm(sizes, vocab_size, max(contexts) + steps + 1).eval()
+    mega = MegaDecoder(sizes, vocab_size).to(device).eval()
+    transformer = fairseq_transformer_lm(sizes, vocab_size, max(contexts) + steps + 1).to(device).eval()
     rows = []
     with torch.no_grad():
         for context in contexts:
             rows.append({"context": context,
-                         "mega_chunk_ms_per_token": 1e3 * mega_decode_latency(mega, context, steps, vocab_size),
+                         "mega_chunk_ms_per_token": 1e3 * mega_decode_latency(mega, context, steps, vocab_size,
+                                                                              device),
                          "fairseq_transformer_ms_per_token": 1e3 * fairseq_decode_latency(
-                             transformer, sizes, context, steps, vocab_size)})
+                             transformer, sizes, context, steps, vocab_size, device)})
     return rows
 
 
 def timing_worker(spec: dict) -> dict:
-    sizes, configs = spec["sizes"], spec["configs"]
+    sizes, configs, device = spec["sizes"], spec["configs"], spec["device"]
     results = {"train": [], "matmul": [], "decode": []}
     lengths = list(dict.fromkeys(length for _, length in configs))
     for length in lengths:
         names = [name for name, config_length in configs if config_length == length]
-        for row in time_training(names, sizes, length, spec["tokens_per_step"], spec["repeats"]):
+        for row in time_training(names, sizes, length, spec["tokens_per_step"], spec["repeats"],
+                                 device):
             results["train"].append(row)
             print(f"  timed {row['model']} L={length}: {row['ms_per_1k_tokens']:.1f} ms/1K tokens",
                   file=sys.stderr, flush=True)
@@ -234,10 +271,11 @@ def timing_worker(spec: dict) -> dict:
     d, z, h, c = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["chunk_size"]
     tokens = spec["tokens_per_step"]
     # the [phi, z, gamma, h] projection, and a chunk's weights times values
-    results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d]), matmul_rate([max(1, tokens // c), c, c, h])]
+    results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device),
+                         matmul_rate([max(1, tokens // c), c, c, h], device=device)]
     if spec["decode_contexts"]:
         results["decode"] = measure_decoding(sizes, spec["decode_contexts"], spec["decode_steps"],
-                                             spec["vocab_size"])
+                                             spec["vocab_size"], device)
     return results
 
 
@@ -250,19 +288,33 @@ def _peak_resident_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def cuda_step_peak_mb(model: nn.Module, x: Tensor) -> dict:
+    """Peak of the CUDA allocator's tensor memory during one training step, above what is
+    allocated just before it (parameters, the input and warm-up state such as cuBLAS workspaces)."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    train_step(model, x)
+    torch.cuda.synchronize()
+    return {"peak_mb": (torch.cuda.max_memory_allocated() - before) / 2 ** 20, "allocated_before_mb": before / 2 ** 20}
+
+
 def memory_worker(spec: dict) -> dict:
-    """Peak memory of one training step: growth of the peak RSS over the RSS just before it.
+    """Peak memory of one training step: on CPU, growth of the peak RSS over the RSS just
+    before it; on CUDA, growth of the allocator's peak over its allocation just before it.
 
     A one-chunk warm-up step first makes the libraries allocate their lazily created state
-    (thread pools, FFT and BLAS buffers), which a long training run pays once, not per step.
+    (thread pools, FFT and BLAS buffers, cuBLAS handles), which a long training run pays once, not per step.
     """
-    name, length, sizes = spec["model"], spec["length"], spec["sizes"]
+    name, length, sizes, device = spec["model"], spec["length"], spec["sizes"], spec["device"]
     torch.manual_seed(0)
-    model = build_model(name, sizes, length).train()
-    train_step(model, torch.randn(1, min(length, sizes["chunk_size"]), sizes["embed_dim"]))
-    x = torch.randn(batch_size(length, spec["tokens_per_step"]), length, sizes["embed_dim"])
+    model = build_model(name, sizes, length).to(device).train()
+    train_step(model, torch.randn(1, min(length, sizes["chunk_size"]), sizes["embed_dim"], device=device))
+    x = torch.randn(batch_size(length, spec["tokens_per_step"]), length, sizes["embed_dim"], device=device)
     model.zero_grad(set_to_none=True)
     gc.collect()
+    if device == "cuda":
+        return {"model": name, "length": length, **cuda_step_peak_mb(model, x)}
     before = _resident_mb()
     train_step(model, x)
     return {"model": name, "length": length, "peak_mb": _peak_resident_mb() - before, "resident_before_mb": before}
@@ -328,6 +380,8 @@ def training_configs(args: argparse.Namespace, models: List[str]) -> List[list]:
 
 
 def machine_description(args: argparse.Namespace) -> dict:
+    """The host (CPU model, threads, versions) and the device the models ran on: ``device`` is
+    "cpu" or "cuda", and on CUDA ``gpu`` names the GPU and ``cuda`` the CUDA version of torch."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -335,8 +389,12 @@ def machine_description(args: argparse.Namespace) -> dict:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": args.threads,
-            "omp_wait_policy": args.omp_wait_policy, "torch": torch.__version__, "python": platform.python_version()}
+    machine = {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": args.threads,
+               "omp_wait_policy": args.omp_wait_policy, "torch": torch.__version__,
+               "python": platform.python_version(), "device": args.device}
+    if args.device == "cuda":
+        machine.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    return machine
 
 
 def best_of_workers(timings: List[dict]) -> dict:
@@ -370,10 +428,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     models = select_models(args)
     sizes = model_sizes(args)
     configs = training_configs(args, models)
-    common = {"sizes": sizes, "tokens_per_step": args.tokens_per_step, "threads": args.threads}
+    common = {"sizes": sizes, "tokens_per_step": args.tokens_per_step, "threads": args.threads,
+              "device": args.device}
     timings = []
     for index in range(args.timing_workers):
-        print(f"timing {len(configs)} training configurations and decoding in one worker "
+        print(f"timing {len(configs)} training configurations and decoding in one worker on {args.device} "
               f"({args.threads} threads; worker {index + 1} of {args.timing_workers})", flush=True)
         timing = run_worker(dict(common, kind="timing", configs=configs, repeats=args.repeats,
                                  decode_contexts=args.decode_contexts, decode_steps=args.decode_steps,
@@ -390,7 +449,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         for row in timing["train"]:
             row["peak_mb"] = memory.get((row["model"], row["length"]), {}).get("peak_mb")
     results = {"machine": machine_description(args), "sizes": dict(sizes, arch=args.arch),
-               "settings": {"tokens_per_step": args.tokens_per_step, "repeats": args.repeats,
+               "settings": {"device": args.device, "tokens_per_step": args.tokens_per_step, "repeats": args.repeats,
                             "timing_workers": args.timing_workers,
                             "lengths": args.lengths, "chunk_lengths": args.chunk_lengths},
                **timing}

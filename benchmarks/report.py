@@ -54,6 +54,15 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
     return ratios
 
 
+def device_label(machine: dict) -> str:
+    """Where the models ran, for headings and titles: the GPU's name on CUDA, else the CPU model
+    and thread count (results written before the device was recorded ran on CPU)."""
+    if machine.get("device") == "cuda":
+        return f"GPU {machine.get('gpu', 'unknown')}"
+    threads = machine.get("threads")
+    return f"CPU {machine.get('cpu') or 'unknown'}, {threads} thread{'' if threads == 1 else 's'}"
+
+
 def _fmt(value: Optional[float], digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -62,7 +71,10 @@ def format_report(results: dict) -> str:
     train = by_key(results["train"])
     models = [m for m in ALL_MODELS if any(key[0] == m for key in train)]
     lengths = sorted({key[1] for key in train})
-    lines = ["## Training: forward + backward, ms per 1K tokens (peak MB of one step)", "",
+    machine = results.get("machine", {})
+    device = device_label(machine)
+    memory = "CUDA allocator" if machine.get("device") == "cuda" else "resident set"
+    lines = [f"## Training on {device}: forward + backward, ms per 1K tokens (peak MB of one step, {memory})", "",
              "| L | B | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
     for length in lengths:
         cells = []
@@ -72,7 +84,7 @@ def format_report(results: dict) -> str:
         batch = next(row["batch"] for key, row in train.items() if key[1] == length)
         lines.append(f"| {length} | {batch} | " + " | ".join(cells) + " |")
     if results.get("flops"):
-        lines += ["", "## Mega-chunk training step: counted FLOPs and achieved rate", "",
+        lines += ["", f"## Mega-chunk training step on {device}: counted FLOPs and achieved rate", "",
                   "| L | GFLOP per step (proj / attn / fft) | GFLOP/s | fraction of matmul rate |", "|---|---|---|---|"]
         reference = results["matmul"][0]["gflops"] if results.get("matmul") else None
         for row in results["flops"]:
@@ -82,7 +94,7 @@ def format_report(results: dict) -> str:
         for mm in results.get("matmul", []):
             lines.append(f"\nplain torch.matmul {' x '.join(map(str, mm['shape']))}: {_fmt(mm['gflops'])} GFLOP/s")
     if results.get("decode"):
-        lines += ["", "## Decoding: ms per token after a context of L tokens (batch 1)", "",
+        lines += ["", f"## Decoding on {device}: ms per token after a context of L tokens (batch 1)", "",
                   "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) |", "|---|---|---|"]
         for row in results["decode"]:
             lines.append(f"| {row['context']} | {_fmt(row['mega_chunk_ms_per_token'], 2)} | "
@@ -119,9 +131,7 @@ def plot(results: dict, path: str) -> bool:
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
     time_axis.legend(fontsize=8)
-    machine = results["machine"]
-    figure.suptitle(f"{machine['cpu']}, {machine['threads']} threads, "
-                    f"{results['settings']['tokens_per_step']} tokens per step")
+    figure.suptitle(f"{device_label(results['machine'])}, {results['settings']['tokens_per_step']} tokens per step")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return True

@@ -21,5 +21,11 @@ def fairseq_checkpoint_globals():
     return [argparse.Namespace, scalar, _reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
+MIN_TORCH = "2.4"  # torch.serialization.add_safe_globals
+
+
 def allow_fairseq_checkpoints():
+    if not hasattr(torch.serialization, "add_safe_globals"):
+        raise ImportError(f"mega_fairseq needs torch >= {MIN_TORCH} (safe checkpoint loading with "
+                          f"torch.serialization.add_safe_globals); this is torch {torch.__version__}")
     torch.serialization.add_safe_globals(fairseq_checkpoint_globals())

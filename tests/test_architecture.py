@@ -220,3 +220,40 @@ def test_decoder_reads_the_encoder_output_incrementally_with_beam_reordering(tin
     memory = encoder.reorder_encoder_out(memory, order)
     steps = [decoder(target[order, :t + 1], memory, incremental_state=state)[0] for t in range(4, 9)]
     torch.testing.assert_close(torch.cat(steps, 1), full[:, 4:])
+
+
+class DeviceReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts reads of a tensor's value by the host (``int(t)``, ``bool(t)``, ``.item()``): each
+    is a device synchronisation on a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("chunk", [-1, 4])
+def test_decoding_steps_read_no_device_values(tiny_dictionary, chunk):
+    torch.manual_seed(0)
+    stack = MegaStack(config(layers=3, chunk_size=chunk), causal=True, cross_attention=True).eval()
+    memory = torch.randn(2, 5, 8)
+    state = {}
+    with torch.no_grad():
+        stack(torch.randn(2, 6, 8), memory=memory, incremental_state=state)
+        for _ in range(3):
+            with DeviceReads() as reads:
+                stack(torch.randn(2, 1, 8), memory=memory, incremental_state=state)
+            assert reads.count == 0
+    _, decoder = encoder_and_decoder(tiny_dictionary)
+    memory = {"encoder_out": [torch.randn(2, 5, 8, dtype=DTYPE)], "encoder_padding_mask": [padding([5, 3], 5)]}
+    tokens = torch.randint(4, 30, (2, 8))
+    state = {}
+    with torch.no_grad():
+        decoder(tokens[:, :4], memory, incremental_state=state)
+        with DeviceReads() as reads:
+            decoder(tokens[:, :5], memory, incremental_state=state)
+    assert reads.count <= 1  # at most the CPU-only check for padding, once per step, not per layer

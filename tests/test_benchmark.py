@@ -3,21 +3,33 @@
 import json
 
 import pytest
+import torch
 
-from benchmarks import cases, harness
+from benchmarks import cases, harness, report
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="needs a CUDA GPU"))]
 
 
-def test_benchmark_writes_every_measurement(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_benchmark_writes_every_measurement(tmp_path, device):
     out = tmp_path / "bench.json"
-    harness.main([
+    results = harness.main([
+        "--device", device,
         "--models", "mega_chunk", "--lengths", "64", "--chunk-lengths", "128", "--layers", "1",
         "--embed-dim", "16", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--ffn-dim", "16", "--chunk-size", "32",
         "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
         "--decode-contexts", "8", "40",
         "--decode-steps", "4", "--threads", "1", "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
-    results = json.loads(out.read_text())
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     assert {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "ratios"} <= set(results)
     assert results["settings"]["timing_workers"] == 2
+    assert results["settings"]["device"] == results["machine"]["device"] == device
+    assert ("gpu" in results["machine"]) == (device == "cuda")
+    label = report.device_label(results["machine"])
+    assert label == (f"GPU {torch.cuda.get_device_name()}" if device == "cuda"
+                     else f"CPU {results['machine']['cpu']}, 1 thread")
+    assert report.format_report(results).count(label) == 3  # training, FLOP and decoding headings
     assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
     for row in results["train"]:
         assert row["batch"] * row["length"] == row["tokens"]
@@ -48,6 +60,34 @@ def test_sizes_from_a_named_arch_with_explicit_flags_winning():
     assert (args.chunk_size, args.rel_pos_bias, args.norm_type, args.heads) == (2048, "rotary", "layernorm", 8)
     assert harness.parse_args([]).chunk_size == 128  # the default table's sizes
     assert harness.parse_args(["--arch", "mega_lm"]).chunk_size == 128  # full attention: chunk flag's default
+
+
+def test_device_choice(monkeypatch, capsys):
+    args = harness.parse_args([])
+    assert args.device == ("cuda" if torch.cuda.is_available() else "cpu")  # auto
+    assert args.tokens_per_step == harness.DEFAULT_TOKENS_PER_STEP[args.device]
+    assert harness.parse_args(["--device", "cpu"]).device == "cpu"
+    assert harness.parse_args(["--device", "cpu", "--tokens-per-step", "512"]).tokens_per_step == 512
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, like this one
+    args = harness.parse_args(["--device", "auto"])
+    assert (args.device, args.tokens_per_step) == ("cpu", 8192)
+    with pytest.raises(SystemExit) as error:
+        harness.parse_args(["--device", "cuda"])
+    assert error.value.code == 2  # argparse's usage error, before any worker starts
+    assert "--device cuda: torch.cuda.is_available() is False" in capsys.readouterr().err
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # parsing alone touches no GPU
+    args = harness.parse_args([])
+    assert (args.device, args.tokens_per_step) == ("cuda", 32768)
+    assert harness.parse_args(["--device", "cuda"]).device == "cuda"
+
+
+def test_report_names_the_device():
+    cpu = {"device": "cpu", "cpu": "Some CPU", "threads": 2}
+    assert report.device_label(cpu) == "CPU Some CPU, 2 threads"
+    assert report.device_label({"cpu": "Some CPU", "threads": 2}) == "CPU Some CPU, 2 threads"  # older JSON
+    assert report.device_label(dict(cpu, device="cuda", gpu="NVIDIA H200")) == "GPU NVIDIA H200"
 
 
 def test_unknown_arch_is_a_clear_error(capsys):

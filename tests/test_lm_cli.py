@@ -264,3 +264,14 @@ def test_readme_table_is_the_preset_table():
 
     table = preset_table()
     assert table in (ROOT / "README.md").read_text(), f"update the README's table of named architectures:\n{table}"
+
+
+def test_torch_without_safe_globals_is_a_clear_import_error(monkeypatch):
+    import re as regex
+    from mega_fairseq import checkpoint_loading
+
+    monkeypatch.delattr(torch.serialization, "add_safe_globals")
+    with pytest.raises(ImportError, match="needs torch >= 2.4"):
+        checkpoint_loading.allow_fairseq_checkpoints()
+    floor = regex.search(r'"torch>=([0-9.]+)', (ROOT / "setup.py").read_text()).group(1)
+    assert floor == checkpoint_loading.MIN_TORCH

@@ -42,8 +42,10 @@ def test_beam_search_scores_equal_full_forward(lm_data, arch_args):
         torch.testing.assert_close(hypo["positional_scores"].double(), full.double(), rtol=1e-5, atol=1e-5)
 
 
-def test_stream_segments_equal_one_long_forward(lm_data):
-    task, model = build(lm_data, "--eval-streams", "3", "--eval-segment-length", "40")
+@pytest.mark.parametrize("truncation", [[], ["--truncation-length", "24"]])
+def test_stream_segments_equal_one_long_forward(lm_data, truncation):
+    """Streams far longer than the segments (40) and the EMA truncation (24 taps)."""
+    task, model = build(lm_data, "--eval-streams", "3", "--eval-segment-length", "40", *truncation)
     task.load_dataset("test")
     dataset = task.dataset("test")
     batches = list(task.get_batch_iterator(dataset).next_epoch_itr(shuffle=False))
@@ -102,3 +104,14 @@ def test_padded_batch_equals_each_sequence_alone(lm_data):
         batched = log_probs(model, tokens)
         for i, n in enumerate(lengths):
             torch.testing.assert_close(batched[i, :n], log_probs(model, tokens[i:i + 1, :n])[0])
+
+
+def test_adaptive_input_narrower_than_the_model(lm_data):
+    """Adaptive input projects to d itself: no second projection of the wrong width."""
+    task, model = build(lm_data, "--adaptive-input", "--adaptive-input-cutoff", "300,1000",
+                        "--adaptive-softmax-cutoff", "300,1000", "--decoder-input-dim", "24")
+    assert model.decoder.embedding.project_in_dim is None
+    tokens = torch.randint(4, len(task.dictionary), (2, 20))
+    with torch.no_grad():
+        features, _ = model(tokens, features_only=True)
+    assert features.shape == (2, 20, 32) and torch.isfinite(features).all()

@@ -25,6 +25,12 @@ _MAX_SCORE_BYTES = 2 ** 28
 _BLOCK_SCORE_BYTES = 2 ** 26
 
 
+def uses_cpu_kernel(device: torch.device) -> bool:
+    """Softmax attention without dropout runs the blocked kernel on CPU; on other devices torch's
+    fused attention (flash or memory-efficient kernels), which never materialises the scores."""
+    return device.type == "cpu"
+
+
 def init_linear(*linears: nn.Linear):
     """The official initialisation of Mega's projections: N(0, 0.02) weights, zero biases."""
     for linear in linears:
@@ -151,7 +157,7 @@ class MovingAverageGatedAttention(GatedBlock):
         nc = (length + pad) // chunk
         offset_bias = self.rel_pos_bias.offsets(chunk)  # 2c - 1
         dropout = self.attention_dropout if self.training else 0.0
-        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights and q.device.type == "cpu":
+        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights and uses_cpu_kernel(q.device):
             dtype = compute_dtype(q, k, v)  # float32 for half inputs: the softmax runs in float32
             key_padding = None if padding_mask is None else padding_mask.view(bsz * nc, chunk)
             with torch.autocast("cpu", enabled=False):
@@ -180,7 +186,7 @@ class MovingAverageGatedAttention(GatedBlock):
         """
         bsz, nc, chunk, _ = q.size()
         score_bytes = bsz * nc * chunk * chunk * q.element_size()
-        fused = self.attention_activation == "softmax" and not need_weights and q.device.type == "cuda"
+        fused = self.attention_activation == "softmax" and not need_weights and not uses_cpu_kernel(q.device)
         if fused or need_weights or score_bytes <= _MAX_SCORE_BYTES:
             return self._attend_rows(q, k, v, offset_bias, padding_mask, 0, need_weights)
         rows = max(1, chunk * _BLOCK_SCORE_BYTES // score_bytes)
