@@ -109,8 +109,8 @@ def _config(**kwargs):
     return MegaLayerConfig(**options)
 
 
-def _layer(*, causal, cross_attention=False, **kwargs):
-    return MegaLayer(_config(**kwargs), causal=causal, cross_attention=cross_attention).to(DTYPE).eval()
+def _layer(*, causal, cross_attention=False, dtype=DTYPE, **kwargs):
+    return MegaLayer(_config(**kwargs), causal=causal, cross_attention=cross_attention).to(dtype).eval()
 
 
 CONFIGS = list(itertools.product(["softmax", "laplace", "relu2"], ["simple", "rotary"]))
@@ -162,11 +162,12 @@ def test_causality(function, bias, chunk):
 
 @pytest.mark.parametrize("function,bias", CONFIGS)
 @pytest.mark.parametrize("causal,chunk", [(False, -1), (False, 4), (True, -1), (True, 4)])
-def test_padded_batch_equals_each_alone(function, bias, causal, chunk):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_padded_batch_equals_each_alone(function, bias, causal, chunk, dtype):
     torch.manual_seed(0)
-    layer = _layer(causal=causal, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk)
+    layer = _layer(causal=causal, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk, dtype=dtype)
     lengths = [13, 6, 9]
-    x = randn(3, 13, 8)
+    x = randn(3, 13, 8).to(dtype)
     batched, _ = layer(x, _padding(3, 13, lengths))
     for i, n in enumerate(lengths):
         alone, _ = layer(x[i:i + 1, :n])
@@ -176,12 +177,13 @@ def test_padded_batch_equals_each_alone(function, bias, causal, chunk):
 @pytest.mark.parametrize("function,bias", CONFIGS)
 @pytest.mark.parametrize("chunk", [-1, 4, 5])
 @pytest.mark.parametrize("cross", [False, True])
-def test_incremental_equals_full(function, bias, chunk, cross):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_incremental_equals_full(function, bias, chunk, cross, dtype):
     torch.manual_seed(0)
     layer = _layer(causal=True, attention_activation_fn=function, rel_pos_bias=bias, chunk_size=chunk,
-                   cross_attention=cross)
-    x = randn(2, 14, 8)
-    memory = randn(2, 9, 8) if cross else None
+                   cross_attention=cross, dtype=dtype)
+    x = randn(2, 14, 8).to(dtype)
+    memory = randn(2, 9, 8).to(dtype) if cross else None
     memory_mask = _padding(2, 9, [9, 6]) if cross else None
     full, _ = layer(x, memory=memory, memory_padding_mask=memory_mask)
     for pieces in ([1] * 14, [6, 1, 7], [3, 11]):
