@@ -3,10 +3,11 @@
 The official EMA calls the paper's alpha ``delta``, the paper's delta ``alpha`` and eta
 ``gamma``, and stores them as D x N x 1; the gated attention calls the per-dimension
 scale and offset of Q and K ``gamma`` and ``beta`` (our ``kappa`` and ``mu``). The official
-decoder holds its embedding, layers and final norm directly (``decoder.layers.N``), as this
-plugin's did before it was built from an embedding, a ``MegaStack`` and an output layer
-(``decoder.stack.layers.N``): ``DECODER_LAYOUT`` maps those paths, for official checkpoints and
-for checkpoints of the earlier layout alike. Every other name is the same.
+encoders and decoders hold their embedding, layers and final norm directly
+(``decoder.layers.N``), as this plugin's decoder did before it was built from an embedding, a
+``MegaStack`` and an output layer (``decoder.stack.layers.N``): ``OFFICIAL_LAYOUT`` maps those
+paths, for official checkpoints and for checkpoints of the earlier layout alike. Every other
+name is the same.
 """
 
 import re
@@ -19,8 +20,8 @@ _ATTENTION = {"gamma": "kappa", "beta": "mu"}
 # buffers the official modules register that carry no weights
 _DROPPED = re.compile(r"(^|\.)(version|_float_tensor)$")
 
-# official (and earlier) path inside a decoder -> path now
-DECODER_LAYOUT = {
+# official (and earlier) path inside an encoder or decoder -> path now
+OFFICIAL_LAYOUT = {
     "embed_tokens.": "embedding.embed_tokens.",
     "project_in_dim.": "embedding.project_in_dim.",
     "embed_norm.": "embedding.norm.",
@@ -57,4 +58,6 @@ def convert_official_state_dict(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
         elif prefix.endswith("mega_layer") and leaf in _ATTENTION:
             name = f"{prefix}.{_ATTENTION[leaf]}"
         converted[name] = value
-    return rename_prefixes(converted, "decoder", DECODER_LAYOUT)
+    for module in ("encoder", "decoder"):
+        rename_prefixes(converted, module, OFFICIAL_LAYOUT)
+    return converted

@@ -167,7 +167,7 @@ def test_legacy_checkpoint_objects_load_with_weights_only(tmp_path):
 
 def _to_official_names(state):
     """Our state dict with the official Mega code's names and shapes (inverse of the converter)."""
-    from mega_fairseq.checkpoint_conversion import DECODER_LAYOUT, rename_prefixes
+    from mega_fairseq.checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 
     ema = {"alpha": "delta", "delta": "alpha", "beta": "beta", "eta": "gamma", "omega": "omega"}
     official = {}
@@ -179,7 +179,7 @@ def _to_official_names(state):
         elif prefix.endswith("mega_layer") and leaf in ("kappa", "mu"):
             name = f"{prefix}.{'gamma' if leaf == 'kappa' else 'beta'}"
         official[name] = value
-    rename_prefixes(official, "decoder", {new: old for old, new in DECODER_LAYOUT.items()})
+    rename_prefixes(official, "decoder", {new: old for old, new in OFFICIAL_LAYOUT.items()})
     assert "decoder.layers.0.mega_layer.gamma" in official and "decoder.embed_tokens.weight" in official
     official["decoder.version"] = torch.tensor([3.0])
     return official

@@ -1,1 +1,2 @@
 from . import mega_lm  # noqa: F401
+from . import mega_translation  # noqa: F401

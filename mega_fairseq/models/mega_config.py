@@ -20,8 +20,8 @@ from fairseq.utils import safe_getattr
 
 from ..modules.config import MegaConfigError, MegaLayerConfig
 
-# Options a model config does not expose: the bias table follows the task's max positions.
-_NOT_IN_MODEL_CONFIG = ("max_positions",)
+# Options a model config does not expose: the bias tables follow the task's max positions.
+_NOT_IN_MODEL_CONFIG = ("max_positions", "max_source_positions")
 
 
 def _layer_fields() -> List:
@@ -75,13 +75,13 @@ def layer_options_config(name: str, prefixes: Sequence[str], base_preset: Dict[s
     return make_dataclass(name, specs, bases=(FairseqDataclass,))
 
 
-def layer_config(cfg, prefix: str, max_positions: int) -> MegaLayerConfig:
+def layer_config(cfg, prefix: str, max_positions: int, max_source_positions: int = 0) -> MegaLayerConfig:
     """The ``MegaLayerConfig`` of the stack ``prefix`` (``encoder`` or ``decoder``) of a model config."""
     names = option_names(prefix)
     values = {option: getattr(cfg, name) for option, name in names.items()}
     values = {option: str(value) if option in _CHOICE_OPTIONS else value for option, value in values.items()}
     try:
-        return MegaLayerConfig(max_positions=max_positions, **values)
+        return MegaLayerConfig(max_positions=max_positions, max_source_positions=max_source_positions, **values)
     except MegaConfigError as error:
         flag = "--" + names.get(error.field, error.field).replace("_", "-")
         raise ValueError(f"{flag} {error.problem}") from None

@@ -7,7 +7,7 @@ from fairseq.modules import AdaptiveSoftmax
 from fairseq.utils import eval_str_list, safe_getattr
 from torch import Tensor, nn
 
-from ..checkpoint_conversion import DECODER_LAYOUT, rename_prefixes
+from ..checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 from ..modules import MegaStack, TokenEmbedding
 from ..modules.incremental import IncrementalState
 from .mega_encoder import EncoderOut
@@ -119,5 +119,5 @@ class MegaDecoder(FairseqIncrementalDecoder):
         pass  # the count of decoded positions is shared by all sequences; the layers reorder their own state
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
-        return rename_prefixes(state_dict, name, DECODER_LAYOUT)
+        return rename_prefixes(state_dict, name, OFFICIAL_LAYOUT)
 

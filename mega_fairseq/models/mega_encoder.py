@@ -22,6 +22,7 @@ import torch
 from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
+from ..checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 from ..modules import MegaStack
 
 EncoderOut = Dict[str, List[Tensor]]
@@ -89,3 +90,6 @@ class MegaEncoder(FairseqEncoder):
 
     def max_positions(self) -> int:
         return self.max_source_positions
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
+        return rename_prefixes(state_dict, name, OFFICIAL_LAYOUT)

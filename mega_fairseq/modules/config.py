@@ -56,8 +56,10 @@ class MegaLayerConfig:
     normalization_type: str = option("layernorm", "normalisation layer", choices=NORM_TYPES)
     normalize_before: bool = option(False, "prenorm layers (and a final norm) instead of postnorm")
     rel_pos_bias: str = option("simple", "relative position bias", choices=REL_POS_BIAS_TYPES)
-    max_positions: int = option(1024, "positions covered by the relative bias of full attention (and of "
-                                      "cross-attention: target and source positions)")
+    max_positions: int = option(1024, "positions covered by the relative bias of full attention")
+    max_source_positions: int = option(0, "source positions covered by the relative bias of cross-attention, "
+                                          "which spans max(max_positions, max_source_positions) as in the "
+                                          "official code (0: max_positions)")
 
     def __post_init__(self):
         if self.ffn_embed_dim is None:

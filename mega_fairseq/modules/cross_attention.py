@@ -18,7 +18,8 @@ class GatedCrossAttention(GatedBlock):
     H = act((gamma * f(Q K^T + b_rel) V) W_h); Y = phi * H + (1 - phi) * query.
 
     As in the official code, the relative bias uses the offset between the decoder
-    position i and the encoder position j, over ``max_positions`` positions.
+    position i and the encoder position j, over max(``max_positions``, ``max_source_positions``)
+    positions.
     """
 
     def __init__(self, cfg: MegaLayerConfig):
@@ -28,7 +29,8 @@ class GatedCrossAttention(GatedBlock):
         self.q_proj = nn.Linear(cfg.embed_dim, 2 * cfg.embed_dim + cfg.z_dim)
         self.h_proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         self.rel_pos_bias = build_relative_positional_bias(cfg.rel_pos_bias, zdim=cfg.z_dim,
-                                                           max_positions=cfg.max_positions)
+                                                           max_positions=max(cfg.max_positions,
+                                                                             cfg.max_source_positions))
         init_linear(self.k_proj, self.v_proj, self.q_proj, self.h_proj)
 
     def forward(self, query: Tensor, memory: Tensor, memory_padding_mask: Optional[Tensor] = None,
