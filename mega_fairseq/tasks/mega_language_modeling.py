@@ -8,13 +8,14 @@ streams segment by segment with the model state carried across segments
 
 import logging
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils, iterators
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
+from omegaconf import II
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,58 @@ class MegaLanguageModelingConfig(LanguageModelingConfig):
     eval_segment_length: int = field(
         default=0, metadata={"help": "tokens per segment with --eval-streams (default: --tokens-per-sample "
                                      "times --variant-block-multiple-max)"})
+    # the split trained on (variable blocks; the others are evaluated, in streams with
+    # --eval-streams) is named in the dataset config: interpolated here, as in fairseq's translation task
+    train_subset: str = II("dataset.train_subset")
+
+
+def block_sizes(blocks) -> np.ndarray:
+    """Block lengths as int64: a TokenBlockDataset stores them as uint16 below a block size of
+    65535, which wraps for the over-long blocks of a line longer than that; its slice indices don't."""
+    slices = getattr(blocks, "slice_indices", None)
+    if slices is not None:
+        slices = np.asarray(slices, dtype=np.int64)
+        return slices[:, 1] - slices[:, 0]
+    return np.asarray(blocks.sizes, dtype=np.int64)
+
+
+class SplitBlockDataset(FairseqDataset):
+    """Cuts the blocks of a TokenBlockDataset (include_targets=True) that are longer than
+    ``max_length`` into consecutive pieces of at most ``max_length`` tokens.
+
+    ``--sample-break-mode complete`` (or complete_doc, eos) keeps a line longer than
+    --tokens-per-sample whole, as one over-long block; fairseq's batching would then skip it (or
+    a group of such blocks) or fail. Pieces slice the block's (source, target, past_target)
+    together, so each piece keeps the true preceding token as its first source token: the token
+    stream and every prediction are unchanged, nothing is dropped."""
+
+    def __init__(self, blocks, max_length: int):
+        super().__init__()
+        self.blocks = blocks
+        sizes = block_sizes(blocks)
+        pieces = np.maximum(1, -(-sizes // max_length))
+        self.block = np.repeat(np.arange(len(sizes)), pieces)
+        first_piece = np.cumsum(pieces) - pieces
+        self.offset = (np.arange(len(self.block)) - first_piece[self.block]) * max_length
+        self.sizes = np.minimum(max_length, sizes[self.block] - self.offset)
+        self._cached = (-1, None)  # the pieces of a block are read one after another
+
+    def __getitem__(self, index):
+        block = int(self.block[index])
+        if self._cached[0] != block:
+            self._cached = (block, self.blocks[block])
+        start = int(self.offset[index])
+        end = start + int(self.sizes[index])
+        return tuple(tensor[start:end] for tensor in self._cached[1])
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def num_tokens(self, index):
+        return self.sizes[index]
+
+    def size(self, index):
+        return self.sizes[index]
 
 
 class VariableBlockDataset(FairseqDataset):
@@ -143,6 +196,20 @@ class StreamSegmentDataset(FairseqDataset):
         }
 
 
+class StreamBatchIterator(iterators.EpochBatchIterator):
+    """The iterator of a StreamSegmentDataset. Its ``first_batch`` (which fairseq's trainer keeps
+    as the dummy batch that padded or empty steps run, training steps included, after every
+    validation) is a training batch given by the task, never a stream batch."""
+
+    def __init__(self, *args, dummy_batch: Callable[[], dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dummy_batch = dummy_batch
+
+    @property
+    def first_batch(self):
+        return self._dummy_batch()
+
+
 @register_task("mega_language_modeling", dataclass=MegaLanguageModelingConfig)
 class MegaLanguageModelingTask(LanguageModelingTask):
     """fairseq's language_modeling with variable-length training blocks and stream evaluation."""
@@ -154,15 +221,29 @@ class MegaLanguageModelingTask(LanguageModelingTask):
                              f"--variant-block-multiple-max ({args.variant_block_multiple_max})")
         if args.eval_streams < 0 or args.eval_segment_length < 0:
             raise ValueError("--eval-streams and --eval-segment-length must not be negative")
+        self._train_iterator = None  # the latest batch iterator over the training split
 
     @property
     def _variable_blocks(self) -> bool:
         return self.args.variant_block_multiple_max > 1
 
+    @property
+    def train_subset(self) -> str:
+        """The training split's name (--train-subset; "train" where the config does not say)."""
+        try:
+            name = getattr(self.args, "train_subset", None)
+        except Exception:  # an interpolation with no dataset config to resolve it against
+            name = None
+        if not isinstance(name, str) or not name or name.startswith("${"):
+            return "train"
+        return name
+
+    def _is_train(self, split: str) -> bool:
+        return split == self.train_subset
+
     def has_sharded_data(self, split):
         # reloading the training split every epoch redraws the block lengths
-        return (split == getattr(self.args, "train_subset", "train") and self._variable_blocks) \
-            or super().has_sharded_data(split)
+        return (self._is_train(split) and self._variable_blocks) or super().has_sharded_data(split)
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
@@ -176,13 +257,24 @@ class MegaLanguageModelingTask(LanguageModelingTask):
         return model
 
     def load_dataset(self, split: str, epoch=1, combine=False, **kwargs):
-        is_train = split == getattr(self.args, "train_subset", "train")
+        is_train = self._is_train(split)
         if not is_train and self.args.eval_streams > 0:
             self.datasets[split] = self._stream_dataset(split, combine)
             return
         super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        monolingual = self.datasets[split]
+        limit = self.args.tokens_per_sample
+        sizes = block_sizes(monolingual.dataset)
+        longest = int(sizes.max()) if len(sizes) else 0
+        if self.args.sample_break_mode not in (None, "none") and longest > limit:
+            # a line longer than --tokens-per-sample is one over-long block: cut it, losing nothing
+            pieces = SplitBlockDataset(monolingual.dataset, limit)
+            logger.info(f"{split}: {int((sizes > limit).sum())} blocks longer than "
+                        f"--tokens-per-sample {limit} (lines up to {longest} tokens, --sample-break-mode "
+                        f"{self.args.sample_break_mode}) cut into pieces of at most {limit} tokens")
+            monolingual.dataset = pieces
+            monolingual.sizes = pieces.sizes
         if is_train and self._variable_blocks:
-            monolingual = self.datasets[split]
             blocks = VariableBlockDataset(monolingual.dataset, self.args.variant_block_multiple_min,
                                           self.args.variant_block_multiple_max, seed=self.args.seed + epoch)
             monolingual.dataset = blocks
@@ -204,14 +296,62 @@ class MegaLanguageModelingTask(LanguageModelingTask):
                     f"{dataset.num_segments} segments x {segment} tokens")
         return dataset
 
-    def get_batch_iterator(self, dataset, *args, num_shards=1, shard_id=0, num_workers=0, epoch=1, **kwargs):
-        if not isinstance(dataset, StreamSegmentDataset):
-            return super().get_batch_iterator(dataset, *args, num_shards=num_shards, shard_id=shard_id,
-                                              num_workers=num_workers, epoch=epoch, **kwargs)
-        # segments must reach the model in order: no shuffling, no filtering, sharded by stream
-        return iterators.EpochBatchIterator(dataset=dataset, collate_fn=dataset.collater,
-                                            batch_sampler=dataset.batches(num_shards, shard_id),
-                                            num_workers=0, epoch=epoch, disable_shuffling=True)
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, *args, num_shards=1, shard_id=0, num_workers=0, epoch=1,
+                           **kwargs):
+        if isinstance(dataset, StreamSegmentDataset):
+            # segments must reach the model in order: no shuffling, no filtering, sharded by stream
+            return StreamBatchIterator(dataset=dataset, collate_fn=dataset.collater,
+                                       batch_sampler=dataset.batches(num_shards, shard_id), num_workers=0,
+                                       epoch=epoch, disable_shuffling=True,
+                                       dummy_batch=lambda: self._dummy_batch(dataset))
+        is_train = dataset is self.datasets.get(self.train_subset)
+        if is_train:
+            self._check_training_blocks_fit(dataset, max_tokens, max_positions)
+        iterator = super().get_batch_iterator(dataset, max_tokens, max_sentences, max_positions,
+                                              ignore_invalid_inputs, *args, num_shards=num_shards,
+                                              shard_id=shard_id, num_workers=num_workers, epoch=epoch, **kwargs)
+        if is_train:
+            self._train_iterator = iterator
+        return iterator
+
+    def _check_training_blocks_fit(self, dataset, max_tokens, max_positions):
+        """fairseq's training iterator skips (with ignore_invalid_inputs) or fails on blocks over
+        --max-tokens or the model's positions; training must see every token, so say which flag
+        to change instead."""
+        sizes = np.asarray(dataset.sizes)
+        if sizes.size == 0:
+            return
+        longest = int(sizes.max())
+        blocks = (f"training blocks reach {longest} tokens (--tokens-per-sample {self.args.tokens_per_sample} "
+                  f"x --variant-block-multiple-max {self.args.variant_block_multiple_max})")
+        if max_tokens is not None and longest > max_tokens:
+            raise ValueError(f"{blocks} but --max-tokens is {max_tokens}: raise --max-tokens to at least {longest}, "
+                             f"or lower --tokens-per-sample or --variant-block-multiple-max")
+        if isinstance(max_positions, (int, np.integer)) and longest > max_positions:
+            raise ValueError(f"{blocks} but the model takes at most {max_positions} positions: raise "
+                             f"--max-target-positions to at least {longest}, or lower --tokens-per-sample or "
+                             f"--variant-block-multiple-max")
+
+    def _dummy_batch(self, stream_dataset: StreamSegmentDataset):
+        """What fairseq's trainer keeps, after a validation, for padded or empty steps: the first
+        training batch (what it kept before), or where there is no training iterator, one row of
+        the first stream as a plain batch of at most --tokens-per-sample tokens (no
+        ``first_segment``: it never touches the model's stream state)."""
+        if self._train_iterator is not None:
+            batch = self._train_iterator.first_batch
+            if isinstance(batch, dict) and batch:
+                return batch
+        source, target = stream_dataset.streams[0]
+        n = max(1, min(len(target), self.args.tokens_per_sample))
+        target = target[:n]
+        return {
+            "id": torch.LongTensor([0]),
+            "nsentences": 1,
+            "ntokens": int(target.numel()),
+            "net_input": {"src_tokens": source[:n].unsqueeze(0), "src_lengths": torch.LongTensor([n])},
+            "target": target.unsqueeze(0),
+        }
 
     def eval_lm_dataloader(self, dataset, max_tokens: Optional[int] = 36000, batch_size: Optional[int] = None,
                            max_positions: Optional[int] = None, num_shards: int = 1, shard_id: int = 0,
