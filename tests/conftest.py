@@ -1,4 +1,5 @@
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -29,4 +30,30 @@ def lm_data(tmp_path_factory):
     run(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.txt", "--validpref",
          root / "valid.txt", "--testpref", root / "test.txt", "--destdir", root / "bin", "--thresholdsrc", "2",
          "--workers", "1"])
+    return root / "bin"
+
+
+MT_WORDS = [f"w{i}" for i in range(40)]
+
+
+def write_pairs(folder, split, count, seed, source="src", target="tgt"):
+    """Source: random words; target: each word mapped to another, in reverse order (a learnable,
+    reordering 'translation')."""
+    rng = random.Random(seed)
+    with open(folder / f"{split}.{source}", "w") as src, open(folder / f"{split}.{target}", "w") as tgt:
+        for _ in range(count):
+            words = rng.choices(MT_WORDS, k=rng.randint(3, 14))
+            src.write(" ".join(words) + "\n")
+            tgt.write(" ".join(f"t{w[1:]}" for w in reversed(words)) + "\n")
+
+
+@pytest.fixture(scope="session")
+def mt_data(tmp_path_factory):
+    """A small parallel corpus (src -> tgt), binarised with a joined dictionary."""
+    root = tmp_path_factory.mktemp("mt_data")
+    for split, count, seed in (("train", 400, 0), ("valid", 30, 1), ("test", 30, 2)):
+        write_pairs(root, split, count, seed)
+    run(["fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", root / "train",
+         "--validpref", root / "valid", "--testpref", root / "test", "--destdir", root / "bin",
+         "--joined-dictionary", "--workers", "1"])
     return root / "bin"

@@ -1,38 +1,12 @@
 """The ``mega`` translation model on fairseq's ``translation`` task, through fairseq's Python API:
 beam search against teacher forcing, padding, and the presets."""
 
-import random
-
 import pytest
 import torch
 from fairseq import options, tasks
 from fairseq.sequence_generator import SequenceGenerator
 
-from conftest import USER_DIR, run
-
-WORDS = [f"w{i}" for i in range(40)]
-
-
-def write_pairs(folder, split, count, seed):
-    """Source: random words; target: each word mapped to another, in reverse order (a learnable,
-    reordering 'translation')."""
-    rng = random.Random(seed)
-    with open(folder / f"{split}.src", "w") as src, open(folder / f"{split}.tgt", "w") as tgt:
-        for _ in range(count):
-            words = rng.choices(WORDS, k=rng.randint(3, 14))
-            src.write(" ".join(words) + "\n")
-            tgt.write(" ".join(f"t{w[1:]}" for w in reversed(words)) + "\n")
-
-
-@pytest.fixture(scope="session")
-def mt_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mt_data")
-    for split, count, seed in (("train", 400, 0), ("valid", 30, 1), ("test", 30, 2)):
-        write_pairs(root, split, count, seed)
-    run(["fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--trainpref", root / "train",
-         "--validpref", root / "valid", "--testpref", root / "test", "--destdir", root / "bin",
-         "--joined-dictionary", "--workers", "1"])
-    return root / "bin"
+from conftest import USER_DIR
 
 
 def build(data, *extra, arch="mega_mt_tiny"):

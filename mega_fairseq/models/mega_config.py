@@ -115,6 +115,14 @@ class PresetTable:
         self.derived = derived
         if presets[model_name].parent is not None:
             raise ValueError(f"the base preset {model_name} has no parent")
+        # a field a preset sets must default to None, or configs merged with the class defaults
+        # (fairseq-hydra-train) would keep the default instead of the preset's value
+        defaults = {f.name: f.default for f in fields(config_class)}
+        for name, preset in presets.items():
+            for field_name in preset.values:
+                if defaults.get(field_name, MISSING) is not None:
+                    raise ValueError(f"preset {name} sets {field_name}, whose default in {config_class.__name__} "
+                                     f"is not None")
 
     def explicit(self, name: str) -> Dict[str, Any]:
         """The values the preset and its ancestors set."""

@@ -16,7 +16,13 @@ from .mega_decoder import MegaDecoder, build_output_layer
 # The family's base preset (--arch mega_lm); the others build on it.
 BASE = dict(decoder_layers=6, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_z_dim=128, decoder_n_dim=16,
             decoder_chunk_size=-1, truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0, adaptive_input=False,
+            adaptive_softmax_dropout=0.0, tie_adaptive_weights=False, tie_adaptive_proj=False)
+
+
+def preset(name: str, help_text: str) -> dict:
+    """Help of a field that presets set, with the base preset's value."""
+    return {"help": f"{help_text} (set by --arch; mega_lm: {BASE[name]})"}
 
 # The official WikiText-103 recipes: adaptive input and softmax, tied, cutoffs 20K/60K.
 _ADAPTIVE = dict(decoder_layers=16, dropout=0.3, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1,
@@ -56,18 +62,21 @@ class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE,
     no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale embeddings by sqrt(d)"})
     share_decoder_input_output_embed: bool = field(
         default=False, metadata={"help": "tie the input embedding and the output projection"})
-    adaptive_input: bool = field(default=False, metadata={"help": "use an adaptive input embedding"})
+    adaptive_input: Optional[bool] = field(
+        default=None, metadata=preset("adaptive_input", "use an adaptive input embedding"))
     adaptive_input_factor: float = field(default=4, metadata={"help": "adaptive input dimension reduction factor"})
     adaptive_input_cutoff: Optional[str] = field(
-        default=None, metadata={"help": "comma-separated adaptive input cutoffs"})
+        default=None, metadata={"help": "comma-separated adaptive input cutoffs (set by --arch)"})
     adaptive_softmax_cutoff: Optional[str] = field(
-        default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss)"})
-    adaptive_softmax_dropout: float = field(
-        default=0.0, metadata={"help": "dropout in the adaptive softmax tail projections"})
+        default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss; "
+                                        "set by --arch)"})
+    adaptive_softmax_dropout: Optional[float] = field(
+        default=None, metadata=preset("adaptive_softmax_dropout", "dropout in the adaptive softmax tail projections"))
     adaptive_softmax_factor: float = field(default=4, metadata={"help": "adaptive softmax dimension reduction factor"})
-    tie_adaptive_weights: bool = field(
-        default=False, metadata={"help": "tie adaptive input and adaptive softmax weights"})
-    tie_adaptive_proj: bool = field(default=False, metadata={"help": "tie adaptive input and adaptive softmax projections"})
+    tie_adaptive_weights: Optional[bool] = field(
+        default=None, metadata=preset("tie_adaptive_weights", "tie adaptive input and adaptive softmax weights"))
+    tie_adaptive_proj: Optional[bool] = field(
+        default=None, metadata=preset("tie_adaptive_proj", "tie adaptive input and adaptive softmax projections"))
     max_target_positions: Optional[int] = II("task.max_target_positions")
     tokens_per_sample: int = II("task.tokens_per_sample")
 

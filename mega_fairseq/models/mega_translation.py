@@ -2,6 +2,7 @@
 ``translation`` task: a bidirectional :class:`MegaEncoder` and a causal :class:`MegaDecoder` whose
 layers attend over the encoder output through gated cross-attention."""
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -118,7 +119,24 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
                               MegaStack(decoder_layers, causal=True, cross_attention=True),
                               output_projection=projection, adaptive_softmax=adaptive_softmax,
                               max_target_positions=max_target)
-        return cls(encoder, decoder)
+        model = cls(encoder, decoder)
+        data = str(safe_getattr(safe_getattr(task, "cfg", None), "data", "") or "").split(os.pathsep)[0]
+        model.dictionary_files = {side: os.path.join(data, f"dict.{lang}.txt") for side, lang in
+                                  (("encoder", safe_getattr(task, "source_lang", None) or task.cfg.source_lang),
+                                   ("decoder", safe_getattr(task, "target_lang", None) or task.cfg.target_lang))}
+        return model
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """A checkpoint trained with another dictionary is named as such, not as a size mismatch."""
+        for side in ("encoder", "decoder"):
+            dictionary = getattr(self, side).dictionary
+            for name in (f"{side}.embedding.embed_tokens.weight", f"{side}.embed_tokens.weight"):
+                if name in state_dict and state_dict[name].size(0) != len(dictionary):
+                    where = getattr(self, "dictionary_files", {}).get(side, f"the {side} dictionary")
+                    raise ValueError(f"the checkpoint's {side} embeddings have {state_dict[name].size(0)} rows but "
+                                     f"{where} has {len(dictionary)} symbols: the checkpoint was trained with "
+                                     f"another dictionary")
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
 MT_PRESETS.register()

@@ -1,0 +1,124 @@
+"""The translation model end to end through fairseq's real command-line tools: fairseq-train for
+every named arch, the Hydra recipes through scripts/train.sh, fairseq-generate with SacreBLEU,
+fairseq-interactive on stdin, and clear errors for a checkpoint of another dictionary."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, USER_DIR, run
+from mega_fairseq.models.mega_config import option_names
+from mega_fairseq.models.mega_translation import MT_PRESETS
+
+TINY = ["--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
+        "--encoder-hidden-dim", "32", "--decoder-hidden-dim", "32", "--encoder-z-dim", "8", "--decoder-z-dim", "8",
+        "--encoder-n-dim", "2", "--decoder-n-dim", "2"]
+LANGS = ["--source-lang", "src", "--target-lang", "tgt"]
+
+
+def train(data, save_dir, *extra, arch="mega_mt_tiny", updates=2, check=True):
+    return run(["fairseq-train", data, "--user-dir", USER_DIR, "--task", "translation", *LANGS, "--arch", arch,
+                "--max-tokens", "400", "--optimizer", "adam", "--lr", "3e-3", "--max-update", str(updates),
+                "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+                "--save-dir", save_dir, "--cpu", "--num-workers", "0", "--no-progress-bar", "--log-interval", "1",
+                "--seed", "1", *extra], check=check)
+
+
+def overridden(flags):
+    """Config fields the flags set, and the derived fields that follow them."""
+    names = {flag[2:].replace("-", "_") for flag in flags if flag.startswith("--")}
+    return names | {derived for derived, source in MT_PRESETS.derived.items() if source in names}
+
+
+@pytest.mark.parametrize("arch", list(MT_PRESETS.presets))
+def test_every_named_arch_trains(mt_data, tmp_path, arch):
+    _, out = train(mt_data, tmp_path, *TINY, arch=arch, updates=1)
+    assert "num_updates 1" in out
+    cfg = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
+    for name, value in MT_PRESETS.resolve(arch).items():
+        if name not in overridden(TINY):
+            assert cfg[name] == value, (arch, name, cfg[name])
+    for prefix in ("encoder", "decoder"):
+        assert all(cfg[name] is not None for name in option_names(prefix).values())
+
+
+@pytest.fixture(scope="module")
+def trained(mt_data, tmp_path_factory):
+    save = tmp_path_factory.mktemp("mt_ckpt")
+    train(mt_data, save, "--share-all-embeddings", "--encoder-chunk-size", "4", "--decoder-chunk-size", "4",
+          updates=40)
+    return save / "checkpoint_last.pt"
+
+
+def test_generate_with_sacrebleu(mt_data, trained):
+    _, out = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", trained, *LANGS,
+                  "--gen-subset", "test", "--beam", "5", "--lenpen", "0.5", "--scoring", "sacrebleu", "--cpu",
+                  "--batch-size", "7", "--required-batch-size-multiple", "1"])
+    hypotheses = [line for line in out.splitlines() if line.startswith("H-")]
+    assert len(hypotheses) == 30  # every test sentence, none dropped
+    assert re.search(r"Generate test with beam=5: BLEU = [0-9.]+", out), out[-2000:]
+
+
+def test_interactive_on_stdin(mt_data, trained):
+    proc = subprocess.run(["fairseq-interactive", str(mt_data), "--user-dir", USER_DIR, "--path", str(trained),
+                           *LANGS, "--beam", "3", "--nbest", "2", "--cpu"],
+                          input="w1 w2 w3\nw7 w8 w9 w10 w11\n", capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hypotheses = [line for line in proc.stdout.splitlines() if line.startswith("H-")]
+    assert len(hypotheses) == 4  # two inputs, two best each
+
+
+def test_sampling(mt_data, trained):
+    _, out = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", trained, *LANGS,
+                  "--gen-subset", "valid", "--sampling", "--sampling-topk", "5", "--beam", "1", "--cpu",
+                  "--batch-size", "16", "--required-batch-size-multiple", "1", "--seed", "3"])
+    assert len([line for line in out.splitlines() if line.startswith("H-")]) == 30
+
+
+def test_checkpoint_of_another_dictionary_is_named(mt_data, trained, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for split in ("train", "valid", "test"):
+        for lang in ("src", "tgt"):
+            text = (Path(mt_data).parent / f"{split}.{lang}").read_text()
+            (other / f"{split}.{lang}").write_text(text.replace("w1 ", " ".join(f"x{i}" for i in range(20)) + " "))
+    run(["fairseq-preprocess", *LANGS, "--trainpref", other / "train", "--validpref", other / "valid",
+         "--destdir", other / "bin", "--joined-dictionary", "--workers", "1"])
+    code, out = run(["fairseq-generate", other / "bin", "--user-dir", USER_DIR, "--path", trained, *LANGS,
+                     "--gen-subset", "valid", "--cpu", "--batch-size", "8"], check=False)
+    assert code != 0
+    assert "trained with another dictionary" in out and "dict.src.txt" in out, out[-2000:]
+
+
+@pytest.mark.parametrize("recipe,arch", [("mt/wmt16_en_de", "mega_wmt_en_de"),
+                                         ("mt/wmt16_en_de_big", "mega_wmt_en_de_big")])
+def test_hydra_recipe_trains(mt_data, tmp_path, recipe, arch):
+    tiny = ["model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_embed_dim=16",
+            "model.decoder_embed_dim=16", "model.encoder_hidden_dim=32", "model.decoder_hidden_dim=32",
+            "model.encoder_z_dim=8", "model.decoder_z_dim=8", "model.encoder_n_dim=2", "model.decoder_n_dim=2",
+            "task.source_lang=src", "task.target_lang=tgt", "dataset.max_tokens=400", "optimization.max_update=2",
+            "checkpoint.save_interval_updates=1"]
+    proc = subprocess.run(["bash", ROOT / "scripts" / "train.sh", recipe, mt_data, tmp_path, *tiny],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, CPU="1", OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cfg = torch.load(tmp_path / "checkpoints" / "checkpoint_last.pt", weights_only=True)["cfg"]
+    assert cfg["model"]["_name"] == arch
+    assert cfg["criterion"]["label_smoothing"] == 0.1 and cfg["optimizer"]["weight_decay"] == 0.05
+    assert cfg["model"]["share_all_embeddings"] and cfg["model"]["truncation_length"] == 0
+    assert cfg["model"]["dropout"] == MT_PRESETS.resolve(cfg["model"]["_name"])["dropout"]
+    assert (tmp_path / "checkpoints" / "checkpoint_1_2.pt").exists()  # update checkpoints, for averaging
+
+
+def test_big_recipe_is_the_base_recipe_with_the_big_preset():
+    def settings(name):
+        lines = (ROOT / "configs" / "mt" / f"{name}.yaml").read_text().splitlines()
+        return [line for line in lines if line.strip() and not line.startswith("#")]
+
+    base, big = settings("wmt16_en_de"), settings("wmt16_en_de_big")
+    assert [line.replace("mega_wmt_en_de_big", "mega_wmt_en_de") for line in big] == base
