@@ -20,7 +20,7 @@ $(STAMP): setup.py Makefile
 	$(PIP) install torch==2.13.0 "numpy<2" cython setuptools wheel
 	MAX_JOBS=2 $(PIP) install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) install hydra-core==1.3.2 omegaconf==2.3.0 cffi regex sacrebleu tqdm bitarray scikit-learn \
-		packaging sentencepiece tensorboard tensorboardX soundfile pytest matplotlib "numpy<2" \
+		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile pytest matplotlib "numpy<2" \
 		"transformers<4.41"
 	$(PIP) install --no-build-isolation --no-deps -e .
 	touch $(STAMP)

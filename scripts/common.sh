@@ -29,3 +29,35 @@ binarise_lm() {  # TRAIN VALID TEST DEST WORKERS: fairseq-preprocess of a langua
     fairseq-preprocess --only-source --trainpref "$1" --validpref "$2" --testpref "$3" --destdir "$4" --workers "$5"
     say "done: $4 ($(($(wc -l < "$4/dict.txt") + 4)) symbols in the dictionary)"
 }
+fetch() {  # URL FILE HINT: download URL to FILE (atomically), or die naming URL and saying HINT
+    local status=0
+    if command -v curl >/dev/null; then
+        curl -fL --retry 3 -o "$2.part" "$1" || status=$?
+    elif command -v wget >/dev/null; then
+        wget -O "$2.part" "$1" || status=$?
+    else
+        die "neither curl nor wget is installed to download $1: $3"
+    fi
+    if [[ $status != 0 ]]; then
+        rm -f "$2.part"
+        die "download of $1 failed: $3"
+    fi
+    mv "$2.part" "$2"
+}
+temp_dir_beside() {  # DIR: make and print a hidden temporary folder next to DIR (same file system)
+    local parent dir
+    parent="$(dirname "$1")"
+    mkdir -p "$parent"
+    dir="$(mktemp -d "$parent/.$(basename "$1").tmp.XXXXXX")"
+    chmod "$(umask -S)" "$dir"  # mktemp makes it private; the final folder gets the usual permissions
+    echo "$dir"
+}
+move_into_place() {  # TMP DIR: rename the finished TMP to DIR, replacing an existing DIR only now
+    local old=""
+    if [[ -e "$2" ]]; then
+        old="$1.old"
+        mv "$2" "$old"
+    fi
+    mv "$1" "$2"
+    [[ -z "$old" ]] || rm -rf "$old"
+}

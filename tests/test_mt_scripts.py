@@ -1,0 +1,556 @@
+"""The WMT16 En-De scripts on tiny data: scripts/prepare_wmt16_en_de.sh end to end on a few hundred
+generated sentence pairs (and its refusals of bad input), scripts/average_checkpoints.py on small
+fake checkpoints, the BLEU helpers of scripts/mt_data.py on hand-written text, and
+scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the prepared data."""
+
+import importlib.util
+import io
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+VOCAB = 200
+SIZES = {"train": 300, "valid": 20, "test": 24}
+
+
+def run(*args, env=None, timeout=300):
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "WORKERS": "1"}
+    full_env.update(env or {})
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def check(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result.stdout + result.stderr
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mt_data = load_script("mt_data")
+
+
+# ---------------------------------------------------------------- data
+
+# a made-up lexicon: English word -> German word (hyphenated compounds and umlauts included)
+NOUNS = {"cat": "Katze", "dog": "Hund", "house": "Haus", "e-mail": "E-Mail", "tree": "Baum", "river": "Fluss",
+         "city": "Stadt", "teacher": "Lehrer", "bird": "Vogel", "garden": "Garten", "car": "Auto",
+         "T-shirt": "T-Shirt", "book": "Buch", "child": "Kind", "road": "Straße", "window": "Fenster",
+         "mountain": "Berg", "village": "Dorf", "doctor": "Ärztin", "flower": "Blume", "bridge": "Brücke",
+         "letter": "Brief", "kitchen": "Küche", "student": "Studentin", "forest": "Wald", "horse": "Pferd",
+         "computer": "Rechner", "newspaper": "Zeitung", "island": "Insel", "musician": "Musiker",
+         "train": "Zug", "market": "Markt", "lake": "See", "fox": "Fuchs", "baker": "Bäcker",
+         "neighbour": "Nachbar", "painting": "Gemälde", "station": "Bahnhof", "song": "Lied", "key": "Schlüssel"}
+ADJECTIVES = {"big": "große", "small": "kleine", "old": "alte", "green": "grüne", "quiet": "ruhige",
+              "fast": "schnelle", "happy": "glückliche", "well-known": "bekannte", "young": "junge",
+              "tired": "müde", "clever": "kluge", "strange": "seltsame", "beautiful": "schöne",
+              "dark": "dunkle", "friendly": "freundliche", "empty": "leere", "famous": "berühmte",
+              "brave": "mutige", "cold": "kalte", "red": "rote"}
+VERBS = {"sees": "sieht", "likes": "mag", "finds": "findet", "paints": "malt", "follows": "folgt",
+         "hears": "hört", "visits": "besucht", "forgets": "vergisst", "draws": "zeichnet", "buys": "kauft",
+         "answers": "beantwortet", "carries": "trägt", "remembers": "erinnert", "watches": "beobachtet",
+         "opens": "öffnet", "describes": "beschreibt"}
+
+
+def sentence_pair(rng):
+    n1, n2 = rng.sample(sorted(NOUNS), 2)
+    adj, verb = rng.choice(sorted(ADJECTIVES)), rng.choice(sorted(VERBS))
+    en = f"The {adj} {n1} {verb} the {n2}."
+    de = f"Die {ADJECTIVES[adj]} {NOUNS[n1]} {VERBS[verb]} die {NOUNS[n2]}."
+    kind = rng.random()
+    if kind < 0.15:  # typographic quotes and a doubled space: the normaliser's work
+        en, de = f"“{en}”  she said.", f"„{de}“  sagte sie."
+    elif kind < 0.25:
+        en, de = f"{en} And {n2}s, too!", f"{de} Und auch {NOUNS[n2]}!"
+    return en, de
+
+
+def write_raw(folder: Path, seed=0, sizes=SIZES):
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        pairs = [sentence_pair(rng) for _ in range(n)]
+        if split == "train":  # lengths far apart: clean-corpus-n's ratio filter drops it
+            pairs[5] = ("Yes.", "Ja, " + ", ".join(["ganz sicher und ohne jeden Zweifel"] * 6) + ".")
+        for index, lang in enumerate(("en", "de")):
+            (folder / f"{split}.{lang}").write_text("".join(p[index] + "\n" for p in pairs), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    return write_raw(tmp_path_factory.mktemp("wmt_raw"))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, raw):
+    out = tmp_path_factory.mktemp("wmt") / "prepared"
+    output = check(run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--vocab-size", VOCAB, out, raw))
+    return out, output
+
+
+def leftovers(out: Path):
+    """Anything the script left beside OUT_DIR besides OUT_DIR itself (temporary folders)."""
+    return [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def load_split(bin_dir: Path, split: str, lang: str):
+    from fairseq.data import Dictionary, data_utils
+
+    dictionary = Dictionary.load(str(bin_dir / f"dict.{lang}.txt"))
+    dataset = data_utils.load_indexed_dataset(str(bin_dir / f"{split}.en-de.{lang}"), dictionary)
+    return dictionary, [dataset[i] for i in range(len(dataset))]
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def test_prepare_outputs(prepared, raw):
+    import sentencepiece as spm
+
+    out, output = prepared
+    assert "joined dictionary" in output
+    assert sorted(p.name for p in out.iterdir()) == ["bin", "ref", "spm.model", "spm.vocab"]
+    assert leftovers(out) == []
+    bin_dir = out / "bin"
+    # --joined-dictionary: one vocabulary for both sides
+    assert (bin_dir / "dict.en.txt").read_text() == (bin_dir / "dict.de.txt").read_text()
+    model = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    assert model.get_piece_size() == VOCAB
+    assert len((out / "spm.vocab").read_text(encoding="utf-8").splitlines()) == VOCAB
+    for split in ("valid", "test"):
+        # the references are the files as given
+        for lang in ("en", "de"):
+            assert (out / "ref" / f"{split}.{lang}").read_bytes() == (raw / f"{split}.{lang}").read_bytes()
+        for lang in ("en", "de"):
+            dictionary, tokens = load_split(bin_dir, split, lang)
+            text = (raw / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            assert len(tokens) == len(text) == SIZES[split]
+            decoded = [model.decode(dictionary.string(t).split()) for t in tokens]
+            assert "<unk>" not in " ".join(dictionary.string(t) for t in tokens)
+            # normalised (typographic quotes, doubled spaces) and nothing else
+            assert decoded == mt_data.normalise_lines(text, lang)
+            typographic = re.compile("[„“”]|  ")
+            assert any(typographic.search(line) for line in text)
+            assert not any(typographic.search(line) for line in decoded)
+
+
+def test_prepare_cleans_training_pairs(prepared, raw):
+    import sentencepiece as spm
+
+    out, _ = prepared
+    model = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    src, tgt = ((raw / f"train.{lang}").read_text(encoding="utf-8").splitlines() for lang in ("en", "de"))
+    pieces = [(model.encode(s), model.encode(t))
+              for s, t in zip(mt_data.normalise_lines(src, "en"), mt_data.normalise_lines(tgt, "de"))]
+    kept = [(s, t) for s, t in pieces
+            if len(s) <= 1.5 * len(t) and len(t) <= 1.5 * len(s) and max(len(s), len(t)) <= 250]
+    assert len(pieces[5][1]) > 1.5 * len(pieces[5][0]) and 250 <= len(kept) < SIZES["train"]
+    dictionary, en = load_split(out / "bin", "train", "en")
+    _, de = load_split(out / "bin", "train", "de")
+    assert len(en) == len(de) == len(kept)
+    decode = lambda ids: model.decode(dictionary.string(ids).split())  # noqa: E731
+    assert [decode(t) for t in de[:10]] == [model.decode(t) for _, t in kept[:10]]
+
+
+def test_prepare_refuses_to_overwrite(prepared, raw):
+    out, _ = prepared
+    before = (out / "bin" / "train.en-de.en.bin").stat().st_mtime_ns
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--vocab-size", VOCAB, out, raw)
+    assert result.returncode != 0 and "FORCE=1" in result.stderr and str(out) in result.stderr
+    assert (out / "bin" / "train.en-de.en.bin").stat().st_mtime_ns == before
+    assert leftovers(out) == []
+
+
+def break_raw(folder: Path, problem: str):
+    if problem == "mismatch":
+        lines = (folder / "valid.de").read_text(encoding="utf-8").splitlines()
+        (folder / "valid.de").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+        return ["valid.en has 20 lines", "valid.de has 19"]
+    if problem == "empty":
+        lines = (folder / "train.en").read_text(encoding="utf-8").splitlines()
+        lines[6] = "  "
+        (folder / "train.en").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return ["train.en: line 7 is empty"]
+    if problem == "missing":
+        (folder / "test.de").unlink()
+        return ["missing test.de in"]
+    if problem == "utf8":
+        with open(folder / "test.en", "ab") as f:
+            f.write(b"caf\xe9\n")
+        return ["test.en: line 25 is not valid UTF-8"]
+    raise ValueError(problem)
+
+
+@pytest.mark.parametrize("problem", ["mismatch", "empty", "missing", "utf8"])
+def test_prepare_rejects_bad_input(tmp_path, problem):
+    raw = write_raw(tmp_path / "raw", sizes={"train": 30, "valid": 20, "test": 24})
+    expected = break_raw(raw, problem)
+    out = tmp_path / "out"
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--vocab-size", VOCAB, out, raw)
+    assert result.returncode != 0
+    for part in expected:
+        assert part in result.stderr, result.stderr
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_prepare_without_sacremoses(tmp_path, raw):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sacremoses.py").write_text("raise ImportError('No module named sacremoses')\n")
+    out = tmp_path / "out"
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out, raw, env={"PYTHONPATH": str(shim)})
+    assert result.returncode != 0 and "pip install sacremoses" in result.stderr
+    assert not out.exists()
+
+
+def test_prepare_download_failure_says_what_to_place(tmp_path):
+    out = tmp_path / "out"
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out,
+                 env={"EUROPARL_URL": f"file://{tmp_path}/no-such-archive.tgz"})
+    assert result.returncode != 0
+    assert "no-such-archive.tgz" in result.stderr
+    for name in ("train.en", "train.de", "valid.en", "valid.de", "test.en", "test.de", "RAW_DIR"):
+        assert name in result.stderr
+    assert not out.exists() and not list((tmp_path / "out.raw").glob("*.part"))
+
+
+def test_prepare_failure_midway_leaves_nothing(tmp_path, raw):
+    out = tmp_path / "out"
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--vocab-size", "5000", out, raw)
+    assert result.returncode != 0 and "sentencepiece training failed" in result.stderr
+    assert "Vocabulary size too high (5000)" in result.stderr
+    assert not out.exists() and leftovers(out) == [] and list(tmp_path.iterdir()) == []
+
+
+def tgz(path: Path, members: dict):
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in members.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return f"file://{path}"
+
+
+def test_prepare_download_path_assembles_the_training_corpus(tmp_path):
+    """The three training archives (served from local files), unpacked and joined into train.{en,de};
+    pairs with an empty side are dropped. The test sets are already there (sacrebleu would fetch
+    them) and broken on purpose, so the run stops at the input check, before the heavy steps."""
+    served = tmp_path / "served"
+    served.mkdir()
+    urls = {
+        "EUROPARL_URL": tgz(served / "de-en.tgz", {"europarl-v7.de-en.en": "Hello.\n\nGood day.\n",
+                                                  "europarl-v7.de-en.de": "Hallo.\nLeer.\nGuten Tag.\n"}),
+        "COMMONCRAWL_URL": tgz(served / "cc.tgz", {"commoncrawl.de-en.en": "A cat.\n",
+                                                   "commoncrawl.de-en.de": "Eine Katze.\n",
+                                                   "commoncrawl.fr-en.en": "Not this.\n"}),
+        "NEWS_COMMENTARY_URL": tgz(served / "nc.tgz", {
+            "training-parallel-nc-v11/news-commentary-v11.de-en.en": "News.\n",
+            "training-parallel-nc-v11/news-commentary-v11.de-en.de": "Nachrichten.\n"}),
+    }
+    out = tmp_path / "wmt16"
+    downloaded = write_raw(tmp_path / "wmt16.raw", sizes={"valid": 3, "test": 2})
+    (downloaded / "test.de").write_text("Nur eine Zeile.\n", encoding="utf-8")
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out, env=urls)
+    assert result.returncode != 0 and "test.en has 2 lines but" in result.stderr, result.stderr
+    assert (downloaded / "train.en").read_text(encoding="utf-8") == "Hello.\nGood day.\nA cat.\nNews.\n"
+    assert (downloaded / "train.de").read_text(encoding="utf-8") == "Hallo.\nGuten Tag.\nEine Katze.\nNachrichten.\n"
+    assert "1 with an empty side dropped" in result.stderr
+    assert sorted(p.name for p in downloaded.glob("*.tgz")) == ["commoncrawl.tgz", "europarl-v7.tgz",
+                                                                "news-commentary-v11.tgz"]
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_fetch_eval_sets_through_sacrebleu(tmp_path, monkeypatch):
+    import sacrebleu.utils
+
+    fetched = {}
+    for name, lines in (("wmt13.en", ["A.", "B."]), ("wmt13.de", ["A-de.", "B-de."]),
+                        ("wmt14.en", ["C.\r"]), ("wmt14.de", ["C-de."])):
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def source(test_set, langpair):
+        fetched[test_set] = langpair
+        return str(tmp_path / f"{test_set[:5]}.{langpair[:2]}")
+
+    monkeypatch.setattr(sacrebleu.utils, "get_source_file", source)
+    monkeypatch.setattr(sacrebleu.utils, "get_reference_files",
+                        lambda test_set, langpair: [str(tmp_path / f"{test_set[:5]}.{langpair[3:]}")])
+    mt_data.main(["fetch-eval", str(tmp_path / "raw")])
+    # newstest2013 and the full newstest2014 (3003 sentences; sacrebleu's "wmt14" is the filtered one)
+    assert fetched == {"wmt13": "en-de", "wmt14/full": "en-de"}
+    assert (tmp_path / "raw" / "valid.de").read_text(encoding="utf-8") == "A-de.\nB-de.\n"
+    assert (tmp_path / "raw" / "test.en").read_text(encoding="utf-8") == "C.\n"
+
+
+def test_prepare_dry_run_and_options(tmp_path, raw):
+    out = tmp_path / "out"
+    output = check(run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out, raw, env={"DRY_RUN": "1"}))
+    assert "32000-piece" in output and "train: 300 sentence pairs" in output and not out.exists()
+    bad = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--vocab-size", "many", out, raw)
+    assert bad.returncode != 0 and "'many'" in bad.stderr
+    inside = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", raw.parent, raw, env={"FORCE": "1"})
+    assert inside.returncode != 0 and "inside OUT_DIR" in inside.stderr and raw.is_dir()
+    helped = check(run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--help"))
+    assert "newstest2014" in helped and "--vocab-size" in helped
+
+
+# ---------------------------------------------------------------- checkpoint averaging
+
+
+def fake_checkpoint(path: Path, seed: int, step: int):
+    g = torch.Generator().manual_seed(seed)
+    state = {
+        "model": {
+            # multiples of 1/8: sums and halves are exact in float32 and float16
+            "encoder.weight": torch.randint(-64, 64, (4, 3), generator=g).float() / 8,
+            "decoder.half": (torch.randint(-64, 64, (5,), generator=g).float() / 8).half(),
+            "decoder.steps": torch.tensor([step, 3 * step + seed]),
+        },
+        "cfg": {"model": {"_name": "transformer"}, "seed": seed},
+        "extra_state": {"train_iterator": {"epoch": step}, "best": 1.5 + seed},
+        "optimizer_history": [{"num_updates": 10 * step}],
+        "last_optimizer_state": {"state": {0: {"exp_avg": torch.full((2,), float(seed))}}},
+    }
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture
+def checkpoints(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    states = {}
+    for epoch in (1, 2, 3, 10):
+        states[f"checkpoint{epoch}.pt"] = fake_checkpoint(folder / f"checkpoint{epoch}.pt", epoch, epoch)
+    for epoch, update in ((1, 50), (2, 100), (2, 150)):
+        name = f"checkpoint_{epoch}_{update}.pt"
+        states[name] = fake_checkpoint(folder / name, update, update)
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        shutil.copy(folder / "checkpoint10.pt", folder / name)
+    return folder, states
+
+
+def expected_average(states, names):
+    models = [states[n]["model"] for n in names]
+    return {
+        "encoder.weight": sum(m["encoder.weight"] for m in models) / len(models),
+        "decoder.half": (sum(m["decoder.half"].float() for m in models) / len(models)).half(),
+        "decoder.steps": sum(m["decoder.steps"] for m in models) // len(models),
+    }
+
+
+def assert_model_equal(model, expected):
+    assert list(model) == list(expected)
+    for k, v in expected.items():
+        assert model[k].dtype == v.dtype and torch.equal(model[k], v), k
+
+
+def test_average_epoch_checkpoints(checkpoints, capsys):
+    folder, states = checkpoints
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    out = folder / "averaged.pt"
+    load_script("average_checkpoints").main(["--inputs", str(folder), "--num-epoch-checkpoints", "3",
+                                             "--output", str(out)])
+    output = capsys.readouterr().out
+    assert "checkpoint10.pt, " in output and "checkpoint3.pt" in output and "checkpoint1.pt" not in output
+    averaged = torch.load(out, map_location="cpu", weights_only=True)
+    newest_three = ["checkpoint10.pt", "checkpoint3.pt", "checkpoint2.pt"]
+    assert_model_equal(averaged["model"], expected_average(states, newest_three))
+    # everything else from the newest checkpoint
+    newest = states["checkpoint10.pt"]
+    assert averaged["cfg"] == newest["cfg"] and averaged["extra_state"] == newest["extra_state"]
+    assert averaged["optimizer_history"] == newest["optimizer_history"]
+    assert torch.equal(averaged["last_optimizer_state"]["state"][0]["exp_avg"], torch.full((2,), 10.0))
+    # the inputs are untouched, no temporary file is left
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p != out} == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "averaged.pt"])
+
+
+def test_average_update_checkpoints_and_files(checkpoints, tmp_path):
+    folder, states = checkpoints
+    average = load_script("average_checkpoints")
+    paths = average.last_n_checkpoints(folder, 2, update_based=True)
+    assert [p.name for p in paths] == ["checkpoint_2_150.pt", "checkpoint_2_100.pt"]
+    bounded = average.last_n_checkpoints(folder, 2, update_based=False, upper_bound=3)
+    assert [p.name for p in bounded] == ["checkpoint3.pt", "checkpoint2.pt"]
+    state = average.average_checkpoints(paths)
+    assert_model_equal(state["model"], expected_average(states, ["checkpoint_2_150.pt", "checkpoint_2_100.pt"]))
+    assert state["cfg"]["seed"] == 150
+    # explicit files: all of them, the rest from the first
+    files = [folder / "checkpoint1.pt", folder / "checkpoint_1_50.pt"]
+    state = average.average_checkpoints(files)
+    assert_model_equal(state["model"], expected_average(states, ["checkpoint1.pt", "checkpoint_1_50.pt"]))
+    assert state["cfg"]["seed"] == 1
+
+
+def test_average_refusals(checkpoints, capsys):
+    folder, _ = checkpoints
+    average = load_script("average_checkpoints")
+    for args, message in (
+            (["--inputs", folder / "checkpoint1.pt", folder / "checkpoint2.pt", "--output", folder / "checkpoint2.pt"],
+             "is one of the inputs"),
+            (["--inputs", folder, "--num-update-checkpoints", "5", "--output", folder / "avg.pt"],
+             "has 3 update (checkpoint_E_U.pt) checkpoints, need 5"),
+            (["--inputs", folder, "--output", folder / "avg.pt"], "needs --num-epoch-checkpoints")):
+        with pytest.raises(SystemExit) as exit_info:
+            average.main([str(a) for a in args])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (folder / "avg.pt").exists()
+
+
+# ---------------------------------------------------------------- BLEU
+
+
+def test_compound_split_matches_the_perl_rule():
+    # perl -ple 's{(\S)-(\S)}{$1 ##AT##-##AT## $2}g'
+    assert mt_data.compound_split("a-b-c e-mail x - y") == "a ##AT##-##AT## b-c e ##AT##-##AT## mail x - y"
+
+
+def test_bleu_identical_is_100():
+    lines = ["Die E-Mail kam gestern an.", "„Gut“, sagte sie."]
+    assert mt_data.tokenized_bleu(lines, lines, "de").score == pytest.approx(100.0)
+    score, signature = mt_data.sacre_bleu(lines, lines)
+    assert score.score == pytest.approx(100.0) and "tok:13a" in signature and "nrefs:1" in signature
+
+
+def test_tokenized_bleu_against_sacrebleu_directly():
+    import sacrebleu
+
+    hyps = ["Die alte E-Mail-Adresse ist weg, sagte er.", "Der Hund sieht den Baum."]
+    refs = ["Die alte E-Mail-Adresse war weg, sagte er.", "Der Hund sah den großen Baum."]
+    # Moses tokenisation (punctuation split off, hyphens kept), then compound splitting, by hand
+    hyps_tok = ["Die alte E ##AT##-##AT## Mail ##AT##-##AT## Adresse ist weg , sagte er .",
+                "Der Hund sieht den Baum ."]
+    refs_tok = ["Die alte E ##AT##-##AT## Mail ##AT##-##AT## Adresse war weg , sagte er .",
+                "Der Hund sah den großen Baum ."]
+    assert mt_data.tokenize_for_bleu(hyps, "de") == hyps_tok
+    assert mt_data.tokenize_for_bleu(refs, "de") == refs_tok
+    direct = sacrebleu.corpus_bleu(hyps_tok, [refs_tok], tokenize="none", smooth_method="none")
+    score = mt_data.tokenized_bleu(hyps, refs, "de").score
+    assert score == pytest.approx(direct.score) and 0 < score < 100
+    # multi-bleu.perl by hand: 19 hypothesis and 20 reference tokens; the two sentences match
+    # 12+5 unigrams, 10+2 bigrams, 8+0 trigrams and 6+0 4-grams
+    precisions = [17 / 19, 12 / 17, 8 / 15, 6 / 13]
+    by_hand = 100 * math.exp(1 - 20 / 19) * math.prod(precisions) ** 0.25
+    assert score == pytest.approx(by_hand, rel=1e-9)
+
+
+def generate_output(hyps, refs, sources, shuffle_seed=0):
+    """fairseq-generate's output for these sentences, in a shuffled (length-sorted-like) order."""
+    order = list(range(len(hyps)))
+    random.Random(shuffle_seed).shuffle(order)
+    lines = ["2024-01-01 | INFO | fairseq_cli.generate | loading"]
+    for i in order:
+        lines += [f"S-{i}\t{sources[i]}", f"T-{i}\t{refs[i]}", f"H-{i}\t-0.5\t{hyps[i]}",
+                  f"D-{i}\t-0.5\t{hyps[i]}", f"P-{i}\t-0.1 -0.2"]
+    return "\n".join(lines + ["Generate test with beam=5: BLEU4 = 1.00"]) + "\n"
+
+
+def score(capsys, gen: Path, data: Path, *extra):
+    """mt_data.py score in this process: (stdout lines, stderr)."""
+    mt_data.main(["score", "--generate-output", str(gen), "--data-dir", str(data), *map(str, extra)])
+    captured = capsys.readouterr()
+    return captured.out.strip().splitlines(), captured.err
+
+
+def test_score_orders_and_counts(prepared, tmp_path, capsys):
+    out, _ = prepared
+    refs = (out / "ref" / "test.de").read_text(encoding="utf-8").splitlines()
+    sources = (out / "ref" / "test.en").read_text(encoding="utf-8").splitlines()
+    gen = tmp_path / "generate-test.txt"
+    gen.write_text(generate_output(refs, refs, sources), encoding="utf-8")
+    lines, err = score(capsys, gen, out, "--subset", "test", "--output", tmp_path / "scored")
+    assert "24 hypotheses for 24 source sentences" in err
+    assert lines[-2] == "tokenized BLEU (compound split): 100.00"
+    signature = r"nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:.*"
+    assert re.fullmatch(rf"SacreBLEU: 100\.00 \(signature {signature}\)", lines[-1]), lines
+    assert (tmp_path / "scored" / "test.hyp.de").read_text(encoding="utf-8").splitlines() == refs
+    # hypotheses are put back in the order of the source: a swapped pair lowers the score
+    swapped = refs[:]
+    swapped[0], swapped[1] = refs[1], refs[0]
+    gen.write_text(generate_output(swapped, refs, sources), encoding="utf-8")
+    lines, _ = score(capsys, gen, out)
+    assert not lines[-1].startswith("SacreBLEU: 100.00") and not lines[-2].endswith(": 100.00")
+    # without ref/, the T- lines are the references
+    bare = tmp_path / "bare"
+    shutil.copytree(out / "bin", bare / "bin")
+    gen.write_text(generate_output(refs, refs, sources), encoding="utf-8")
+    lines, err = score(capsys, gen, bare)
+    assert "the T- lines" in err and lines[-2].endswith(": 100.00")
+    # a dropped sentence is an error
+    gen.write_text(generate_output(refs[:-1], refs[:-1], sources), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        score(capsys, gen, out)
+    assert exit_info.value.code == 2
+    assert "23 hypotheses for 24 source sentences (missing ids [23])" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def transformer(tmp_path_factory, prepared):
+    """fairseq's own transformer, tiny, trained for two short epochs on the prepared data."""
+    out, _ = prepared
+    save = tmp_path_factory.mktemp("transformer") / "checkpoints"
+    check(run("fairseq-train", out / "bin", "--arch", "transformer", "--task", "translation", "--cpu",
+              "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16",
+              "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
+              "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--share-all-embeddings",
+              "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4000", "--max-epoch", "2",
+              "--save-dir", save, "--no-progress-bar", "--log-interval", "1", "--seed", "1",
+              "--num-workers", "0", timeout=600))
+    return save
+
+
+def test_eval_bleu_end_to_end(transformer, prepared, tmp_path):
+    out, _ = prepared
+    keep = tmp_path / "kept"
+    result = run("bash", SCRIPTS / "eval_bleu.sh", transformer / "checkpoint_last.pt", out,
+                 "--max-len-b", "5", env={"CPU": "1", "AVERAGE": "2", "OUTPUT": str(keep)})
+    output = check(result)
+    assert "--beam 5 --lenpen 0.5" in output and "--remove-bpe sentencepiece --required-batch-size-multiple 1" in output
+    assert "averaging 2 checkpoints" in output and (transformer / "averaged_last2_epochs.pt").is_file()
+    assert "24 hypotheses for 24 source sentences" in output
+    last = result.stdout.strip().splitlines()[-2:]
+    assert re.fullmatch(r"tokenized BLEU \(compound split\): \d+\.\d\d", last[0]), last
+    assert re.fullmatch(r"SacreBLEU: \d+\.\d\d \(signature nrefs:1\|case:mixed.*\)", last[1]), last
+    hyps = (keep / "test.hyp.de").read_text(encoding="utf-8").splitlines()
+    generated = (keep / "generate-test.txt").read_text(encoding="utf-8")
+    assert len(hyps) == 24 and hyps[3] == re.search(r"^H-3\t[^\t]*\t(.*)$", generated, re.M).group(1)
+
+
+def test_eval_bleu_bad_arguments(prepared, tmp_path):
+    out, _ = prepared
+    missing = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", out)
+    assert missing.returncode != 0 and "nope.pt" in missing.stderr
+    no_subset = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", out, env={"SUBSET": "dev"})
+    assert no_subset.returncode != 0 and "no subset 'dev'" in no_subset.stderr
+    not_data = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", tmp_path)
+    assert not_data.returncode != 0 and "dict.en.txt" in not_data.stderr
+    bad_beam = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", out, env={"BEAM": "0"})
+    assert bad_beam.returncode != 0 and "BEAM" in bad_beam.stderr
+    dry = check(run("bash", SCRIPTS / "eval_bleu.sh", out / "spm.model", out, "--nbest", "1",
+                    env={"DRY_RUN": "1", "AVERAGE": "5", "AVERAGE_BY": "update", "SUBSET": "valid", "BEAM": "4",
+                         "LENPEN": "0.6", "MAX_TOKENS": "100"}))
+    assert "last 5 update checkpoints of" in dry
+    assert f"--path {out}/averaged_last5_updates.pt --gen-subset valid" in dry
+    assert "--beam 4 --lenpen 0.6 --max-tokens 100 --remove-bpe sentencepiece" in dry
+    assert dry.rstrip().endswith("--nbest 1")
