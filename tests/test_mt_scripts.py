@@ -505,15 +505,23 @@ def test_score_orders_and_counts(prepared, tmp_path, capsys):
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def transformer(tmp_path_factory, prepared):
-    """fairseq's own transformer, tiny, trained for two short epochs on the prepared data."""
+ARCHS = {
+    "transformer": ["--arch", "transformer", "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
+                    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"],
+    "mega": ["--user-dir", ROOT / "mega_fairseq", "--arch", "mega_mt_tiny", "--encoder-hidden-dim", "32",
+             "--decoder-hidden-dim", "32", "--encoder-z-dim", "8", "--decoder-z-dim", "8"],
+}
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def transformer(tmp_path_factory, prepared, request):
+    """fairseq's own transformer and a Mega model, tiny, trained for two short epochs on the
+    prepared data."""
     out, _ = prepared
-    save = tmp_path_factory.mktemp("transformer") / "checkpoints"
-    check(run("fairseq-train", out / "bin", "--arch", "transformer", "--task", "translation", "--cpu",
+    save = tmp_path_factory.mktemp(request.param) / "checkpoints"
+    check(run("fairseq-train", out / "bin", *ARCHS[request.param], "--task", "translation", "--cpu",
               "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16",
-              "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
-              "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--share-all-embeddings",
+              "--decoder-embed-dim", "16", "--share-all-embeddings",
               "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4000", "--max-epoch", "2",
               "--save-dir", save, "--no-progress-bar", "--log-interval", "1", "--seed", "1",
               "--num-workers", "0", timeout=600))
