@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-mt test bench clean
 
 # The stamp skips the downloads; the editable install is redone when mega_fairseq does not
 # import from this checkout (for example after installing another clone).
@@ -28,6 +28,9 @@ $(STAMP): setup.py Makefile
 demo: install
 	$(PYTHON) scripts/demo.py
 
+demo-mt: install
+	$(PYTHON) scripts/demo.py --task mt
+
 test: install
 	$(PYTHON) -m pytest -q tests
 
@@ -37,4 +40,4 @@ bench: install
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(STAMP) data/demo build *.egg-info
+	rm -rf $(STAMP) data/demo data/demo_mt build *.egg-info

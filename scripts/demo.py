@@ -1,14 +1,23 @@
 #!/usr/bin/env python
-"""Quick start: a small Mega LM against a same-size fairseq transformer_lm, on CPU, no download.
+"""Quick start on CPU, no download: a small Mega model against a same-size fairseq Transformer.
 
-Builds a corpus from Python's own docstrings, binarises it with fairseq-preprocess, trains
-both models for the same number of updates with fairseq-train (tensorboard logs under
-OUT/tensorboard), scores the test split with fairseq-eval-lm and prints a table.
+--task lm (default): a corpus from Python's own docstrings, binarised with fairseq-preprocess;
+a Mega LM and a transformer_lm trained for the same number of updates with fairseq-train,
+scored with fairseq-eval-lm (perplexity).
+
+--task mt: a generated English-German corpus (scripts/make_mt_corpus.py), prepared like WMT16
+(scripts/prepare_wmt16_en_de.sh: joint sentencepiece model, joined dictionary); a Mega
+encoder-decoder and a fairseq transformer trained for the same number of updates, scored with
+scripts/eval_bleu.sh (beam 5, tokenized BLEU and SacreBLEU).
+
+Tensorboard logs go under OUT/tensorboard; the script prints a table.
 
     python scripts/demo.py            # or: make demo
+    python scripts/demo.py --task mt  # or: make demo-mt
 """
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -35,10 +44,29 @@ MODELS = {
 }
 
 
-def run(cmd, log: Path):
+MT_SHARED = ["--task", "translation", "--share-all-embeddings", "--criterion", "label_smoothed_cross_entropy",
+             "--label-smoothing", "0.1", "--max-tokens", "4096", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+             "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--clip-norm", "1.0",
+             "--dropout", "0.1", "--cpu", "--num-workers", "0", "--seed", "1", "--log-format", "simple",
+             "--log-interval", "50", "--validate-interval-updates", "200", "--no-epoch-checkpoints"]
+
+MT_MODELS = {
+    "mega": ["--user-dir", str(ROOT / "mega_fairseq"), "--arch", "mega_mt_tiny", "--encoder-embed-dim", "64",
+             "--decoder-embed-dim", "64", "--encoder-hidden-dim", "128", "--decoder-hidden-dim", "128",
+             "--encoder-z-dim", "32", "--decoder-z-dim", "32", "--encoder-n-dim", "8", "--decoder-n-dim", "8"],
+    "transformer": ["--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2",
+                    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
+                    "--decoder-ffn-embed-dim", "256", "--encoder-attention-heads", "2",
+                    "--decoder-attention-heads", "2"],
+}
+
+
+def run(cmd, log: Path, env=None):
     print("$ " + " ".join(cmd), flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                              env=None if env is None else {**os.environ, **env})
     if proc.returncode != 0:
         sys.exit(f"failed (exit {proc.returncode}); see {log}:\n" + log.read_text()[-3000:])
     return log.read_text()
@@ -51,10 +79,16 @@ def last(pattern, text, cast=float):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / "demo", help="working folder")
-    parser.add_argument("--updates", type=int, default=300, help="training updates per model")
+    parser.add_argument("--task", choices=("lm", "mt"), default="lm", help="language modelling or translation")
+    parser.add_argument("--out", type=Path, help="working folder (default: data/demo or data/demo_mt)")
+    parser.add_argument("--updates", type=int, help="training updates per model (default: 300 lm, 1500 mt)")
     args = parser.parse_args(argv)
+    args.out = args.out or ROOT / "data" / ("demo" if args.task == "lm" else "demo_mt")
+    args.updates = args.updates or (300 if args.task == "lm" else 1500)
+    (demo_lm if args.task == "lm" else demo_mt)(args)
 
+
+def demo_lm(args):
     raw, data = args.out / "raw", args.out / "bin"
     if not (data / "dict.txt").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_corpus.py"), "--out", str(raw)], check=True)
@@ -66,26 +100,56 @@ def main(argv=None):
     rows = []
     for name, model_args in MODELS.items():
         save = args.out / "checkpoints" / name
-        start = time.time()
-        log = run(["fairseq-train", str(data), *model_args, *SHARED, "--max-update", str(args.updates),
-                   "--save-dir", str(save), "--tensorboard-logdir", str(args.out / "tensorboard" / name)],
-                  args.out / f"train_{name}.log")
-        seconds = time.time() - start
+        log, seconds = train(data, model_args + SHARED, save, args, name)
         user_dir = model_args[:2] if model_args[0] == "--user-dir" else []
         evaluation = run(["fairseq-eval-lm", str(data), *user_dir, "--path", str(save / "checkpoint_last.pt"),
                           "--gen-subset", "test", "--cpu", "--task", "language_modeling", "--tokens-per-sample",
                           "128", "--batch-size", "16", "--required-batch-size-multiple", "1"],
                          args.out / f"eval_{name}.log")
         rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
-                     last(r"valid on 'valid' subset \| loss [0-9.]+ \| ppl ([0-9.]+)", log),
-                     last(r"Perplexity: ([0-9.]+)", evaluation), last(r"\| train \|.*? wps ([0-9.]+)", log), seconds))
+                     f"{last(r'valid on .valid. subset [|] loss [0-9.]+ [|] ppl ([0-9.]+)', log):.1f}",
+                     f"{last(r'Perplexity: ([0-9.]+)', evaluation):.1f}",
+                     f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
+    table(args, ["model", "params", "valid ppl", "test ppl", "train wps", "time (s)"], rows)
 
+
+def demo_mt(args):
+    raw, data = args.out / "raw", args.out / "data"
+    if not (data / "bin").exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_mt_corpus.py"), "--out", str(raw)], check=True)
+        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "2000", str(data), str(raw)],
+            args.out / "prepare.log")
+
+    rows = []
+    for name, model_args in MT_MODELS.items():
+        save = args.out / "checkpoints" / name
+        log, seconds = train(data / "bin", model_args + MT_SHARED, save, args, name)
+        evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(save / "checkpoint_last.pt"), str(data)],
+                         args.out / f"eval_{name}.log", env={"CPU": "1"})
+        rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
+                     f"{last(r'valid on .valid. subset [|] loss [0-9.]+ [|] nll_loss [0-9.]+ [|] ppl ([0-9.]+)', log):.2f}",
+                     f"{last(r'tokenized BLEU [(]compound split[)]: ([0-9.]+)', evaluation):.2f}",
+                     f"{last(r'SacreBLEU: ([0-9.]+)', evaluation):.2f}",
+                     f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
+    table(args, ["model", "params", "valid ppl", "test BLEU (tok)", "test SacreBLEU", "train wps", "time (s)"], rows)
+
+
+def train(data: Path, model_args, save: Path, args, name: str):
+    start = time.time()
+    log = run(["fairseq-train", str(data), *model_args, "--max-update", str(args.updates), "--save-dir", str(save),
+               "--tensorboard-logdir", str(args.out / "tensorboard" / name)], args.out / f"train_{name}.log")
+    return log, time.time() - start
+
+
+def table(args, header, rows):
     print(f"\n{args.updates} updates each, CPU; tensorboard --logdir {args.out / 'tensorboard'}\n")
-    print(f"| {'model':<15}| {'params':>9} | {'valid ppl':>9} | {'test ppl':>9} | {'train wps':>9} | {'time (s)':>8} |")
-    print("|" + "-" * 16 + "|" + "-" * 11 + "|" + "-" * 11 + "|" + "-" * 11 + "|" + "-" * 11 + "|" + "-" * 10 + "|")
-    for name, params, valid, test, wps, seconds in rows:
-        print(f"| {name:<15}| {params:>9} | {valid:>9.1f} | {test:>9.1f} | {wps:>9.0f} | {seconds:>8.0f} |")
-
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    print("| " + " | ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
+                            enumerate(zip(header, widths))) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
+                                enumerate(zip(row, widths))) + " |")
 
 if __name__ == "__main__":
     main()
