@@ -49,7 +49,20 @@ def block_sizes(blocks) -> np.ndarray:
     return np.asarray(blocks.sizes, dtype=np.int64)
 
 
-class SplitBlockDataset(FairseqDataset):
+class _BlocksOfSizes(FairseqDataset):
+    """A dataset of blocks whose token counts are ``self.sizes``."""
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def num_tokens(self, index):
+        return self.sizes[index]
+
+    def size(self, index):
+        return self.sizes[index]
+
+
+class SplitBlockDataset(_BlocksOfSizes):
     """Cuts the blocks of a TokenBlockDataset (include_targets=True) that are longer than
     ``max_length`` into consecutive pieces of at most ``max_length`` tokens.
 
@@ -78,17 +91,9 @@ class SplitBlockDataset(FairseqDataset):
         end = start + int(self.sizes[index])
         return tuple(tensor[start:end] for tensor in self._cached[1])
 
-    def __len__(self):
-        return len(self.sizes)
-
-    def num_tokens(self, index):
-        return self.sizes[index]
-
-    def size(self, index):
-        return self.sizes[index]
 
 
-class VariableBlockDataset(FairseqDataset):
+class VariableBlockDataset(_BlocksOfSizes):
     """Groups consecutive blocks of a TokenBlockDataset (include_targets=True) into longer
     blocks of a random number of them; consecutive blocks are contiguous in the token
     stream, so a group is exactly the longer block."""
@@ -110,14 +115,6 @@ class VariableBlockDataset(FairseqDataset):
         parts = [self.blocks[i] for i in range(self.starts[index], self.ends[index])]
         return tuple(torch.cat(tensors) for tensors in zip(*parts))
 
-    def __len__(self):
-        return len(self.sizes)
-
-    def num_tokens(self, index):
-        return self.sizes[index]
-
-    def size(self, index):
-        return self.sizes[index]
 
 
 class StreamSegmentDataset(FairseqDataset):
