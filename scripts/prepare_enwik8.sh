@@ -45,8 +45,8 @@ else
     else
         mkdir -p "$OUT_DIR/raw"
         say "downloading $URL"
-        download "$URL" "$INPUT" "pass it as ENWIK8_FILE_OR_ZIP" || die "download of $URL failed; set ENWIK8_URL to a mirror, or download \
-enwik8.zip yourself and pass it as ENWIK8_FILE_OR_ZIP"
+        download "$URL" "$INPUT" "set ENWIK8_URL to a mirror, or download enwik8.zip yourself and pass it as \
+ENWIK8_FILE_OR_ZIP"
     fi
 fi
 

@@ -43,8 +43,8 @@ else
             say "using the zip already downloaded: $ZIP"
         else
             say "downloading $URL"
-            download "$URL" "$ZIP" "pass its unzipped folder as RAW_DIR" || die "download of $URL failed; set WIKITEXT103_URL to a mirror, or \
-download wikitext-103-v1.zip yourself, unzip it and pass the folder as RAW_DIR"
+            download "$URL" "$ZIP" "set WIKITEXT103_URL to a mirror, or download wikitext-103-v1.zip yourself, unzip \
+it and pass the folder as RAW_DIR"
         fi
         command -v unzip >/dev/null || die "unzip is not installed (needed to open $ZIP)"
         unzip -q -o "$ZIP" -d "$OUT_DIR/raw" || die "could not unzip $ZIP (remove it to download again)"

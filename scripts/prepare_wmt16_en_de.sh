@@ -125,7 +125,7 @@ if [[ -z "$RAW_DIR" ]]; then
             read -r archive url prefix <<< "$entry"
             if [[ ! -f "$RAW_DIR/$archive" ]]; then
                 say "downloading $url"
-                fetch "$url" "$RAW_DIR/$archive" "$hint"
+                download "$url" "$RAW_DIR/$archive" "$hint"
             fi
             mkdir -p "$RAW_DIR/extracted"
             tar -xzf "$RAW_DIR/$archive" -C "$RAW_DIR/extracted" --wildcards "*$prefix.$SRC" "*$prefix.$TGT" \
