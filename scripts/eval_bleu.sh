@@ -9,8 +9,8 @@
 # CHECKPOINT a translation checkpoint (e.g. --arch mega_wmt_en_de); with AVERAGE=K, a checkpoint in
 #            the folder whose last K checkpoints are averaged first
 #
-# Runs fairseq-generate with --remove-bpe sentencepiece (hypotheses come back as detokenised text)
-# and --required-batch-size-multiple 1 (no sentence is dropped; the count is checked), puts the
+# Runs fairseq-generate with --bpe sentencepiece --sentencepiece-model DATA_DIR/spm.model (the D-
+# lines are the hypotheses decoded by the model) and --required-batch-size-multiple 1 (no sentence is dropped; the count is checked), puts the
 # hypotheses back in the order of the source, and ends with two lines:
 #   tokenized BLEU (compound split): B    Moses tokenisation of hypotheses and references, then
 #                                         a-b -> a ##AT##-##AT## b, then corpus BLEU (multi-bleu.perl)
@@ -63,6 +63,8 @@ BIN="$DATA_DIR/bin"
 [[ -f "$BIN/dict.$SRC.txt" && -f "$BIN/dict.$TGT.txt" ]] || \
     die "$BIN has no dict.$SRC.txt and dict.$TGT.txt: is DATA_DIR scripts/prepare_wmt16_en_de.sh's OUT_DIR?"
 [[ -f "$BIN/$SUBSET.$SRC-$TGT.$SRC.idx" ]] || die "no subset '$SUBSET' in $BIN (no $SUBSET.$SRC-$TGT.$SRC.idx)"
+[[ -f "$DATA_DIR/spm.model" ]] || \
+    die "$DATA_DIR/spm.model is missing: the sentencepiece model decodes the translations (scripts/prepare_wmt16_en_de.sh writes it)"
 if [[ -n "${AVERAGE:-}" ]]; then
     [[ -e "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT (AVERAGE=$AVERAGE uses its folder)"
 else
@@ -86,7 +88,7 @@ fi
 
 cmd=(fairseq-generate "$BIN" --user-dir "$ROOT/mega_fairseq" --path "$CHECKPOINT" --gen-subset "$SUBSET"
      --source-lang "$SRC" --target-lang "$TGT" --beam "$BEAM" --lenpen "$LENPEN" --max-tokens "$MAX_TOKENS"
-     --remove-bpe sentencepiece --required-batch-size-multiple 1)
+     --bpe sentencepiece --sentencepiece-model "$DATA_DIR/spm.model" --required-batch-size-multiple 1)
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
 cmd+=("$@")
 

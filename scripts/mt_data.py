@@ -385,20 +385,21 @@ def sacre_bleu(hyps, refs):
 
 
 def parse_generate(path: Path) -> dict:
-    """{'S': {id: text}, 'T': {...}, 'H': {...}} from fairseq-generate's output (the first, best,
-    hypothesis of each sentence)."""
-    found = {"S": {}, "T": {}, "H": {}}
-    line_re = re.compile(r"^([STH])-(\d+)\t(.*)$")
+    """{'S': {id: text}, 'T': {...}, 'H': {...}, 'D': {...}} from fairseq-generate's output (the
+    first, best, hypothesis of each sentence; D- lines are the hypotheses decoded by the
+    sentencepiece model)."""
+    found = {"S": {}, "T": {}, "H": {}, "D": {}}
+    line_re = re.compile(r"^([STHD])-(\d+)\t(.*)$")
     for number, text in iter_lines(path):
         m = line_re.match(text)
         if not m:
             continue
         kind, sid, rest = m.group(1), int(m.group(2)), m.group(3)
-        if kind == "H":
+        if kind in "HD":
             score, sep, rest = rest.partition("\t")
             if not sep:
-                raise InputError(f"{path}: line {number}: an H- line without a score and a hypothesis")
-        if kind == "H" and sid in found["H"]:
+                raise InputError(f"{path}: line {number}: an {kind}- line without a score and a hypothesis")
+        if kind in "HD" and sid in found[kind]:
             continue  # --nbest > 1: keep the best
         if sid in found[kind]:
             raise InputError(f"{path}: line {number}: a second {kind}-{sid} line")
@@ -441,7 +442,7 @@ def cmd_score(args):
     data_dir, path = Path(args.data_dir), Path(args.generate_output)
     expected = dataset_size(data_dir / "bin", args.subset, args.src, args.tgt)
     found = parse_generate(path)
-    hyps = in_order(found["H"], expected, "hypotheses", path)
+    hyps = in_order(found["D"], expected, "hypotheses", path)
     ref_path = data_dir / "ref" / f"{args.subset}.{args.tgt}"
     if ref_path.is_file():
         refs = read_lines(ref_path)

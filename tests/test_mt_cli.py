@@ -36,8 +36,8 @@ def overridden(flags):
 
 @pytest.mark.parametrize("arch", list(MT_PRESETS.presets))
 def test_every_named_arch_trains(mt_data, tmp_path, arch):
-    _, out = train(mt_data, tmp_path, *TINY, arch=arch, updates=1)
-    assert "num_updates 1" in out
+    _, out = train(mt_data, tmp_path, *TINY, arch=arch, updates=2)
+    assert "num_updates 2" in out
     cfg = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["cfg"]["model"]
     for name, value in MT_PRESETS.resolve(arch).items():
         if name not in overridden(TINY):

@@ -534,7 +534,8 @@ def test_eval_bleu_end_to_end(transformer, prepared, tmp_path):
     result = run("bash", SCRIPTS / "eval_bleu.sh", transformer / "checkpoint_last.pt", out,
                  "--max-len-b", "5", env={"CPU": "1", "AVERAGE": "2", "OUTPUT": str(keep)})
     output = check(result)
-    assert "--beam 5 --lenpen 0.5" in output and "--remove-bpe sentencepiece --required-batch-size-multiple 1" in output
+    assert "--beam 5 --lenpen 0.5" in output and "--bpe sentencepiece --sentencepiece-model" in output
+    assert "--required-batch-size-multiple 1" in output
     assert "averaging 2 checkpoints" in output and (transformer / "averaged_last2_epochs.pt").is_file()
     assert "24 hypotheses for 24 source sentences" in output
     last = result.stdout.strip().splitlines()[-2:]
@@ -542,7 +543,7 @@ def test_eval_bleu_end_to_end(transformer, prepared, tmp_path):
     assert re.fullmatch(r"SacreBLEU: \d+\.\d\d \(signature nrefs:1\|case:mixed.*\)", last[1]), last
     hyps = (keep / "test.hyp.de").read_text(encoding="utf-8").splitlines()
     generated = (keep / "generate-test.txt").read_text(encoding="utf-8")
-    assert len(hyps) == 24 and hyps[3] == re.search(r"^H-3\t[^\t]*\t(.*)$", generated, re.M).group(1)
+    assert len(hyps) == 24 and hyps[3] == re.search(r"^D-3\t[^\t]*\t(.*)$", generated, re.M).group(1)
 
 
 def test_eval_bleu_bad_arguments(prepared, tmp_path):
@@ -553,6 +554,10 @@ def test_eval_bleu_bad_arguments(prepared, tmp_path):
     assert no_subset.returncode != 0 and "no subset 'dev'" in no_subset.stderr
     not_data = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", tmp_path)
     assert not_data.returncode != 0 and "dict.en.txt" in not_data.stderr
+    no_spm = tmp_path / "no_spm"
+    shutil.copytree(out / "bin", no_spm / "bin")
+    missing_spm = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", no_spm)
+    assert missing_spm.returncode != 0 and f"{no_spm}/spm.model is missing" in missing_spm.stderr
     bad_beam = run("bash", SCRIPTS / "eval_bleu.sh", tmp_path / "nope.pt", out, env={"BEAM": "0"})
     assert bad_beam.returncode != 0 and "BEAM" in bad_beam.stderr
     dry = check(run("bash", SCRIPTS / "eval_bleu.sh", out / "spm.model", out, "--nbest", "1",
@@ -560,5 +565,5 @@ def test_eval_bleu_bad_arguments(prepared, tmp_path):
                          "LENPEN": "0.6", "MAX_TOKENS": "100"}))
     assert "last 5 update checkpoints of" in dry
     assert f"--path {out}/averaged_last5_updates.pt --gen-subset valid" in dry
-    assert "--beam 4 --lenpen 0.6 --max-tokens 100 --remove-bpe sentencepiece" in dry
+    assert "--beam 4 --lenpen 0.6 --max-tokens 100 --bpe sentencepiece --sentencepiece-model" in dry
     assert dry.rstrip().endswith("--nbest 1")
