@@ -189,6 +189,24 @@ class PresetTable:
         return "\n".join(lines)
 
 
+def size_columns(prefix: str) -> List[Tuple[str, Callable[[Dict[str, Any]], Any]]]:
+    """README table columns of one stack's sizes (for ``PresetTable.markdown``)."""
+    return [
+        ("d", lambda v: v[f"{prefix}_embed_dim"]), ("v (hidden)", lambda v: v[f"{prefix}_hidden_dim"]),
+        ("ffn", lambda v: v[f"{prefix}_ffn_embed_dim"]), ("z", lambda v: v[f"{prefix}_z_dim"]),
+        ("N", lambda v: v[f"{prefix}_n_dim"]),
+        ("chunk", lambda v: "full" if v[f"{prefix}_chunk_size"] < 0 else v[f"{prefix}_chunk_size"]),
+    ]
+
+
+# README table columns of the options shared by the stacks
+SHARED_COLUMNS = [
+    ("norm", lambda v: "prenorm" if v["normalize_before"] else "postnorm"),
+    ("dropout (attn, hidden, FFN)", lambda v: f"{v['dropout']} ({v['attention_dropout']}, {v['hidden_dropout']}, "
+                                              f"{v['activation_dropout']})"),
+]
+
+
 def _is_interpolation(value) -> bool:
     return isinstance(value, str) and value.startswith("${")
 

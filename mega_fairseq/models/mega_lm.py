@@ -10,7 +10,8 @@ from omegaconf import II
 from torch import nn
 
 from ..modules import MegaStack, TokenEmbedding
-from .mega_config import Preset, PresetTable, alias, derived_fields, layer_config, layer_options_config
+from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, alias, derived_fields, layer_config,
+                          layer_options_config, size_columns)
 from .mega_decoder import MegaDecoder, build_output_layer
 
 # The family's base preset (--arch mega_lm); the others build on it.
@@ -87,15 +88,8 @@ LM_PRESETS = PresetTable("mega_lm", MegaLMConfig, PRESETS,
 
 def preset_table() -> str:
     """The README's table of named architectures (a test keeps the README equal to it)."""
-    return LM_PRESETS.markdown([
-        ("layers", lambda v: v["decoder_layers"]), ("d", lambda v: v["decoder_embed_dim"]),
-        ("v (hidden)", lambda v: v["decoder_hidden_dim"]), ("ffn", lambda v: v["decoder_ffn_embed_dim"]),
-        ("z", lambda v: v["decoder_z_dim"]), ("N", lambda v: v["decoder_n_dim"]),
-        ("chunk", lambda v: "full" if v["decoder_chunk_size"] < 0 else v["decoder_chunk_size"]),
-        ("bias", lambda v: v["rel_pos_bias"]), ("norm", lambda v: "prenorm" if v["normalize_before"] else "postnorm"),
-        ("dropout (attn, hidden, FFN)", lambda v: f"{v['dropout']} ({v['attention_dropout']}, {v['hidden_dropout']}, "
-                                                  f"{v['activation_dropout']})"),
-    ])
+    return LM_PRESETS.markdown([("layers", lambda v: v["decoder_layers"]), *size_columns("decoder"),
+                                ("bias", lambda v: v["rel_pos_bias"]), *SHARED_COLUMNS])
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)

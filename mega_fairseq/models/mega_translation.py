@@ -12,7 +12,8 @@ from omegaconf import II
 from torch import nn
 
 from ..modules import MegaStack, TokenEmbedding
-from .mega_config import Preset, PresetTable, derived_fields, layer_config, layer_options_config
+from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, derived_fields, layer_config, layer_options_config,
+                          size_columns)
 from .mega_decoder import MegaDecoder, build_output_layer
 from .mega_encoder import MegaEncoder
 
@@ -60,16 +61,8 @@ MT_PRESETS = PresetTable("mega", MegaTranslationConfig, PRESETS, derived=derived
 
 def preset_table() -> str:
     """The README's table of named translation architectures (kept equal to it by a test)."""
-    return MT_PRESETS.markdown([
-        ("layers (enc+dec)", lambda v: f"{v['encoder_layers']}+{v['decoder_layers']}"),
-        ("d", lambda v: v["encoder_embed_dim"]), ("v (hidden)", lambda v: v["encoder_hidden_dim"]),
-        ("ffn", lambda v: v["encoder_ffn_embed_dim"]), ("z", lambda v: v["encoder_z_dim"]),
-        ("N", lambda v: v["encoder_n_dim"]),
-        ("chunk", lambda v: "full" if v["encoder_chunk_size"] < 0 else v["encoder_chunk_size"]),
-        ("norm", lambda v: "prenorm" if v["normalize_before"] else "postnorm"),
-        ("dropout (attn, hidden, FFN)", lambda v: f"{v['dropout']} ({v['attention_dropout']}, {v['hidden_dropout']}, "
-                                                  f"{v['activation_dropout']})"),
-    ])
+    return MT_PRESETS.markdown([("layers (enc+dec)", lambda v: f"{v['encoder_layers']}+{v['decoder_layers']}"),
+                                *size_columns("encoder"), *SHARED_COLUMNS])
 
 
 def _embedding_table(dictionary, dim: int) -> nn.Embedding:
