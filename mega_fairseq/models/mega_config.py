@@ -44,8 +44,18 @@ def derived_fields(prefixes: Sequence[str]) -> Dict[str, str]:
     return derived
 
 
+@dataclass
+class TokenEmbeddingOptions(FairseqDataclass):
+    """The token-embedding options every Mega model family with a token input shares."""
+
+    normalize_embedding: bool = field(default=False, metadata={"help": "normalise the scaled token embeddings"})
+    no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale embeddings by sqrt(d)"})
+    share_decoder_input_output_embed: bool = field(
+        default=False, metadata={"help": "tie the decoder's input embedding and output projection"})
+
+
 def layer_options_config(name: str, prefixes: Sequence[str], base_preset: Dict[str, Any],
-                         base_name: str) -> type:
+                         base_name: str, base: type = FairseqDataclass) -> type:
     """A ``FairseqDataclass`` holding every layer option of the stacks ``prefixes``.
 
     Fields that presets set (and derived fields) default to None, "set by --arch": the arch
@@ -72,7 +82,7 @@ def layer_options_config(name: str, prefixes: Sequence[str], base_preset: Dict[s
                 default, field_type = None, Optional[field_type]
                 help_text = f"{help_text} (set by --arch; {base_name}: {base_preset[config_name]})"
             specs.append((config_name, field_type, field(default=default, metadata={"help": help_text})))
-    return make_dataclass(name, specs, bases=(FairseqDataclass,))
+    return make_dataclass(name, specs, bases=(base,))
 
 
 def layer_config(cfg, prefix: str, max_positions: int, max_source_positions: int = 0) -> MegaLayerConfig:

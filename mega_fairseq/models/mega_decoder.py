@@ -12,6 +12,24 @@ from ..modules import MegaStack, TokenEmbedding
 from ..modules.incremental import IncrementalState
 from .mega_encoder import EncoderOut
 
+def build_embedding_table(dictionary, dim: int) -> nn.Embedding:
+    """A token embedding table initialised as the official code's: N(0, 1/dim), zero at padding."""
+    table = nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad())
+    nn.init.normal_(table.weight, mean=0.0, std=dim ** -0.5)
+    nn.init.zeros_(table.weight[dictionary.pad()])
+    return table
+
+
+def build_token_embedding(cfg, table: nn.Module, embed_dim: int, input_dim: int) -> TokenEmbedding:
+    """The token embedding of a model config with ``TokenEmbeddingOptions``: sqrt(d) scale unless
+    --no-scale-embedding, the layer norm with --normalize-embedding, embedding dropout."""
+    if cfg.normalize_embedding and cfg.normalize_before:
+        raise ValueError("--normalize-embedding and --normalize-before are exclusive")
+    return TokenEmbedding(table, embed_dim, input_dim=input_dim, scale=not cfg.no_scale_embedding,
+                          norm_type=str(cfg.normalization_type) if cfg.normalize_embedding else None,
+                          dropout=cfg.dropout)
+
+
 def build_output_layer(cfg, dictionary, embed_tokens: nn.Module, embed_dim: int):
     """(output projection, adaptive softmax): exactly one is not None.
 
@@ -57,7 +75,6 @@ class MegaDecoder(FairseqIncrementalDecoder):
         self.output_projection = output_projection
         self.adaptive_softmax = adaptive_softmax
         self.padding_idx = dictionary.pad()
-        self.embed_dim = stack.cfg.embed_dim
         self.chunk_size = stack.cfg.chunk_size
         self.max_target_positions = max_target_positions
         self._stream_state: IncrementalState = {}

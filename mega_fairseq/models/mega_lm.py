@@ -7,12 +7,11 @@ from fairseq.models import FairseqLanguageModel, register_model
 from fairseq.modules import AdaptiveInput
 from fairseq.utils import eval_str_list, safe_getattr
 from omegaconf import II
-from torch import nn
 
-from ..modules import MegaStack, TokenEmbedding
-from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, alias, derived_fields, layer_config,
-                          layer_options_config, size_columns)
-from .mega_decoder import MegaDecoder, build_output_layer
+from ..modules import MegaStack
+from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, alias, derived_fields,
+                          layer_config, layer_options_config, size_columns)
+from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 
 # The family's base preset (--arch mega_lm); the others build on it.
 BASE = dict(decoder_layers=6, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_z_dim=128, decoder_n_dim=16,
@@ -55,14 +54,10 @@ PRESETS = {
 
 
 @dataclass
-class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE, "mega_lm")):
+class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE, "mega_lm", TokenEmbeddingOptions)):
     decoder_input_dim: Optional[int] = field(
         default=None, metadata={"help": "token embedding dimension, projected to d if different (default: d)"})
-    normalize_embedding: bool = field(default=False, metadata={"help": "normalise the scaled token embeddings"})
     no_affine_final_norm: bool = field(default=False, metadata={"help": "no affine parameters in the final norm"})
-    no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale embeddings by sqrt(d)"})
-    share_decoder_input_output_embed: bool = field(
-        default=False, metadata={"help": "tie the input embedding and the output projection"})
     adaptive_input: Optional[bool] = field(
         default=None, metadata=preset("adaptive_input", "use an adaptive input embedding"))
     adaptive_input_factor: float = field(default=4, metadata={"help": "adaptive input dimension reduction factor"})
@@ -110,13 +105,9 @@ class MegaLanguageModel(FairseqLanguageModel):
                                          eval_str_list(cfg.adaptive_input_cutoff, type=int))
             input_dim = cfg.decoder_embed_dim  # adaptive input projects to d itself
         else:
-            embed_tokens = nn.Embedding(len(dictionary), cfg.decoder_input_dim, padding_idx=dictionary.pad())
-            nn.init.normal_(embed_tokens.weight, mean=0.0, std=cfg.decoder_input_dim ** -0.5)
-            nn.init.zeros_(embed_tokens.weight[dictionary.pad()])
+            embed_tokens = build_embedding_table(dictionary, cfg.decoder_input_dim)
             input_dim = cfg.decoder_input_dim
-        embedding = TokenEmbedding(
-            embed_tokens, cfg.decoder_embed_dim, input_dim=input_dim, scale=not cfg.no_scale_embedding,
-            norm_type=str(cfg.normalization_type) if cfg.normalize_embedding else None, dropout=cfg.dropout)
+        embedding = build_token_embedding(cfg, embed_tokens, cfg.decoder_embed_dim, input_dim)
         stack = MegaStack(layers, causal=True, final_norm_affine=not cfg.no_affine_final_norm)
         projection, adaptive_softmax = build_output_layer(cfg, dictionary, embed_tokens, cfg.decoder_embed_dim)
         return cls(MegaDecoder(dictionary, embedding, stack, output_projection=projection,
@@ -125,8 +116,6 @@ class MegaLanguageModel(FairseqLanguageModel):
 
 def check_config(cfg):
     """Clear errors for settings that would otherwise fail deep inside training."""
-    if cfg.normalize_embedding and cfg.normalize_before:
-        raise ValueError("--normalize-embedding and --normalize-before are exclusive")
     if cfg.share_decoder_input_output_embed and cfg.decoder_input_dim != cfg.decoder_embed_dim:
         raise ValueError(f"--share-decoder-input-output-embed needs --decoder-input-dim ({cfg.decoder_input_dim}) "
                          f"equal to --decoder-embed-dim ({cfg.decoder_embed_dim})")

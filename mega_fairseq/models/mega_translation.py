@@ -9,12 +9,11 @@ from typing import Optional
 from fairseq.models import FairseqEncoderDecoderModel, register_model
 from fairseq.utils import safe_getattr
 from omegaconf import II
-from torch import nn
 
-from ..modules import MegaStack, TokenEmbedding
-from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, derived_fields, layer_config, layer_options_config,
-                          size_columns)
-from .mega_decoder import MegaDecoder, build_output_layer
+from ..modules import MegaStack
+from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, derived_fields, layer_config,
+                          layer_options_config, size_columns)
+from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 from .mega_encoder import MegaEncoder
 
 _STACK = dict(layers=6, embed_dim=512, hidden_dim=1024, z_dim=128, n_dim=16, chunk_size=-1)
@@ -44,11 +43,7 @@ PRESETS = {
 
 @dataclass
 class MegaTranslationConfig(layer_options_config("MegaTranslationLayerOptions", ["encoder", "decoder"], BASE,
-                                                 "mega")):
-    normalize_embedding: bool = field(default=False, metadata={"help": "normalise the scaled token embeddings"})
-    no_scale_embedding: bool = field(default=False, metadata={"help": "do not scale embeddings by sqrt(d)"})
-    share_decoder_input_output_embed: bool = field(
-        default=False, metadata={"help": "tie the decoder's input embedding and output projection"})
+                                                 "mega", TokenEmbeddingOptions)):
     share_all_embeddings: bool = field(
         default=False, metadata={"help": "share the encoder, decoder and output embeddings (needs a joined "
                                          "dictionary, fairseq-preprocess --joined-dictionary, and equal dims)"})
@@ -65,13 +60,6 @@ def preset_table() -> str:
                                 *size_columns("encoder"), *SHARED_COLUMNS])
 
 
-def _embedding_table(dictionary, dim: int) -> nn.Embedding:
-    table = nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad())
-    nn.init.normal_(table.weight, mean=0.0, std=dim ** -0.5)
-    nn.init.zeros_(table.weight[dictionary.pad()])
-    return table
-
-
 @register_model("mega", dataclass=MegaTranslationConfig)
 class MegaTranslationModel(FairseqEncoderDecoderModel):
     """Mega encoder-decoder (the official ``mega`` model)."""
@@ -84,9 +72,7 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
         max_target = safe_getattr(cfg, "max_target_positions", None) or 1024
         encoder_layers = layer_config(cfg, "encoder", max_source)
         decoder_layers = layer_config(cfg, "decoder", max_target, max_source_positions=max_source)
-        if cfg.normalize_embedding and cfg.normalize_before:
-            raise ValueError("--normalize-embedding and --normalize-before are exclusive")
-        encoder_table = _embedding_table(src_dict, cfg.encoder_embed_dim)
+        encoder_table = build_embedding_table(src_dict, cfg.encoder_embed_dim)
         if cfg.share_all_embeddings:
             if src_dict != tgt_dict:
                 raise ValueError("--share-all-embeddings needs a joined dictionary (fairseq-preprocess "
@@ -97,12 +83,10 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
             decoder_table = encoder_table
             cfg.share_decoder_input_output_embed = True
         else:
-            decoder_table = _embedding_table(tgt_dict, cfg.decoder_embed_dim)
+            decoder_table = build_embedding_table(tgt_dict, cfg.decoder_embed_dim)
 
         def embedding(table, dim):
-            return TokenEmbedding(table, dim, input_dim=dim, scale=not cfg.no_scale_embedding,
-                                  norm_type=str(cfg.normalization_type) if cfg.normalize_embedding else None,
-                                  dropout=cfg.dropout)
+            return build_token_embedding(cfg, table, dim, dim)
 
         encoder = MegaEncoder(src_dict, embedding(encoder_table, cfg.encoder_embed_dim),
                               MegaStack(encoder_layers, causal=False), padding_idx=src_dict.pad(),
