@@ -47,10 +47,14 @@ class MegaEncoder(FairseqEncoder):
 
     Padding comes from ``padding_idx`` for token inputs, or from ``src_lengths`` (right padding)
     for real-valued inputs (``padding_idx`` None).
+
+    ``first_token_dim`` > 0 prepends a learned vector to every embedded input (the CLS position
+    that first-token pooling reads); the output then has one position more than the input.
+    ``stack`` is a :class:`MegaStack` or any module with its interface (the Transformer baseline).
     """
 
-    def __init__(self, dictionary, embedding: nn.Module, stack: MegaStack, *, padding_idx: Optional[int],
-                 max_source_positions: int):
+    def __init__(self, dictionary, embedding: nn.Module, stack: nn.Module, *, padding_idx: Optional[int],
+                 max_source_positions: int, first_token_dim: int = 0):
         super().__init__(dictionary)
         if stack.causal:
             raise ValueError("an encoder needs a bidirectional MegaStack")
@@ -58,6 +62,10 @@ class MegaEncoder(FairseqEncoder):
         self.stack = stack
         self.padding_idx = padding_idx
         self.max_source_positions = max_source_positions
+        self.first_token = None
+        if first_token_dim > 0:
+            self.first_token = nn.Parameter(torch.empty(first_token_dim))
+            nn.init.normal_(self.first_token, mean=0.0, std=first_token_dim ** -0.5)
 
     @property
     def embed_tokens(self) -> nn.Module:
@@ -75,9 +83,12 @@ class MegaEncoder(FairseqEncoder):
         """Shapes: src_tokens: B x S (token ids, or real values); returns the contract above."""
         padding_mask = self.padding_mask(src_tokens, src_lengths)
         src_tokens, padding_mask = right_padded(src_tokens, padding_mask)
-        out = self.stack(self.embedding(src_tokens), padding_mask)
-        if src_lengths is None:
-            src_lengths = (~padding_mask).sum(dim=1)
+        x = self.embedding(src_tokens)
+        if self.first_token is not None:
+            x = torch.cat([self.first_token.to(x.dtype).expand(x.size(0), 1, -1), x], dim=1)
+            padding_mask = torch.cat([padding_mask.new_zeros(x.size(0), 1), padding_mask], dim=1)
+        out = self.stack(x, padding_mask)
+        src_lengths = (~padding_mask).sum(dim=1)
         return {
             "encoder_out": [out.out],
             "encoder_padding_mask": [padding_mask],

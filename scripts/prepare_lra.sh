@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepare one Long Range Arena task for training: from the release files to fairseq's binarised form.
+#
+#   scripts/prepare_lra.sh TASK RAW_DIR OUT_DIR
+#
+# TASK      listops | text | retrieval | image | pathfinder | pathx
+# RAW_DIR   the task's folder of the public release (lra_release.gz of the LRA repository, and the
+#           public IMDB and CIFAR-10 archives):
+#             listops     lra_release/listops-1000 (basic_{train,val,test}.tsv)
+#             text        aclImdb (train/ and test/ of aclImdb_v1.tar.gz)
+#             retrieval   lra_release/tsv_data (new_aan_pairs.{train,eval,test}.tsv)
+#             image       cifar-10-batches-py (of cifar-10-python.tar.gz)
+#             pathfinder  lra_release/pathfinder32/curv_contour_length_14 (metadata/, imgs/)
+#             pathx       lra_release/pathfinder128/curv_contour_length_14
+#           With no download: scripts/generate_listops.py and scripts/generate_pathfinder.py write
+#           data in the release layout.
+# OUT_DIR   receives input0/ (input1/ for retrieval), label/ and meta.json; train with
+#           fairseq-train OUT_DIR --user-dir mega_fairseq --task mega_sequence_classification ...
+#           or scripts/train.sh configs/lra/TASK.yaml OUT_DIR SAVE_DIR.
+#
+# The output is written to a temporary folder beside OUT_DIR and renamed into place when complete;
+# an existing OUT_DIR is kept unless FORCE=1.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+need_args 3 "TASK RAW_DIR OUT_DIR" "$@"
+TASK="$1" RAW_DIR="$2" OUT_DIR="$3"
+case "$TASK" in
+    listops|text|retrieval|image|pathfinder|pathx) ;;
+    *) die "unknown TASK '$TASK' (one of listops, text, retrieval, image, pathfinder, pathx)" ;;
+esac
+[[ -d "$RAW_DIR" ]] || die "RAW_DIR '$RAW_DIR' is not a directory"
+if [[ -e "$OUT_DIR" && "${FORCE:-0}" != 1 ]]; then
+    die "$OUT_DIR already exists; set FORCE=1 to replace it"
+fi
+
+TMP="$(temp_dir_beside "$OUT_DIR")"
+trap 'rm -rf "$TMP"' EXIT
+say "binarising $TASK from $RAW_DIR"
+python "$ROOT/scripts/lra_data.py" "$TASK" "$RAW_DIR" "$TMP"
+move_into_place "$TMP" "$OUT_DIR"
+trap - EXIT
+say "done: $OUT_DIR"
