@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .installed
 
-.PHONY: install demo demo-mt test bench clean
+.PHONY: install demo demo-mt demo-lra test bench clean
 
 # The stamp skips the downloads; the editable install is redone when mega_fairseq does not
 # import from this checkout (for example after installing another clone).
@@ -31,6 +31,9 @@ demo: install
 demo-mt: install
 	$(PYTHON) scripts/demo.py --task mt
 
+demo-lra: install
+	$(PYTHON) scripts/demo.py --task lra
+
 test: install
 	$(PYTHON) -m pytest -q tests
 
@@ -40,4 +43,4 @@ bench: install
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(STAMP) data/demo data/demo_mt build *.egg-info
+	rm -rf $(STAMP) data/demo data/demo_mt data/demo_lra build *.egg-info

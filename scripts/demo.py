@@ -10,10 +10,16 @@ scored with fairseq-eval-lm (perplexity).
 encoder-decoder and a fairseq transformer trained for the same number of updates, scored with
 scripts/eval_bleu.sh (beam 5, tokenized BLEU and SacreBLEU).
 
+--task lra: generated ListOps (scripts/generate_listops.py, shorter expressions than LRA's
+500-2000 tokens), binarised with scripts/prepare_lra.sh; a small Mega (mega_lra_listops), its
+Mega-chunk variant and a Transformer (the transformer_lra preset) of the same width and depth,
+trained for the same number of updates, scored with scripts/eval_cls.sh (test accuracy).
+
 Tensorboard logs go under OUT/tensorboard; the script prints a table.
 
-    python scripts/demo.py            # or: make demo
-    python scripts/demo.py --task mt  # or: make demo-mt
+    python scripts/demo.py             # or: make demo
+    python scripts/demo.py --task mt   # or: make demo-mt
+    python scripts/demo.py --task lra  # or: make demo-lra
 """
 
 import argparse
@@ -62,6 +68,25 @@ MT_MODELS = {
 }
 
 
+LRA_SHARED = ["--user-dir", str(ROOT / "mega_fairseq"), "--task", "mega_sequence_classification", "--input-type",
+              "tokens", "--num-classes", "10", "--max-positions", "200", "--criterion", "sentence_prediction",
+              "--batch-size", "32", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "2e-3",
+              "--lr-scheduler", "polynomial_decay", "--warmup-updates", "100", "--clip-norm", "1.0",
+              "--weight-decay", "0.01", "--cpu", "--num-workers", "0", "--seed", "1", "--log-format", "simple",
+              "--log-interval", "100", "--validate-interval-updates", "250", "--no-epoch-checkpoints",
+              "--required-batch-size-multiple", "1", "--best-checkpoint-metric", "accuracy",
+              "--maximize-best-checkpoint-metric", "--classifier-hidden-dim", "64", "--encoder-layers", "2",
+              "--encoder-embed-dim", "64"]
+_MEGA_LRA = ["--arch", "mega_lra_listops", "--encoder-hidden-dim", "128", "--encoder-z-dim", "32",
+             "--encoder-n-dim", "8"]
+LRA_MODELS = {
+    "mega": _MEGA_LRA,
+    "mega_chunk": _MEGA_LRA + ["--encoder-chunk-size", "32"],
+    # the base of the transformer_lra_* presets (untied layers, unlike transformer_lra_listops)
+    "transformer": ["--arch", "transformer_lra", "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4"],
+}
+
+
 def run(cmd, log: Path, env=None):
     print("$ " + " ".join(cmd), flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -80,13 +105,15 @@ def last(pattern, text, cast=float):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=("lm", "mt"), default="lm", help="language modelling or translation")
-    parser.add_argument("--out", type=Path, help="working folder (default: data/demo or data/demo_mt)")
-    parser.add_argument("--updates", type=int, help="training updates per model (default: 300 lm, 1500 mt)")
+    parser.add_argument("--task", choices=("lm", "mt", "lra"), default="lm",
+                        help="language modelling, translation, or LRA ListOps")
+    parser.add_argument("--out", type=Path, help="working folder (default: data/demo, data/demo_mt, data/demo_lra)")
+    parser.add_argument("--updates", type=int, help="training updates per model (default: 300 lm, 1500 mt, "
+                                                    "1000 lra)")
     args = parser.parse_args(argv)
-    args.out = args.out or ROOT / "data" / ("demo" if args.task == "lm" else "demo_mt")
-    args.updates = args.updates or (300 if args.task == "lm" else 1500)
-    (demo_lm if args.task == "lm" else demo_mt)(args)
+    args.out = args.out or ROOT / "data" / {"lm": "demo", "mt": "demo_mt", "lra": "demo_lra"}[args.task]
+    args.updates = args.updates or {"lm": 300, "mt": 1500, "lra": 1000}[args.task]
+    {"lm": demo_lm, "mt": demo_mt, "lra": demo_lra}[args.task](args)
 
 
 def demo_lm(args):
@@ -133,6 +160,27 @@ def demo_mt(args):
                      f"{last(r'SacreBLEU: ([0-9.]+)', evaluation):.2f}",
                      f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
     table(args, ["model", "params", "valid ppl", "test BLEU (tok)", "test SacreBLEU", "train wps", "time (s)"], rows)
+
+
+def demo_lra(args):
+    raw, data = args.out / "raw", args.out / "listops"
+    if not (data / "meta.json").exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_listops.py"), str(raw), "--train", "4000",
+                        "--valid", "500", "--test", "500", "--min-length", "20", "--max-length", "200"], check=True)
+        run(["bash", str(ROOT / "scripts" / "prepare_lra.sh"), "listops", str(raw), str(data)],
+            args.out / "prepare.log", env={"FORCE": "1"})
+
+    rows = []
+    for name, model_args in LRA_MODELS.items():
+        save = args.out / "checkpoints" / name
+        log, seconds = train(data, LRA_SHARED + model_args, save, args, name)
+        evaluation = run(["bash", str(ROOT / "scripts" / "eval_cls.sh"), str(save / "checkpoint_best.pt"), str(data)],
+                         args.out / f"eval_{name}.log", env={"CPU": "1"})
+        rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
+                     f"{last(r'valid on .valid. subset .*? accuracy ([0-9.]+)', log):.1f}",
+                     f"{last(r'test accuracy: ([0-9.]+)', evaluation):.1f}",
+                     f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
+    table(args, ["model", "params", "best valid acc", "test acc (best)", "train wps", "time (s)"], rows)
 
 
 def train(data: Path, model_args, save: Path, args, name: str):

@@ -3,8 +3,10 @@
 #
 #   scripts/train.sh RECIPE DATA_BIN SAVE_DIR [OVERRIDE ...]
 #
-# RECIPE    a config under configs/ without .yaml, e.g. lm/wikitext103, lm/enwik8, lm/demo, mt/wmt16_en_de
-# DATA_BIN  binarised data (fairseq-preprocess output, with dict.txt or dict.LANG.txt)
+# RECIPE    a config under configs/ without .yaml, e.g. lm/wikitext103, lm/enwik8, lm/demo, mt/wmt16_en_de,
+#           lra/listops
+# DATA_BIN  binarised data (fairseq-preprocess output, with dict.txt or dict.LANG.txt; for lra/ recipes
+#           scripts/prepare_lra.sh output or a release folder)
 # SAVE_DIR  checkpoints go to SAVE_DIR/checkpoints, TensorBoard logs to SAVE_DIR/tensorboard,
 #           the Hydra log and the composed config to SAVE_DIR (hydra_train.log, .hydra/)
 # OVERRIDE  Hydra overrides, e.g. optimization.max_update=1000 model.dropout=0.2
@@ -38,8 +40,10 @@ if [[ "$RECIPE" != */* || ! -f "$CONFIGS/$RECIPE.yaml" ]]; then
     die "unknown recipe '$RECIPE'; available: $(recipes)"
 fi
 [[ -d "$DATA_BIN" ]] || die "DATA_BIN '$DATA_BIN' is not a directory (make it with scripts/prepare_*.sh)"
-compgen -G "$DATA_BIN/dict*.txt" > /dev/null ||
-    die "DATA_BIN '$DATA_BIN' has no dict.txt (or dict.LANG.txt): is it fairseq-preprocess output?"
+if [[ "$RECIPE" == lm/* || "$RECIPE" == mt/* ]]; then
+    compgen -G "$DATA_BIN/dict*.txt" > /dev/null ||
+        die "DATA_BIN '$DATA_BIN' has no dict.txt (or dict.LANG.txt): is it fairseq-preprocess output?"
+fi
 mkdir -p "$SAVE_DIR"
 # absolute paths: the config saved with each checkpoint must not depend on where we ran from
 DATA_BIN="$(cd "$DATA_BIN" && pwd)"

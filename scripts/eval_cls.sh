@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Evaluate a sequence classifier (LRA, speech) on a split: fairseq-validate with the checkpoint's
+# task and criterion, on the data in DATA (binarised by scripts/prepare_lra.sh, or a release folder).
+#
+#   scripts/eval_cls.sh CHECKPOINT DATA [SUBSET] [fairseq-validate args ...]
+#
+# SUBSET defaults to test. Ends with "SUBSET accuracy: A" (percent), read from fairseq-validate's
+# "valid on 'SUBSET' subset | ... | accuracy A" line.
+#
+# Environment:
+#   BATCH=N    examples per batch (default 32)
+#   CPU=1      evaluate on CPU
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+need_args 2 "CHECKPOINT DATA" "$@"
+
+CHECKPOINT="$1"
+DATA="$2"
+shift 2
+SUBSET="test"
+if [[ $# -gt 0 && "$1" != -* ]]; then
+    SUBSET="$1"
+    shift
+fi
+[[ -f "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT"
+[[ -d "$DATA" ]] || die "DATA '$DATA' is not a directory"
+BATCH="${BATCH:-32}"
+[[ "$BATCH" =~ ^[1-9][0-9]*$ ]] || die "BATCH must be a positive integer, got '$BATCH'"
+DATA="$(cd "$DATA" && pwd)"
+
+cmd=(fairseq-validate "$DATA" --user-dir "$ROOT/mega_fairseq" --path "$CHECKPOINT" --valid-subset "$SUBSET"
+     --task mega_sequence_classification --batch-size "$BATCH" --required-batch-size-multiple 1
+     --model-overrides "{'data': '$DATA'}")
+[[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
+cmd+=("$@")
+
+printf 'eval_cls.sh: running:'
+printf ' %q' "${cmd[@]}"
+printf '\n'
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+"${cmd[@]}" 2>&1 | tee "$log"
+
+accuracy="$(grep "valid on '$SUBSET' subset" "$log" | grep -o '| accuracy [^ ]*' | tail -n 1)"
+[[ -n "$accuracy" ]] || die "fairseq-validate printed no accuracy for the '$SUBSET' subset"
+echo "$SUBSET accuracy: ${accuracy#| accuracy }"
