@@ -173,7 +173,8 @@ def demo_lra(args):
     rows = []
     for name, model_args in LRA_MODELS.items():
         save = args.out / "checkpoints" / name
-        log, seconds = train(data, LRA_SHARED + model_args, save, args, name)
+        schedule = ["--total-num-update", str(args.updates)]  # linear decay to 0 at the last update
+        log, seconds = train(data, LRA_SHARED + model_args + schedule, save, args, name)
         evaluation = run(["bash", str(ROOT / "scripts" / "eval_cls.sh"), str(save / "checkpoint_best.pt"), str(data)],
                          args.out / f"eval_{name}.log", env={"CPU": "1"})
         rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
