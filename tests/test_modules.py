@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from mega_fairseq.modules import (MegaLayer, MegaLayerConfig, MovingAverageGatedAttention, MultiDimensionalDampedEMA,
-                                  ema_reference)
+from mega_fairseq.modules import (MegaLayer, MegaLayerConfig, MegaStack, MovingAverageGatedAttention,
+                                  MultiDimensionalDampedEMA, ema_reference)
 from mega_fairseq.modules.attention import attend, attention_weights
 from mega_fairseq.modules.ema import ema_kernel, fast_fft_length
 from mega_fairseq.modules.norm import SequenceNorm
@@ -275,3 +275,55 @@ def test_sequence_longer_than_bias_table_is_a_clear_error():
     layer = MovingAverageGatedAttention(_config(max_positions=8), causal=False)
     with pytest.raises(ValueError, match="exceeds max_positions=8"):
         layer(torch.randn(1, 9, 8))
+
+
+# ---------------------------------------------------------------- batch norm and padding
+
+
+def test_masked_batch_norm_equals_batch_norm_of_the_unpadded_positions():
+    from mega_fairseq.modules.norm import SequenceNorm
+
+    torch.manual_seed(0)
+    lengths = [7, 3, 5]
+    x = torch.randn(3, 7, 4, dtype=torch.float64, requires_grad=True)
+    padding_mask = torch.arange(7).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
+    masked = SequenceNorm("batchnorm", 4).double().train()
+    reference = SequenceNorm("batchnorm", 4).double().train()
+    with torch.no_grad():
+        masked.norm.weight.uniform_(0.5, 1.5)
+        masked.norm.bias.uniform_(-0.5, 0.5)
+    reference.load_state_dict(masked.state_dict())
+    out = masked(x, padding_mask)
+    valid = torch.cat([x[i, :n] for i, n in enumerate(lengths)]).unsqueeze(0)  # 1 x 15 x 4, no padding
+    expected = reference(valid)
+    torch.testing.assert_close(torch.cat([out[i, :n] for i, n in enumerate(lengths)]).unsqueeze(0), expected)
+    torch.testing.assert_close(masked.norm.running_mean, reference.norm.running_mean)
+    torch.testing.assert_close(masked.norm.running_var, reference.norm.running_var)
+    weights = torch.randn_like(expected)
+    grads = torch.autograd.grad((out[~padding_mask].unsqueeze(0) * weights).sum(), [x, masked.norm.weight])
+    expected_grads = torch.autograd.grad((expected * weights).sum(), [x, reference.norm.weight])
+    torch.testing.assert_close(grads[1], expected_grads[1])
+    torch.testing.assert_close(grads[0][~padding_mask], expected_grads[0][~padding_mask])
+    assert grads[0][padding_mask].abs().max() == 0
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "syncbatchnorm"])
+def test_padding_does_not_leak_into_batch_norm_statistics(norm):
+    """Training mode: the outputs and running statistics of a padded batch do not depend on how
+    much padding there is or what it holds."""
+    cfg = MegaLayerConfig(layers=2, embed_dim=8, hidden_dim=12, z_dim=4, n_dim=2, chunk_size=4, dropout=0.0,
+                          normalization_type=norm, normalize_before=True, attention_activation_fn="laplace")
+    torch.manual_seed(0)
+    stacks = [MegaStack(cfg, causal=False).double().train() for _ in range(2)]
+    stacks[1].load_state_dict(stacks[0].state_dict())
+    lengths = torch.tensor([9, 4])
+    x = torch.randn(2, 9, 8, dtype=torch.float64)
+    short_mask = torch.arange(9).unsqueeze(0) >= lengths.unsqueeze(1)
+    wide = torch.cat([x, 100 * torch.randn(2, 11, 8, dtype=torch.float64)], dim=1)
+    wide[1, 4:9] = 50.0  # other padding content
+    wide_mask = torch.arange(20).unsqueeze(0) >= lengths.unsqueeze(1)
+    a = stacks[0](x, short_mask).out
+    b = stacks[1](wide, wide_mask).out[:, :9]
+    torch.testing.assert_close(a, b)
+    for (name, buffer), (_, other) in zip(stacks[0].named_buffers(), stacks[1].named_buffers()):
+        torch.testing.assert_close(buffer, other, msg=name)

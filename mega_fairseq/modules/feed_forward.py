@@ -1,5 +1,7 @@
 """Normalised feed-forward block that follows each Mega attention block."""
 
+from typing import Optional
+
 from torch import Tensor, nn
 
 from .activations import get_activation
@@ -24,13 +26,14 @@ class NormalizedFeedForwardNetwork(nn.Module):
         self.fc2 = nn.Linear(cfg.ffn_embed_dim, cfg.embed_dim)
         init_linear(self.fc1, self.fc2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Shapes: x: B x L x D; returns B x L x D."""
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Shapes: x: B x L x D; padding_mask: B x L (True at padding: left out of batch norm
+        statistics) or None; returns B x L x D."""
         residual = x
         if self.prenorm:
-            x = self.norm(x)
+            x = self.norm(x, padding_mask)
         x = self.hidden_dropout(self.activation(self.fc1(x)))
         x = self.dropout(self.fc2(x)) + residual
         if not self.prenorm:
-            x = self.norm(x)
+            x = self.norm(x, padding_mask)
         return x

@@ -55,14 +55,14 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
         self.prenorm = cfg.normalize_before
         self.norm = SequenceNorm(cfg.normalization_type, cfg.embed_dim)
 
-    def block_input(self, x: Tensor) -> Tensor:
-        return self.norm(x) if self.prenorm else x
+    def block_input(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        return self.norm(x, padding_mask) if self.prenorm else x
 
-    def gated_residual(self, residual: Tensor, phi: Tensor, h: Tensor) -> Tensor:
+    def gated_residual(self, residual: Tensor, phi: Tensor, h: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """phi * dropout(h) + (1 - phi) * residual, then the norm of a postnorm block."""
         h = self.dropout(h)
         out = torch.addcmul(residual, phi, h - residual)
-        return out if self.prenorm else self.norm(out)
+        return out if self.prenorm else self.norm(out, padding_mask)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
@@ -115,7 +115,7 @@ class MovingAverageGatedAttention(GatedBlock):
         continues from its saved state and attention sees the saved keys of the current chunk.
         """
         residual = x
-        x = self.block_input(x)
+        x = self.block_input(x, padding_mask)
         v = self.activation(self.v_proj(x))  # B x L x h
         if incremental_state is not None:
             if not self.causal:
@@ -135,7 +135,7 @@ class MovingAverageGatedAttention(GatedBlock):
         else:
             h, weights = self._attend_chunks(q, k, v, padding_mask, need_weights)
         h = self.activation(hx + self.h_proj(h * r))  # B x L x D
-        return self.gated_residual(residual, phi, h), weights
+        return self.gated_residual(residual, phi, h, padding_mask), weights
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:

@@ -38,5 +38,5 @@ class MegaLayer(nn.Module):
             x, weights = self.cross_attn(x, memory, memory_padding_mask, incremental_state=incremental_state,
                                          need_weights=need_weights)
         if self.nffn is not None:
-            x = self.nffn(x)
+            x = self.nffn(x, padding_mask)
         return x, weights

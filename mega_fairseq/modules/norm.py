@@ -1,6 +1,9 @@
 """Sequence normalisation layers over B x L x D inputs (normalising the last dim, or D for batchnorm)."""
 
+from typing import Optional
+
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 NORM_TYPES = ("layernorm", "scalenorm", "rmsnorm", "batchnorm", "syncbatchnorm")
@@ -39,8 +42,10 @@ class RMSNorm(nn.Module):
 class SequenceNorm(nn.Module):
     """One of ``NORM_TYPES`` applied to a B x L x D sequence.
 
-    Batch norms take statistics over batch and time, padding included, as the official
-    code does (its batchnorm recipes use fixed-length, unpadded inputs).
+    Batch norms take statistics over batch and time. Given a ``padding_mask`` in training, they
+    take them over the positions that are not padding only (padding would otherwise leak into
+    the statistics and the running averages; the official code has no mask, its batchnorm
+    recipes use fixed-length inputs), all-reduced across processes for ``syncbatchnorm``.
     """
 
     def __init__(self, norm_type: str, dim: int, *, eps: float = 1e-5, affine: bool = True):
@@ -59,7 +64,45 @@ class SequenceNorm(nn.Module):
             raise ValueError(f"unknown norm type {norm_type!r}; choose one of {', '.join(NORM_TYPES)}")
         self.norm_type = norm_type
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None."""
         if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            if padding_mask is not None and self.training and padding_mask.shape == x.shape[:2]:
+                return masked_batch_norm(self.norm, x, padding_mask)
             return self.norm(x.transpose(1, 2)).transpose(1, 2)
         return self.norm(x)
+
+
+def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_mask: Tensor) -> Tensor:
+    """Training-mode batch norm of B x L x D over the positions where ``padding_mask`` is False:
+    the same normalisation, running averages (unbiased variance, momentum) and gradients as
+    ``norm`` applied to those positions alone."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    keep = (~padding_mask).unsqueeze(-1).to(dtype)  # B x L x 1
+    xf = x.to(dtype)
+    stats = torch.cat([keep.sum().view(1), (xf * keep).sum(dim=(0, 1)), (xf.square() * keep).sum(dim=(0, 1))])
+    if isinstance(norm, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized():
+        stats = _all_reduce_sum(stats)
+    dim = x.size(-1)
+    count, total, total_square = stats[0], stats[1:dim + 1], stats[dim + 1:]
+    count = count.clamp(min=1.0)
+    mean = total / count
+    var = (total_square / count - mean.square()).clamp(min=0.0)
+    if norm.track_running_stats and norm.running_mean is not None:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+            unbiased = var * count / (count - 1).clamp(min=1.0)
+            norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+            norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+    y = (xf - mean) * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        y = y * norm.weight + norm.bias
+    return y.to(x.dtype)
+
+
+def _all_reduce_sum(tensor: Tensor) -> Tensor:
+    """A sum over processes that gradients flow back through."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor)

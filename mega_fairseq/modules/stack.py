@@ -55,7 +55,7 @@ class MegaStack(nn.Module):
                             incremental_state=incremental_state, need_weights=need_weights)
             inner_states.append(x)
         if self.final_norm is not None:
-            x = self.final_norm(x)
+            x = self.final_norm(x, padding_mask)
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return StackOutput(x, inner_states, attn)
