@@ -40,7 +40,7 @@ def binarise(task: str, raw: Path, out: Path):
     if spec.input_type == "bytes":
         dictionary = byte_dictionary()
     elif spec.input_type == "tokens":
-        dictionary = token_dictionary(list(fmt.read(raw, "train")))
+        dictionary = token_dictionary(list(fmt.read(raw, "train", cfg)))
     count = 2 if spec.paired else 1
     for k in range(count):
         (out / f"input{k}").mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def load(task, data, split="train", **changes):
     if cfg.input_type == "bytes":
         dictionary = byte_dictionary()
     elif cfg.input_type == "tokens":
-        dictionary = token_dictionary(list(fmt.read(Path(data), "train")))
+        dictionary = token_dictionary(list(fmt.read(Path(data), "train", cfg)))
     return load_split(cfg, fmt, Path(data), split, dictionary), dictionary
 
 

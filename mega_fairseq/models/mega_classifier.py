@@ -1,5 +1,5 @@
-"""Sequence classifiers (``--arch mega_lra_*``, ``transformer_lra_*``): the Long Range Arena and
-raw-audio classification on the ``mega_sequence_classification`` task.
+"""Sequence classifiers (``--arch mega_lra_*``, ``transformer_lra_*``, ``mega_sc_raw*``): the Long
+Range Arena and raw-audio classification on the ``mega_sequence_classification`` task.
 
 One model for every task: an input front-end (a token embedding for tokens and bytes, a
 real-valued embedding for pixels and audio samples), a bidirectional encoder stack (Mega, or the
@@ -140,6 +140,15 @@ def _presets() -> dict:
             encoder_layers=layers, encoder_embed_dim=embed, encoder_hidden_dim=ffn, encoder_ffn_embed_dim=ffn,
             encoder_attention_heads=heads, classifier_hidden_dim=head, **extra),
             f"baseline of {name.replace('transformer', 'mega')}")
+    presets["mega_sc_raw_base"] = Preset("mega_classifier", dict(
+        _stack((6, 60, 120, 30), 1000), truncation_length=1000, **_IMAGE, classifier_hidden_dim=120),
+        "Speech Commands SC10, raw 16 kHz waveforms (paper: 96.92)")
+    presets["mega_sc_raw"] = alias("mega_sc_raw_base")
+    presets["mega_sc_raw_big"] = Preset("mega_sc_raw_base", dict(
+        encoder_embed_dim=72, encoder_hidden_dim=144, encoder_z_dim=36, classifier_hidden_dim=144), "(paper: 97.30)")
+    presets["mega_sc_raw_tiny"] = Preset("mega_sc_raw_base", dict(
+        encoder_layers=2, encoder_embed_dim=16, encoder_hidden_dim=32, encoder_z_dim=8, encoder_n_dim=4,
+        classifier_hidden_dim=32), "tests and CPU demos")
     presets["mega_classifier_tiny"] = Preset("mega_classifier", dict(
         _stack((2, 32, 64, 16), -1), encoder_n_dim=4, classifier_hidden_dim=32), "tests and CPU demos")
     presets["transformer_classifier_tiny"] = Preset("transformer_lra", dict(

@@ -16,6 +16,9 @@ it came from, ``file:line``), so that every error names the file and line (or im
 - ``pathfinder``: a Pathfinder difficulty folder of the release (Pathfinder-32 or Path-X):
   ``metadata/*.npy`` (text despite the name: ``folder file index label ...`` per image) and the
   PNGs; split 80/10/10 in metadata order.
+- ``speech_commands``: the Speech Commands v0.02 release (a folder of WAV files per word,
+  ``validation_list.txt``, ``testing_list.txt``), read with soundfile; see
+  :func:`read_speech_commands` for the clip rules.
 
 fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by the task itself.
 """
@@ -78,7 +81,7 @@ def _tsv_rows(path: Path, fields: int, header: Optional[str]) -> Iterator[Tuple[
 _LISTOPS_FILES = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}
 
 
-def read_listops(data: Path, split: str) -> Iterator[Record]:
+def read_listops(data: Path, split: str, cfg=None) -> Iterator[Record]:
     for (source, target), where in _tsv_rows(data / _LISTOPS_FILES[split], 2, header="Source"):
         tokens = [token for token in source.split() if token not in ("(", ")")]
         yield Record((tokens,), parse_label(target, where), where)
@@ -86,7 +89,7 @@ def read_listops(data: Path, split: str) -> Iterator[Record]:
 
 # IMDB ------------------------------------------------------------------------------------------
 
-def read_imdb(data: Path, split: str) -> Iterator[Record]:
+def read_imdb(data: Path, split: str, cfg=None) -> Iterator[Record]:
     folder = data / ("train" if split == "train" else "test")
     for label, name in enumerate(("neg", "pos")):
         if not (folder / name).is_dir():
@@ -107,7 +110,7 @@ _AAN_FILES = {"train": "new_aan_pairs.train.tsv", "valid": "new_aan_pairs.eval.t
               "test": "new_aan_pairs.test.tsv"}
 
 
-def read_aan(data: Path, split: str) -> Iterator[Record]:
+def read_aan(data: Path, split: str, cfg=None) -> Iterator[Record]:
     for (label, _, _, first, second), where in _tsv_rows(data / _AAN_FILES[split], 5, header="label"):
         yield Record((first.encode("utf-8"), second.encode("utf-8")), parse_label(label, where), where)
 
@@ -147,7 +150,7 @@ def grayscale(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
 
 
-def read_cifar10(data: Path, split: str) -> Iterator[Record]:
+def read_cifar10(data: Path, split: str, cfg=None) -> Iterator[Record]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split != "test" else ["test_batch"]
     images: List[Tuple[np.ndarray, int, str]] = []
     for name in names:
@@ -205,7 +208,7 @@ def read_png(path: Path, where: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def read_pathfinder(data: Path, split: str) -> Iterator[Record]:
+def read_pathfinder(data: Path, split: str, cfg=None) -> Iterator[Record]:
     entries = _pathfinder_index(data)
     train_end, valid_end = len(entries) * 8 // 10, len(entries) * 9 // 10
     entries = {"train": entries[:train_end], "valid": entries[train_end:valid_end], "test": entries[valid_end:]}[split]
@@ -221,6 +224,130 @@ def read_pathfinder(data: Path, split: str) -> Iterator[Record]:
         yield Record((image.reshape(-1),), label, where)
 
 
+# Speech Commands -------------------------------------------------------------------------------
+
+SAMPLE_RATE = 16000
+SC10_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+# the 35 words of v0.02, in the official code's label order
+ALL_WORDS = ("bed", "cat", "down", "five", "forward", "go", "house", "left", "marvin", "no", "on", "right", "sheila",
+             "tree", "up", "visual", "yes", "backward", "bird", "dog", "eight", "follow", "four", "happy", "learn",
+             "nine", "off", "one", "seven", "six", "stop", "three", "two", "wow", "zero")
+
+
+def speech_words(spec: str) -> Tuple[str, ...]:
+    """The classes of ``--words``: ``sc10``, ``all`` (35 words) or a comma-separated list."""
+    if spec == "sc10":
+        return SC10_WORDS
+    if spec == "all":
+        return ALL_WORDS
+    words = tuple(word.strip() for word in spec.split(",") if word.strip())
+    if len(set(words)) != len(words) or len(words) < 2:
+        raise ValueError(f"--words {spec!r}: give at least two different words, or sc10, or all")
+    return words
+
+
+def read_clip(path: Path, cfg) -> Optional[np.ndarray]:
+    """A clip as float32 samples at 16 kHz, exactly ``cfg.max_positions`` long, by these rules:
+    several channels are averaged to mono; another sample rate is an error unless ``--resample``
+    (scipy's polyphase resampler); a longer clip keeps its first ``max_positions`` samples; a
+    shorter one is dropped (None; ``--short-clips drop``, the official SC10 protocol) or padded
+    with zeros at the end (``--short-clips pad``, the official 35-word protocol). PCM of 8, 16,
+    24 or 32 bits and float WAVs are read as floats in [-1, 1] (16-bit: value / 2**15)."""
+    import soundfile
+
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise DataError(f"{path}: not a readable audio file ({error})") from None
+    if audio.shape[0] == 0:
+        raise DataError(f"{path}: empty audio (no samples)")
+    audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if not np.isfinite(audio).all():
+        raise DataError(f"{path}: samples that are not finite numbers")
+    if rate != SAMPLE_RATE:
+        if not getattr(cfg, "resample", False):
+            raise DataError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE} (pass --resample to resample "
+                            f"with scipy.signal.resample_poly)")
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        divisor = gcd(SAMPLE_RATE, rate)
+        audio = resample_poly(audio, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
+    length = cfg.max_positions
+    if len(audio) >= length:
+        return np.ascontiguousarray(audio[:length])
+    if str(getattr(cfg, "short_clips", "drop")) == "drop":
+        return None
+    return np.concatenate([audio, np.zeros(length - len(audio), dtype=np.float32)])
+
+
+def _sc_list(path: Path, words: Sequence[str]) -> Dict[str, str]:
+    """relative path -> where (list file:line), for the entries of ``words``; each must exist."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (the Speech Commands release has validation_list.txt and "
+                                f"testing_list.txt)")
+    entries = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            relative = line.strip()
+            if not relative or relative.split("/")[0] not in words:
+                continue
+            where = f"{path}:{number}"
+            if not (path.parent / relative).is_file():
+                raise DataError(f"{where}: {relative} does not exist")
+            entries[relative] = where
+    return entries
+
+
+def speech_commands_split(data: Path, cfg) -> Dict[str, List[Tuple[Path, int]]]:
+    """(file, label) of every clip per split. ``--split-protocol lists``: the release's
+    validation and testing lists, the rest trains; ``random``: the official code's stratified
+    70/15/15 split (scikit-learn, seeds 0 and 1) of the files in sorted order, after dropping
+    short clips (with ``--short-clips drop``)."""
+    import soundfile
+
+    words = speech_words(str(getattr(cfg, "words", "sc10")))
+    clips: List[Tuple[Path, int]] = []
+    for label, word in enumerate(words):
+        folder = data / word
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such word folder (--words {getattr(cfg, 'words', 'sc10')})")
+        clips += [(path, label) for path in sorted(folder.glob("*.wav"))]
+    if str(getattr(cfg, "split_protocol", "lists")) == "lists":
+        valid = _sc_list(data / "validation_list.txt", words)
+        test = _sc_list(data / "testing_list.txt", words)
+        splits = {"train": [], "valid": [], "test": []}
+        for path, label in clips:
+            relative = f"{path.parent.name}/{path.name}"
+            splits["valid" if relative in valid else "test" if relative in test else "train"].append((path, label))
+        return splits
+    from sklearn.model_selection import train_test_split
+
+    if str(getattr(cfg, "short_clips", "drop")) == "drop":
+        kept = []
+        for path, label in clips:
+            try:
+                frames, rate = soundfile.info(str(path)).frames, soundfile.info(str(path)).samplerate
+            except (RuntimeError, soundfile.LibsndfileError) as error:
+                raise DataError(f"{path}: not a readable audio file ({error})") from None
+            if frames * SAMPLE_RATE >= cfg.max_positions * rate:
+                kept.append((path, label))
+        clips = kept
+    labels = [label for _, label in clips]
+    train, rest = train_test_split(clips, train_size=0.7, random_state=0, shuffle=True, stratify=labels)
+    valid, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True,
+                                   stratify=[label for _, label in rest])
+    return {"train": train, "valid": valid, "test": test}
+
+
+def read_speech_commands(data: Path, split: str, cfg=None) -> Iterator[Record]:
+    for path, label in speech_commands_split(data, cfg)[split]:
+        audio = read_clip(path, cfg)
+        if audio is not None:
+            yield Record((audio,), label, str(path))
+
+
 # Formats ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -230,7 +357,7 @@ class Format:
     input_type: str
     paired: bool
     detect: Callable[[Path], bool]
-    read: Optional[Callable[[Path, str], Iterator[Record]]]
+    read: Optional[Callable[..., Iterator[Record]]]  # (data folder, split, task config) -> records
 
 
 FORMATS: Dict[str, Format] = {f.name: f for f in [
@@ -246,6 +373,9 @@ FORMATS: Dict[str, Format] = {f.name: f for f in [
            lambda d: (d / "data_batch_1").is_file() or (d / "test_batch").is_file(), read_cifar10),
     Format("pathfinder", "a Pathfinder / Path-X folder of the LRA release (metadata/, imgs/)", "pixels", False,
            lambda d: (d / "metadata").is_dir(), read_pathfinder),
+    Format("speech_commands", "the Speech Commands release (word folders of WAVs, validation_list.txt)",
+           "waveform", False, lambda d: (d / "validation_list.txt").is_file() or (d / "testing_list.txt").is_file(),
+           read_speech_commands),
 ]}
 
 
@@ -260,7 +390,7 @@ def detect_format(data: Path) -> Format:
 
 
 def to_ids(value, input_type: str, dictionary, where: str) -> np.ndarray:
-    """One input as an int array: dictionary ids (tokens, bytes) or pixel values."""
+    """One input as an array: dictionary ids (tokens, bytes), pixel values (uint8) or samples (float32)."""
     if input_type == "tokens":
         unknown = [token for token in value if dictionary.index(token) == dictionary.unk()]
         if unknown:
@@ -268,6 +398,8 @@ def to_ids(value, input_type: str, dictionary, where: str) -> np.ndarray:
         return np.array([dictionary.index(token) for token in value], dtype=np.int64)
     if input_type == "bytes":
         return np.frombuffer(value, dtype=np.uint8).astype(np.int64) + dictionary.nspecial
+    if input_type == "waveform":
+        return np.asarray(value, dtype=np.float32)
     return np.asarray(value, dtype=np.uint8)
 
 

@@ -1,16 +1,17 @@
 """``mega_sequence_classification``: one task for every sequence classification benchmark.
 
-The input type (``tokens``, ``bytes``, ``pixels``; ``--paired`` for document pairs) says how an
-example becomes model input; the data folder is either fairseq's binarised form (what
-``scripts/prepare_lra.sh`` writes) or a public release format read directly
-(``classification_data``: ListOps TSVs, ``aclImdb``, AAN TSVs, CIFAR-10 pickles, Pathfinder
-PNGs). Every example is checked while loading, before training starts: labels are integers below
+The input type (``tokens``, ``bytes``, ``pixels``, ``waveform``; ``--paired`` for document
+pairs) says how an example becomes model input; the data folder is either fairseq's binarised
+form (what ``scripts/prepare_lra.sh`` and ``scripts/prepare_sc.sh`` write) or a public release
+format read directly (``classification_data``: ListOps TSVs, ``aclImdb``, AAN TSVs, CIFAR-10
+pickles, Pathfinder PNGs, Speech Commands WAVs). Every example is checked while loading, before training starts: labels are integers below
 ``--num-classes``, inputs are not empty and not longer than ``--max-positions`` (unless
 ``--shorten-method truncate``), pixels are 0-255 and images all of one size; errors name the
 file and line.
 
 Batches: ``net_input`` holds ``src_tokens`` / ``src_lengths`` (and ``pair_tokens`` /
-``pair_lengths`` for pairs), right-padded; pixels are floats, (value / 255 - mean) / std.
+``pair_lengths`` for pairs), right-padded; pixels are floats, (value / 255 - mean) / std;
+waveforms are standardised with the mean and standard deviation of the training samples.
 Use it with ``--criterion sentence_prediction`` (loss and accuracy per split).
 """
 
@@ -28,8 +29,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format, to_ids,
-                                  token_dictionary)
+from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
+                                  speech_words, to_ids, token_dictionary)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ LRA_TASKS: Dict[str, BenchmarkTask] = {
     "pathx": BenchmarkTask("pathfinder", "pixels", False, 2, 128 * 128),
 }
 
+# Speech Commands SC10 on raw one-second 16 kHz clips, as the paper's recipe.
+SPEECH_COMMANDS = BenchmarkTask("speech_commands", "waveform", False, 10, 16000)
+
 META_FILE = "meta.json"  # written beside the binarised data: its input type, pairing and classes
 
 
@@ -78,18 +82,28 @@ class SequenceClassificationConfig(FairseqDataclass):
         default="auto", metadata={"help": "layout of the data folder (auto: detected)"})
     pixel_mean: float = field(default=0.5, metadata={"help": "pixels enter as (value / 255 - mean) / std"})
     pixel_std: float = field(default=0.5, metadata={"help": "pixels enter as (value / 255 - mean) / std"})
+    words: str = field(default="sc10", metadata={"help": "Speech Commands classes: sc10 (yes, no, up, down, left, "
+                                                         "right, on, off, stop, go), all (the 35 words of v0.02), "
+                                                         "or a comma-separated list"})
+    split_protocol: ChoiceEnum(["lists", "random"]) = field(
+        default="lists", metadata={"help": "Speech Commands splits: the release's validation/testing lists, or the "
+                                           "official code's stratified random 70/15/15 split"})
+    short_clips: ChoiceEnum(["drop", "pad"]) = field(
+        default="drop", metadata={"help": "Speech Commands clips shorter than --max-positions samples: dropped (the "
+                                          "official SC10 protocol) or padded with zeros at the end"})
+    resample: bool = field(default=False, metadata={"help": "resample audio that is not 16 kHz (otherwise an error)"})
     seed: int = II("common.seed")
 
 
 class ArrayListDataset(FairseqDataset):
-    """Examples held in memory as numpy arrays; items are torch tensors."""
+    """Examples held as numpy arrays (in memory, or rows of a memory map); items are tensors."""
 
-    def __init__(self, arrays: List[np.ndarray]):
+    def __init__(self, arrays):
         self.arrays = arrays
         self.sizes = np.array([len(a) for a in arrays], dtype=np.int64)
 
     def __getitem__(self, index):
-        return torch.from_numpy(np.asarray(self.arrays[index]).astype(np.int64))
+        return torch.from_numpy(np.array(self.arrays[index]))
 
     def __len__(self):
         return len(self.arrays)
@@ -101,15 +115,16 @@ class ArrayListDataset(FairseqDataset):
         return self.sizes[index]
 
 
-class NormalizedPixels(BaseWrapperDataset):
-    """Pixel values 0-255 -> floats, (value / 255 - mean) / std (the official --pixel-normalization)."""
+class Standardized(BaseWrapperDataset):
+    """Real values as floats, (value * scale - mean) / std: pixels (scale 1/255, the official
+    --pixel-normalization) and waveforms (the training samples' mean and std)."""
 
-    def __init__(self, dataset, mean: float, std: float):
+    def __init__(self, dataset, scale: float, mean: float, std: float):
         super().__init__(dataset)
-        self.mean, self.std = mean, std
+        self.scale, self.mean, self.std = scale, mean, std
 
     def __getitem__(self, index):
-        return (self.dataset[index].float() / 255.0 - self.mean) / self.std
+        return (self.dataset[index].float() * self.scale - self.mean) / self.std
 
 
 @register_task("mega_sequence_classification", dataclass=SequenceClassificationConfig)
@@ -120,6 +135,10 @@ class SequenceClassificationTask(FairseqTask):
         super().__init__(cfg)
         self.format = fmt
         self.dictionary = dictionary
+        self._loaded: Dict[str, tuple] = {}  # splits already read from release files
+        self.standardization = (1.0 / 255.0, cfg.pixel_mean, cfg.pixel_std)
+        if str(cfg.input_type) == "waveform":
+            self.standardization = (1.0, *self._waveform_statistics())
 
     @classmethod
     def setup_task(cls, cfg: SequenceClassificationConfig, **kwargs):
@@ -132,6 +151,9 @@ class SequenceClassificationTask(FairseqTask):
                              f"{declared[0]}{' pairs' if declared[1] else ''} ({fmt.description})")
         if cfg.num_classes < 2:
             raise ValueError(f"--num-classes must be at least 2, got {cfg.num_classes}")
+        if fmt.name == "speech_commands" and len(speech_words(str(cfg.words))) != cfg.num_classes:
+            raise ValueError(f"--words {cfg.words} has {len(speech_words(str(cfg.words)))} words but --num-classes is "
+                             f"{cfg.num_classes}")
         dictionary = None
         if input_type == "bytes":
             dictionary = byte_dictionary()
@@ -141,7 +163,7 @@ class SequenceClassificationTask(FairseqTask):
             elif (data / "dict.txt").is_file():
                 dictionary = Dictionary.load(str(data / "dict.txt"))
             elif fmt.read is not None:
-                dictionary = token_dictionary(list(fmt.read(data, "train")))
+                dictionary = token_dictionary(list(fmt.read(data, "train", cfg)))
             else:
                 raise FileNotFoundError(f"{data / 'input0' / 'dict.txt'}: no such file (token inputs need a "
                                         f"dictionary)")
@@ -154,13 +176,30 @@ class SequenceClassificationTask(FairseqTask):
     def data_path(self) -> Path:
         return Path(str(self.cfg.data).split(":")[0])
 
+    def _waveform_statistics(self) -> Tuple[float, float]:
+        """Mean and std of the training samples (the official normalisation; std + 1e-5)."""
+        meta = self.data_path / META_FILE
+        if self.format.read is None:
+            if not meta.is_file():
+                raise FileNotFoundError(f"{meta}: no such file (binarised waveforms keep their training statistics "
+                                        f"there; make them with scripts/prepare_sc.sh)")
+            values = json.loads(meta.read_text())
+            return values["mean"], values["std"] + 1e-5
+        self._loaded["train"] = load_split(self.cfg, self.format, self.data_path, "train", None)
+        mean, std = waveform_statistics(self._loaded["train"][0][0])
+        logger.info(f"training samples: mean {mean:.6g}, std {std:.6g}")
+        return mean, std + 1e-5
+
     def load_dataset(self, split: str, epoch=1, combine=False, **kwargs):
-        inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary)
+        if split in self._loaded:
+            inputs, labels = self._loaded.pop(split)
+        else:
+            inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary)
         documents = []
         for arrays in inputs:
             dataset = arrays if isinstance(arrays, FairseqDataset) else ArrayListDataset(arrays)
             if str(self.cfg.input_type) in ("pixels", "waveform"):
-                dataset = NormalizedPixels(dataset, self.cfg.pixel_mean, self.cfg.pixel_std)
+                dataset = Standardized(dataset, *self.standardization)
                 pad = 0.0
             else:
                 pad = self.dictionary.pad()
@@ -211,6 +250,21 @@ def _declared(data: Path, fmt: Format) -> Optional[Tuple[str, bool]]:
     return None
 
 
+def waveform_statistics(clips) -> Tuple[float, float]:
+    """Mean and (unbiased) standard deviation over every sample of ``clips``."""
+    count = total = total_square = 0.0
+    for clip in clips:
+        values = np.asarray(clip, dtype=np.float64)
+        count += values.size
+        total += values.sum()
+        total_square += np.square(values).sum()
+    if count < 2:
+        raise DataError("no training samples to compute the waveform statistics from")
+    mean = total / count
+    variance = max(total_square - count * mean * mean, 0.0) / (count - 1)
+    return float(mean), float(np.sqrt(variance))
+
+
 def check_length(size: int, cfg, where: str) -> int:
     """The length to keep of an input of ``size`` items."""
     if size == 0:
@@ -238,7 +292,7 @@ def load_split(cfg, fmt: Format, data: Path, split: str, dictionary: Optional[Di
         return _load_binarised(cfg, data, split, dictionary, count)
     inputs: List[List[np.ndarray]] = [[] for _ in range(count)]
     labels = []
-    for record in fmt.read(data, split):
+    for record in fmt.read(data, split, cfg):
         check_label(record.label, cfg, record.where)
         for k, value in enumerate(record.inputs):
             ids = to_ids(value, input_type, dictionary, record.where)
@@ -255,6 +309,12 @@ def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
     inputs = []
     for k in range(count):
         prefix = data / f"input{k}" / split
+        if str(cfg.input_type) == "waveform":  # fixed-length clips: rows of a numpy memory map
+            path = prefix.with_suffix(".npy")
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            inputs.append(ArrayListDataset(np.load(path, mmap_mode="r")))
+            continue
         dataset = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
         if dataset is None:
             raise FileNotFoundError(f"{prefix}.bin/.idx: no such binarised data")
