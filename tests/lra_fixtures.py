@@ -86,3 +86,31 @@ def write_pathfinder(folder: Path, count=40, size=32, seed=0) -> Path:
     script("generate_pathfinder").main([str(folder), "--size", str(size), "--count", str(count), "--per-folder",
                                         str(max(count // 2, 1)), "--seed", str(seed)])
     return folder / "curv_baseline"
+
+
+def tone(word_index: int, length: int = 16000, seed: int = 0, rate: int = 16000) -> np.ndarray:
+    """A clip whose pitch depends on the word (learnable), with a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / rate
+    signal = 0.3 * np.sin(2 * np.pi * (200 + 150 * word_index) * t) + 0.01 * rng.standard_normal(length)
+    return signal.astype(np.float32)
+
+
+def write_speech_commands(folder: Path, words=("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"),
+                          per_word=6, seed=0) -> Path:
+    """Speech Commands v0.02 layout: <word>/<speaker>_nohash_<k>.wav (16 kHz mono 16-bit PCM), with
+    validation_list.txt and testing_list.txt naming the clips of speakers 'v...' and 't...'."""
+    import soundfile
+
+    valid, test = [], []
+    for index, word in enumerate(words):
+        (folder / word).mkdir(parents=True, exist_ok=True)
+        for k in range(per_word):
+            speaker = ("v" if k == 0 else "t" if k == 1 else "s") + f"{k:07x}"
+            name = f"{speaker}_nohash_0.wav"
+            soundfile.write(folder / word / name, tone(index, seed=seed * 1000 + index * 10 + k), 16000,
+                            subtype="PCM_16")
+            (valid if k == 0 else test if k == 1 else []).append(f"{word}/{name}")
+    (folder / "validation_list.txt").write_text("".join(f"{p}\n" for p in valid))
+    (folder / "testing_list.txt").write_text("".join(f"{p}\n" for p in test))
+    return folder
