@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .installed
 
-.PHONY: install demo demo-mt demo-lra test bench clean
+.PHONY: install demo demo-mt demo-lra demo-speech test bench clean
 
 # The stamp skips the downloads; the editable install is redone when mega_fairseq does not
 # import from this checkout (for example after installing another clone).
@@ -16,13 +16,18 @@ install: $(STAMP)
 # fairseq built against it without build isolation, then fairseq's runtime dependencies.
 # numpy < 2: fairseq 0.12 still calls np.compat (gone in numpy 2). transformers < 4.41 ships
 # the port of the official Mega code that the parity tests and the benchmark compare against.
+# espeak-ng (a Debian package, installed when running as root with apt-get) speaks the words of
+# the speech demo.
 $(STAMP): setup.py Makefile
 	$(PIP) install torch==2.13.0 "numpy<2" cython setuptools wheel
 	MAX_JOBS=2 $(PIP) install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) install hydra-core==1.3.2 omegaconf==2.3.0 cffi regex sacrebleu tqdm bitarray scikit-learn \
-		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile pytest matplotlib "numpy<2" \
-		"transformers<4.41"
+		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile scipy pillow pytest matplotlib \
+		"numpy<2" "transformers<4.41"
 	$(PIP) install --no-build-isolation --no-deps -e .
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || \
+		echo "note: espeak-ng is not installed; make demo-speech needs it (apt-get install espeak-ng)"; }
 	touch $(STAMP)
 
 demo: install
@@ -34,6 +39,9 @@ demo-mt: install
 demo-lra: install
 	$(PYTHON) scripts/demo.py --task lra
 
+demo-speech: install
+	$(PYTHON) scripts/demo.py --task speech
+
 test: install
 	$(PYTHON) -m pytest -q tests
 
@@ -43,4 +51,4 @@ bench: install
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(STAMP) data/demo data/demo_mt data/demo_lra build *.egg-info
+	rm -rf $(STAMP) data/demo data/demo_mt data/demo_lra data/demo_speech build *.egg-info
