@@ -247,10 +247,15 @@ def test_train_and_evaluate_on_the_release_files_with_the_cli(tmp_path):
 
 
 def test_prepare_train_and_evaluate_with_the_scripts(tmp_path):
-    """prepare_sc.sh -> train.sh speech/sc_raw -> eval_cls.sh, which prints the test accuracy last."""
-    raw = write_speech_commands(tmp_path / "raw", per_word=4)
+    """prepare_sc.sh (downloading the release archive: a file:// address here) -> train.sh
+    speech/sc_raw -> eval_cls.sh, which prints the test accuracy last."""
+    release = write_speech_commands(tmp_path / "release", per_word=4)
+    archive = tmp_path / "speech_commands_v0.02.tar.gz"
+    run(["tar", "-czf", archive, "-C", release, "."])
+    raw = tmp_path / "raw"  # empty: prepare_sc.sh downloads and extracts the archive into it
     data = tmp_path / "sc10"
-    output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, data])[1]
+    output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, data], env={"SPEECH_COMMANDS_URL": f"file://{archive}"})[1]
+    assert "downloading file://" in output and (raw / "validation_list.txt").is_file()
     assert "train: 20 clips" in output and not list(tmp_path.glob(".sc10.tmp.*"))
     meta = json.loads((data / "meta.json").read_text())
     assert meta["words"] == list(SC10_WORDS) and meta["input_type"] == "waveform"
