@@ -41,12 +41,13 @@ def task_args(task, data):
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    """A tiny data folder per task, in its release format (Path-X: 64 x 64 images, to stay cheap)."""
+    """A tiny data folder per task, in its release format (Path-X: 32 x 32 images, to stay cheap; the
+    reading of 128 x 128 images is tested in test_lra_data.py)."""
     root = tmp_path_factory.mktemp("lra_raw")
     return {"listops": write_listops(root / "listops"), "text": write_imdb(root / "aclImdb"),
             "retrieval": write_aan(root / "tsv_data"), "image": write_cifar10(root / "cifar-10-batches-py"),
             "pathfinder": write_pathfinder(root / "pathfinder32", count=40, size=32),
-            "pathx": write_pathfinder(root / "pathfinder64", count=20, size=64)}
+            "pathx": write_pathfinder(root / "pathfinder_x", count=20, size=32)}
 
 
 @pytest.fixture(scope="module")

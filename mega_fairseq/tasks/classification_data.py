@@ -58,22 +58,31 @@ def parse_label(text: str, where: str) -> int:
     return int(value)
 
 
+def _text_lines(path: Path) -> Iterator[Tuple[int, str]]:
+    """(line number, line without its end) of a UTF-8 text file; other bytes are an error naming the line."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):  # split on \n only, as the TSVs' fields may hold \r
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+            yield number, line.rstrip("\r\n")
+
+
 def _tsv_rows(path: Path, fields: int, header: Optional[str]) -> Iterator[Tuple[List[str], str]]:
     """(fields, where) of each row; the header line, when given, must be the first line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8", newline="\n") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            where = f"{path}:{number}"
-            if number == 1 and header is not None and line.split("\t")[0] == header:
-                continue
-            if not line.strip():
-                continue
-            row = line.split("\t")
-            if len(row) != fields:
-                raise DataError(f"{where}: {len(row)} tab-separated fields, expected {fields}")
-            yield row, where
+    for number, line in _text_lines(path):
+        where = f"{path}:{number}"
+        if number == 1 and header is not None and line.split("\t")[0] == header:
+            continue
+        if not line.strip():
+            continue
+        row = line.split("\t")
+        if len(row) != fields:
+            raise DataError(f"{where}: {len(row)} tab-separated fields, expected {fields}")
+        yield row, where
 
 
 # ListOps ---------------------------------------------------------------------------------------
@@ -138,8 +147,8 @@ def _cifar_batch(path: Path) -> Tuple[np.ndarray, List[int]]:
         with open(path, "rb") as f:
             batch = _ArraysOnly(io.BytesIO(f.read()), encoding="bytes").load()
         data, labels = np.asarray(batch[b"data"]), list(batch[b"labels"])
-    except (pickle.UnpicklingError, KeyError, EOFError, TypeError) as error:
-        raise DataError(f"{path}: not a CIFAR-10 batch ({error})") from None
+    except Exception as error:  # a truncated or foreign file fails in many ways; all name the file
+        raise DataError(f"{path}: not a CIFAR-10 batch ({type(error).__name__}: {error})") from None
     return data, labels
 
 
@@ -179,15 +188,14 @@ def _pathfinder_index(data: Path) -> List[Tuple[Path, int, str]]:
         raise FileNotFoundError(f"{folder}: no such folder (expected a Pathfinder difficulty folder)")
     entries = []
     for path in sorted(folder.glob("*.npy"), key=lambda p: _natural_key(p.name)):
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                fields = line.split()
-                if not fields:
-                    continue
-                where = f"{path}:{number}"
-                if len(fields) < 4:
-                    raise DataError(f"{where}: {len(fields)} fields, expected at least 4 (folder file index label)")
-                entries.append((data / fields[0] / fields[1], parse_label(fields[3], where), where))
+        for number, line in _text_lines(path):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{path}:{number}"
+            if len(fields) < 4:
+                raise DataError(f"{where}: {len(fields)} fields, expected at least 4 (folder file index label)")
+            entries.append((data / fields[0] / fields[1], parse_label(fields[3], where), where))
     return entries
 
 
@@ -197,12 +205,13 @@ def read_png(path: Path, where: str) -> np.ndarray:
 
     if not path.is_file():
         raise DataError(f"{where}: the image {path} does not exist")
-    with Image.open(path) as image:
-        if image.mode in ("L", "P", "1"):
-            return np.asarray(image.convert("L"))
-        if image.mode in ("RGB", "RGBA", "LA"):
-            return np.asarray(image.convert("L"))
-        values = np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("L", "P", "1", "RGB", "RGBA", "LA"):
+                return np.asarray(image.convert("L"))
+            values = np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for truncated or foreign files
+        raise DataError(f"{where}: {path} is not a readable image ({error})") from None
     if values.min() < 0 or values.max() > 255:
         raise DataError(f"{where}: {path} has pixel values {values.min()}..{values.max()} outside 0-255")
     return values.astype(np.uint8)
@@ -288,15 +297,14 @@ def _sc_list(path: Path, words: Sequence[str]) -> Dict[str, str]:
         raise FileNotFoundError(f"{path}: no such file (the Speech Commands release has validation_list.txt and "
                                 f"testing_list.txt)")
     entries = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            relative = line.strip()
-            if not relative or relative.split("/")[0] not in words:
-                continue
-            where = f"{path}:{number}"
-            if not (path.parent / relative).is_file():
-                raise DataError(f"{where}: {relative} does not exist")
-            entries[relative] = where
+    for number, line in _text_lines(path):
+        relative = line.strip()
+        if not relative or relative.split("/")[0] not in words:
+            continue
+        where = f"{path}:{number}"
+        if not (path.parent / relative).is_file():
+            raise DataError(f"{where}: {relative} does not exist")
+        entries[relative] = where
     return entries
 
 
