@@ -6,3 +6,4 @@ from . import models  # noqa: F401
 from . import tasks  # noqa: F401
 
 checkpoint_loading.allow_fairseq_checkpoints()
+checkpoint_loading.refuse_unsafe_checkpoints()

@@ -60,9 +60,14 @@ def last_n_checkpoints(folder: Path, n: int, update_based: bool, upper_bound=Non
 
 
 def load(path: Path) -> dict:
+    allow_fairseq_checkpoints()
+    from mega_fairseq.checkpoint_loading import UnsafeCheckpointError, safe_load
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  the unpickler's message names what it refused
+        state = safe_load(path)
+    except UnsafeCheckpointError as e:
+        fail(str(e))
+    except Exception as e:  # noqa: BLE001  a truncated or foreign file
         fail(f"cannot load {path}: {e}")
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         fail(f"{path} is not a fairseq checkpoint (no 'model' state dict)")

@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mega_fairseq  # noqa: E402,F401  (allow-lists the checkpoint's argparse.Namespace for safe loading)
 from mega_fairseq.checkpoint_conversion import convert_official_state_dict  # noqa: E402
+from mega_fairseq.checkpoint_loading import UnsafeCheckpointError, safe_load  # noqa: E402
 
 
 def convert(source: Path, target: Path) -> dict:
-    state = torch.load(source, map_location="cpu", weights_only=True)
+    state = safe_load(source)
     if "model" not in state:
         raise SystemExit(f"{source}: no 'model' entry; is this a fairseq checkpoint?")
     args = state.get("args")
@@ -52,7 +53,10 @@ def main(argv=None):
         parser.error(f"no such checkpoint: {args.source}")
     if args.target.exists() and not args.force:
         parser.error(f"{args.target} exists; pass --force to overwrite it")
-    converted = convert(args.source, args.target)
+    try:
+        converted = convert(args.source, args.target)
+    except UnsafeCheckpointError as error:
+        sys.exit(f"convert_official_checkpoint.py: error: {error}")
     print(f"converted {len(converted['model'])} tensors ({converted['args'].arch}) -> {args.target}")
 
 

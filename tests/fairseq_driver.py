@@ -2,10 +2,12 @@
 
     python tests/fairseq_driver.py JOBS.json
 
-Each job is ["train", [fairseq-train arguments]], ["validate", [fairseq-validate arguments]] or
-["hydra", config_dir, config_name, [overrides]]: the real fairseq entry points (fairseq_cli.train
-and fairseq_cli.validate, or a recipe composed the way fairseq-hydra-train composes it and
-passed to fairseq_cli.train.main). Prints "JOB OK <n>" after each job; stops at the first failure.
+Each job is [command, [arguments]] for the command train, validate, generate, eval_lm or
+interactive (the real fairseq entry points, fairseq_cli.<command>.cli_main), or ["hydra",
+config_dir, config_name, [overrides]] (a recipe composed the way fairseq-hydra-train composes it
+and passed to fairseq_cli.train.main). Prints "JOB OK <n>" after each job and stops at the first
+failure, except for jobs ["expect_error", command, [arguments]], which print
+"JOB ERROR <n>: <exception type>: <message>" (or "JOB OK <n>" when nothing failed) and go on.
 """
 
 import json
@@ -30,24 +32,34 @@ def hydra_job(config_dir: str, config_name: str, overrides):
     distributed_utils.call_main(cfg, train_main)
 
 
-def main():
-    from fairseq import checkpoint_utils
-    from fairseq_cli import train, validate
+def run_job(job):
+    import importlib
 
+    from fairseq import checkpoint_utils
+
+    if hasattr(checkpoint_utils.save_checkpoint, "best"):
+        del checkpoint_utils.save_checkpoint.best  # the best score is kept across runs otherwise
+    if job[0] == "hydra":
+        hydra_job(*job[1:])
+    elif job[0] in ("train", "validate", "generate", "eval_lm", "interactive"):
+        sys.argv = [f"fairseq-{job[0].replace('_', '-')}", *job[1]]
+        importlib.import_module(f"fairseq_cli.{job[0]}").cli_main()
+    else:
+        raise ValueError(f"unknown job {job[0]!r}")
+
+
+def main():
     jobs = json.loads(open(sys.argv[1]).read())
     for number, job in enumerate(jobs):
-        if hasattr(checkpoint_utils.save_checkpoint, "best"):
-            del checkpoint_utils.save_checkpoint.best  # the best score is kept across runs otherwise
-        if job[0] == "train":
-            sys.argv = ["fairseq-train", *job[1]]
-            train.cli_main()
-        elif job[0] == "validate":
-            sys.argv = ["fairseq-validate", *job[1]]
-            validate.cli_main()
-        elif job[0] == "hydra":
-            hydra_job(*job[1:])
+        if job[0] == "expect_error":
+            try:
+                run_job(job[1:])
+            except BaseException as error:  # noqa: BLE001  SystemExit too: the message is what is checked
+                message = " ".join(str(error).split())
+                print(f"JOB ERROR {number}: {type(error).__name__}: {message}", flush=True)
+                continue
         else:
-            raise ValueError(f"unknown job {job[0]!r}")
+            run_job(job)
         print(f"JOB OK {number}", flush=True)
 
 
