@@ -12,6 +12,7 @@ failure, except for jobs ["expect_error", command, [arguments]], which print
 
 import json
 import sys
+import time
 
 
 def hydra_job(config_dir: str, config_name: str, overrides):
@@ -51,6 +52,7 @@ def run_job(job):
 def main():
     jobs = json.loads(open(sys.argv[1]).read())
     for number, job in enumerate(jobs):
+        started = time.time()
         if job[0] == "expect_error":
             try:
                 run_job(job[1:])
@@ -61,6 +63,7 @@ def main():
         else:
             run_job(job)
         print(f"JOB OK {number}", flush=True)
+        print(f"job {number} ({job[0]}) took {time.time() - started:.1f}s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

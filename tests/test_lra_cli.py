@@ -69,7 +69,7 @@ def driven(raw, tmp_path_factory):
         best = root / f"mega_lra_{task}" / "checkpoint_best.pt"
         jobs.append(["validate", [str(raw[task]), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
                                   "--path", str(best), "--valid-subset", "test", "--batch-size", "4",
-                                  "--required-batch-size-multiple", "1"]])
+                                  "--required-batch-size-multiple", "1", "--num-workers", "0"]])
         names.append(("validate", task))
         saves.append(None)
     for task in TASKS:
