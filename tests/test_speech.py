@@ -3,7 +3,10 @@ audio before training, the prepared cache, the presets and recipes, and training
 through the real CLIs and scripts on a fixture in the release layout."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -236,14 +239,30 @@ CLI_TINY = ["--arch", "mega_sc_raw_tiny", "--encoder-chunk-size", "100", "--crit
             "--no-epoch-checkpoints"]
 
 
-def test_train_and_evaluate_on_the_release_files_with_the_cli(tmp_path):
-    data = write_speech_commands(tmp_path / "sc", per_word=4)
-    save = tmp_path / "save"
-    output = run(["fairseq-train", data, "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
-                  "--input-type", "waveform", "--num-classes", "10", "--max-positions", "16000", *CLI_TINY,
-                  "--save-dir", save])[1]
-    assert "num_updates 2" in output and re.search(r"valid on 'valid' subset .*? accuracy [0-9.]+", output)
-    assert "training samples: mean" in output
+def test_train_on_the_release_files_and_stop_on_bad_audio_with_the_cli(tmp_path):
+    """fairseq-train on the release folder (2 updates, validation); then the same with a corrupt
+    WAV, which stops before training. Both in one process (tests/fairseq_driver.py)."""
+    good = write_speech_commands(tmp_path / "good", per_word=4)
+    bad_data = write_speech_commands(tmp_path / "bad", per_word=4)
+    bad = bad_data / "go" / "s0000002_nohash_0.wav"
+    bad.write_bytes(b"not audio at all")
+
+    def train(data, save):
+        return ["train", [str(data), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
+                          "--input-type", "waveform", "--num-classes", "10", "--max-positions", "16000", *CLI_TINY,
+                          "--save-dir", str(save)]]
+
+    jobs = [train(good, tmp_path / "save"), ["expect_error", *train(bad_data, tmp_path / "bad_save")]]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", tmp_path / "jobs.json"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    first, _, second = proc.stdout.partition("JOB OK 0")
+    assert "num_updates 2" in first and re.search(r"valid on 'valid' subset .*? accuracy [0-9.]+", first), \
+        proc.stdout[-3000:]
+    assert "training samples: mean" in first
+    assert f"JOB ERROR 1: DataError: {bad}: not a readable audio file" in second, second[-3000:]
+    assert "begin training" not in second and not (tmp_path / "bad_save" / "checkpoint_last.pt").exists()
 
 
 def test_prepare_train_and_evaluate_with_the_scripts(tmp_path):
@@ -267,18 +286,6 @@ def test_prepare_train_and_evaluate_with_the_scripts(tmp_path):
     output = run(["bash", SCRIPTS / "eval_cls.sh", save / "checkpoints" / "checkpoint_best.pt", data],
                  env={"CPU": "1"})[1]
     assert re.fullmatch(r"test accuracy: [0-9.]+", output.strip().splitlines()[-1]), output[-2000:]
-
-
-def test_bad_audio_stops_training_before_it_starts(tmp_path):
-    data = write_speech_commands(tmp_path / "sc", per_word=4)
-    bad = data / "go" / "s0000002_nohash_0.wav"
-    bad.write_bytes(b"not audio at all")
-    save = tmp_path / "save"
-    code, output = run(["fairseq-train", data, "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
-                        "--input-type", "waveform", "--num-classes", "10", "--max-positions", "16000", *CLI_TINY,
-                        "--save-dir", save], check=False)
-    assert code != 0 and f"{bad}: not a readable audio file" in output
-    assert "begin training" not in output and not (save / "checkpoint_last.pt").exists()
 
 
 def test_prepare_refuses_existing_output_and_names_bad_files(tmp_path):

@@ -13,7 +13,9 @@ Parameter names follow the paper. The official implementation swaps two of them:
 its ``delta`` is the paper's alpha (decay) and its ``alpha`` is the paper's delta
 (damping); its ``gamma`` is the paper's eta. Like the official code (and unlike the
 paper's text) we scale the kernel by sqrt(1/N), add a learned per-channel residual
-``omega * x`` and apply SiLU to the result.
+``omega * x`` and apply SiLU to the result. Powers q^t are computed from log q =
+log1p(-alpha * delta) (the official code takes log(1 - alpha * delta) in float32, where q rounds
+to 1 once alpha * delta < 6e-8 and the kernel stops decaying).
 """
 
 import math
@@ -52,8 +54,9 @@ def _blocks(length: int) -> Tuple[int, int]:
     return block, -(-length // block)
 
 
-def ema_kernel(weight: Tensor, q: Tensor, length: int) -> Tensor:
-    """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length.
+def ema_kernel(weight: Tensor, q: Tensor, length: int, log_q: Optional[Tensor] = None) -> Tensor:
+    """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length, from ``log_q`` when given (see
+    ``MultiDimensionalDampedEMA.log_decay``: exact also where q rounds to 1 in float32).
 
     Never materialises the D x N x L tensor of powers: with t = b * T + s (T ~ sqrt(L))
     the kernel is a batched product of a D x nb x N block of "outer" powers q^(bT) and a
@@ -63,7 +66,7 @@ def ema_kernel(weight: Tensor, q: Tensor, length: int) -> Tensor:
     Shapes: weight, q: D x N; returns D x length.
     """
     block, nblocks = _blocks(length)
-    log_q = torch.log(q).unsqueeze(-1)  # D x N x 1
+    log_q = (torch.log(q) if log_q is None else log_q).unsqueeze(-1)  # D x N x 1
     steps = torch.arange(block, dtype=q.dtype, device=q.device)
     inner = torch.exp(log_q * steps)  # D x N x T
     starts = torch.arange(nblocks, dtype=q.dtype, device=q.device) * block
@@ -141,7 +144,7 @@ def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional
 
 
 def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Tensor,
-                         out_weight: Tensor) -> Tuple[Tensor, Tensor]:
+                         out_weight: Tensor, log_q: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """The carried state's share of a multi-token step, and the new state, by blocked powers.
 
     Returns (c, h_L) with c[b, t, d] = sum_j eta_j q_j^(t+1) h0_j (the state's contribution to
@@ -155,7 +158,7 @@ def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Te
     bsz, length, dim = signal.size()
     ndim = q.size(-1)
     block, nblocks = _blocks(length)
-    log_q = torch.log(q).unsqueeze(-1)  # D x N x 1
+    log_q = (torch.log(q) if log_q is None else log_q).unsqueeze(-1)  # D x N x 1
     inner = torch.exp(log_q * torch.arange(block, dtype=q.dtype, device=q.device))  # D x N x T: q^s
     starts = torch.arange(nblocks, dtype=q.dtype, device=q.device) * block
     outer = torch.exp(log_q * starts)  # D x N x nb: q^(i T)
@@ -218,11 +221,18 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         delta = torch.sigmoid(_at_least_fp32(self.delta))
         return alpha * _at_least_fp32(self.beta), 1.0 - alpha * delta, _at_least_fp32(self.eta) * self.scale
 
+    def log_decay(self) -> Tensor:
+        """log q = log(1 - alpha * delta) by log1p, D' x N: q^t = exp(t log q) stays accurate for
+        every t even where 1 - alpha * delta rounds to 1 in float32 (a window of millions of steps)."""
+        alpha = torch.sigmoid(_at_least_fp32(self.alpha))
+        delta = torch.sigmoid(_at_least_fp32(self.delta))
+        return torch.log1p(-(alpha * delta))
+
     def kernel(self, length: int) -> Tensor:
         """The convolution kernel, D' x min(length, truncation)."""
         size = length if self.truncation is None else min(self.truncation, length)
         in_weight, q, out_weight = self.coefficients()
-        return ema_kernel(in_weight * out_weight, q, size)
+        return ema_kernel(in_weight * out_weight, q, size, log_q=self.log_decay())
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
         # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
@@ -266,7 +276,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             in_weight, q, out_weight = self.coefficients()
             signal = _at_least_fp32(x)
-            in_weight, q, out_weight = (t.to(signal.dtype) for t in (in_weight, q, out_weight))
+            in_weight, q, out_weight, log_q = (t.to(signal.dtype) for t in (in_weight, q, out_weight,
+                                                                           self.log_decay()))
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             if state is None:
@@ -276,8 +287,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
                 new_state = q * state + in_weight * signal.transpose(1, 2)  # B x D x N
                 ema = torch.einsum("bdn,dn->bd", new_state, out_weight).unsqueeze(1)
             else:
-                ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, q, length))
-                carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight)
+                ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, q, length, log_q))
+                carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)
                 ema = ema + carried
         return self._output(ema, x), new_state
 
