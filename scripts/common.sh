@@ -14,6 +14,17 @@ need_args() {  # COUNT WHAT "$@": --help prints the help; fewer than COUNT argum
     [[ $# -ge $count ]] || { echo "$SCRIPT_NAME: error: need $what" >&2; usage 2 >&2; }
 }
 say() { echo "$SCRIPT_NAME: $*"; }
+print_command() {  # CMD...: print the command about to run, quoted so that it can be pasted
+    printf '%s: running:' "$SCRIPT_NAME"
+    printf ' %q' "$@"
+    printf '\n'
+}
+run_logged() {  # LOG CMD...: print and run CMD, its output (stdout and stderr) also copied into LOG
+    local log="$1"
+    shift
+    print_command "$@"
+    "$@" 2>&1 | tee "$log"
+}
 binarise_lm() {  # TRAIN VALID TEST DEST WORKERS: fairseq-preprocess of a language-modelling corpus
     say "binarising $(dirname "$1") into $4 with $5 workers"
     fairseq-preprocess --only-source --trainpref "$1" --validpref "$2" --testpref "$3" --destdir "$4" --workers "$5"

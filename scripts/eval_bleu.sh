@@ -92,9 +92,7 @@ cmd=(fairseq-generate "$BIN" --user-dir "$ROOT/mega_fairseq" --path "$CHECKPOINT
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
 cmd+=("$@")
 
-printf 'eval_bleu.sh: running:'
-printf ' %q' "${cmd[@]}"
-printf '\n'
+print_command "${cmd[@]}"
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
 
 work="$(mktemp -d)"

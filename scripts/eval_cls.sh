@@ -36,12 +36,9 @@ cmd=(fairseq-validate "$DATA" --user-dir "$ROOT/mega_fairseq" --path "$CHECKPOIN
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
 cmd+=("$@")
 
-printf 'eval_cls.sh: running:'
-printf ' %q' "${cmd[@]}"
-printf '\n'
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-"${cmd[@]}" 2>&1 | tee "$log"
+run_logged "$log" "${cmd[@]}"
 
 accuracy="$(grep "valid on '$SUBSET' subset" "$log" | grep -o '| accuracy [^ ]*' | tail -n 1)"
 [[ -n "$accuracy" ]] || die "fairseq-validate printed no accuracy for the '$SUBSET' subset"

@@ -52,12 +52,9 @@ cmd=(fairseq-eval-lm "$DATA_BIN" --user-dir "$ROOT/mega_fairseq" --path "$CHECKP
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
 cmd+=("$@")
 
-printf 'eval_lm.sh: running:'
-printf ' %q' "${cmd[@]}"
-printf '\n'
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-"${cmd[@]}" 2>&1 | tee "$log"
+run_logged "$log" "${cmd[@]}"
 
 result="$(grep -o 'Loss (base 2): [^,]*, Perplexity: [^ ]*' "$log" | tail -n 1)"
 [[ -n "$result" ]] || die "fairseq-eval-lm printed no 'Loss (base 2): ..., Perplexity: ...' line"

@@ -115,8 +115,6 @@ group="${RECIPE%/*}"
 name="${RECIPE##*/}"
 cmd=("${launcher[@]}" "${entry[@]}" --config-dir "$CONFIGS/$group" --config-name "$name"
      "${overrides[@]}" "${user_overrides[@]}")
-printf 'train.sh: running:'
-printf ' %q' "${cmd[@]}"
-printf '\n'
+print_command "${cmd[@]}"
 [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
 exec "${cmd[@]}"
