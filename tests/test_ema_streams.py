@@ -22,7 +22,7 @@ def _padding(length, lengths):
 
 def recurrence(ema, x, state=None, padding_mask=None):
     """The paper's recurrence, one step at a time, from ``state``: (output B x L x D, final state B x D x N)."""
-    in_weight, q, out_weight = (t.to(x.dtype) for t in ema.coefficients())
+    in_weight, q, _, out_weight = (t.to(x.dtype) for t in ema.coefficients())
     signal = x if padding_mask is None else x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
     h = x.new_zeros(x.size(0), ema.embed_dim, ema.ndim) if state is None else state
     outs = []

@@ -19,7 +19,7 @@ to 1 once alpha * delta < 6e-8 and the kernel stops decaying).
 """
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ def _blocks(length: int) -> Tuple[int, int]:
 
 def ema_kernel(weight: Tensor, q: Tensor, length: int, log_q: Optional[Tensor] = None) -> Tensor:
     """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length, from ``log_q`` when given (see
-    ``MultiDimensionalDampedEMA.log_decay``: exact also where q rounds to 1 in float32).
+    ``MultiDimensionalDampedEMA.coefficients``: exact also where q rounds to 1 in float32).
 
     Never materialises the D x N x L tensor of powers: with t = b * T + s (T ~ sqrt(L))
     the kernel is a batched product of a D x nb x N block of "outer" powers q^(bT) and a
@@ -178,6 +178,13 @@ def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Te
     return carried.permute(1, 2, 0), new_state
 
 
+class EMACoefficients(NamedTuple):
+    in_weight: Tensor  # alpha * beta
+    q: Tensor  # decay 1 - alpha * delta
+    log_q: Tensor
+    out_weight: Tensor  # eta / sqrt(N)
+
+
 class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
     """Damped EMA over a B x L x D sequence: FFT convolution (``forward``) or recurrence (``step``).
 
@@ -215,24 +222,21 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
             nn.init.normal_(self.eta, mean=0.0, std=1.0)
             nn.init.normal_(self.omega, mean=0.0, std=1.0)
 
-    def coefficients(self) -> Tuple[Tensor, Tensor, Tensor]:
-        """Returns (input weight alpha*beta, decay q = 1 - alpha*delta, output weight eta/sqrt(N)), each D' x N."""
+    def coefficients(self) -> EMACoefficients:
+        """The EMA's coefficients, each D' x N in at least float32: input weight alpha * beta, decay
+        q = 1 - alpha * delta, log q by log1p (q^t = exp(t log q) stays accurate for every t even
+        where 1 - alpha * delta rounds to 1 in float32: a window of millions of steps) and output
+        weight eta / sqrt(N)."""
         alpha = torch.sigmoid(_at_least_fp32(self.alpha))
-        delta = torch.sigmoid(_at_least_fp32(self.delta))
-        return alpha * _at_least_fp32(self.beta), 1.0 - alpha * delta, _at_least_fp32(self.eta) * self.scale
-
-    def log_decay(self) -> Tensor:
-        """log q = log(1 - alpha * delta) by log1p, D' x N: q^t = exp(t log q) stays accurate for
-        every t even where 1 - alpha * delta rounds to 1 in float32 (a window of millions of steps)."""
-        alpha = torch.sigmoid(_at_least_fp32(self.alpha))
-        delta = torch.sigmoid(_at_least_fp32(self.delta))
-        return torch.log1p(-(alpha * delta))
+        damped = alpha * torch.sigmoid(_at_least_fp32(self.delta))
+        return EMACoefficients(alpha * _at_least_fp32(self.beta), 1.0 - damped, torch.log1p(-damped),
+                               _at_least_fp32(self.eta) * self.scale)
 
     def kernel(self, length: int) -> Tensor:
         """The convolution kernel, D' x min(length, truncation)."""
         size = length if self.truncation is None else min(self.truncation, length)
-        in_weight, q, out_weight = self.coefficients()
-        return ema_kernel(in_weight * out_weight, q, size, log_q=self.log_decay())
+        coef = self.coefficients()
+        return ema_kernel(coef.in_weight * coef.out_weight, coef.q, size, log_q=coef.log_q)
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
         # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
@@ -274,10 +278,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
             raise RuntimeError("a bidirectional EMA has no recurrent mode")
         bsz, length, _ = x.size()
         with torch.autocast(device_type=x.device.type, enabled=False):
-            in_weight, q, out_weight = self.coefficients()
             signal = _at_least_fp32(x)
-            in_weight, q, out_weight, log_q = (t.to(signal.dtype) for t in (in_weight, q, out_weight,
-                                                                           self.log_decay()))
+            in_weight, q, log_q, out_weight = (t.to(signal.dtype) for t in self.coefficients())
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             if state is None:
@@ -350,7 +352,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
 
 def ema_reference(module: MultiDimensionalDampedEMA, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
     """Slow reference: the paper's recurrence step by step (a direct sum when truncated)."""
-    in_weight, q, out_weight = (t.to(x.dtype) for t in module.coefficients())
+    in_weight, q, _, out_weight = (t.to(x.dtype) for t in module.coefficients())
     signal = x if padding_mask is None else x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
     dim = module.embed_dim
 
