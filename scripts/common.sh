@@ -13,6 +13,21 @@ need_args() {  # COUNT WHAT "$@": --help prints the help; fewer than COUNT argum
     [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
     [[ $# -ge $count ]] || { echo "$SCRIPT_NAME: error: need $what" >&2; usage 2 >&2; }
 }
+checkpoint_data_subset() {  # WHAT "$@": CHECKPOINT DATA [SUBSET] [ARGS...] into CHECKPOINT, DATA, SUBSET (default test) and the array ARGS, checked
+    local what="$1"
+    need_args 2 "CHECKPOINT $what" "${@:2}"
+    CHECKPOINT="$2"
+    DATA="$3"
+    shift 3
+    SUBSET="test"
+    if [[ $# -gt 0 && "$1" != -* ]]; then
+        SUBSET="$1"
+        shift
+    fi
+    ARGS=("$@")
+    [[ -f "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT"
+    [[ -d "$DATA" ]] || die "$what '$DATA' is not a directory"
+}
 say() { echo "$SCRIPT_NAME: $*"; }
 print_command() {  # CMD...: print the command about to run, quoted so that it can be pasted
     printf '%s: running:' "$SCRIPT_NAME"

@@ -104,11 +104,15 @@ SPEECH_ARGS = ["--user-dir", str(ROOT / "mega_fairseq"), "--task", "mega_sequenc
 
 
 def run(cmd, log: Path, env=None):
+    """Runs cmd, showing its output as it comes (fairseq logs every --log-interval updates) and
+    keeping a copy in log; exits with the log's tail when cmd fails."""
     print("$ " + " ".join(cmd), flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
-                              env=None if env is None else {**os.environ, **env})
+    with log.open("w") as out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                                env=None if env is None else {**os.environ, **env}) as proc:
+        for line in proc.stdout:
+            out.write(line)
+            print("  " + line.rstrip()[:200], flush=True)  # the printed configuration is one long line
     if proc.returncode != 0:
         sys.exit(f"failed (exit {proc.returncode}); see {log}:\n" + log.read_text()[-3000:])
     return log.read_text()
@@ -188,17 +192,9 @@ def demo_lra(args):
         run(["bash", str(ROOT / "scripts" / "prepare_lra.sh"), "listops", str(raw), str(data)],
             args.out / "prepare.log", env={"FORCE": "1"})
 
-    rows = []
-    for name, model_args in LRA_MODELS.items():
-        save = args.out / "checkpoints" / name
-        schedule = ["--total-num-update", str(args.updates)]  # linear decay to 0 at the last update
-        log, seconds = train(data, LRA_SHARED + model_args + schedule, save, args, name)
-        evaluation = run(["bash", str(ROOT / "scripts" / "eval_cls.sh"), str(save / "checkpoint_best.pt"), str(data)],
-                         args.out / f"eval_{name}.log", env={"CPU": "1"})
-        rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
-                     f"{last(r'valid on .valid. subset .*? accuracy ([0-9.]+)', log):.1f}",
-                     f"{last(r'test accuracy: ([0-9.]+)', evaluation):.1f}",
-                     f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
+    schedule = ["--total-num-update", str(args.updates)]  # linear decay to 0 at the last update
+    rows = [classifier_row(name, data, LRA_SHARED + model_args + schedule, args)
+            for name, model_args in LRA_MODELS.items()]
     table(args, ["model", "params", "best valid acc", "test acc (best)", "train wps", "time (s)"], rows)
 
 
@@ -212,15 +208,23 @@ def demo_speech(args):
                 sys.exit(made.returncode)
         run(["bash", str(ROOT / "scripts" / "prepare_sc.sh"), str(raw), str(data)], args.out / "prepare.log",
             env={"FORCE": "1"})
-    save = args.out / "checkpoints" / "mega"
     schedule = ["--total-num-update", str(args.updates)]
-    log, seconds = train(data, SPEECH_ARGS + schedule, save, args, "mega")
-    evaluation = run(["bash", str(ROOT / "scripts" / "eval_cls.sh"), str(save / "checkpoint_best.pt"), str(data)],
-                     args.out / "eval_mega.log", env={"CPU": "1"})
+    name, params, valid, test, _, seconds = classifier_row("mega", data, SPEECH_ARGS + schedule, args)
     table(args, ["model", "params", "best valid acc", "test acc (best)", "time (s)"],
-          [("mega_sc_raw_tiny", last(r"num\. shared model params: ([0-9,]+)", log, str),
+          [("mega_sc_raw_tiny", params, valid, test, seconds)])
+
+
+def classifier_row(name: str, data: Path, train_args, args):
+    """Trains a classifier, scores its best checkpoint on test with scripts/eval_cls.sh; returns
+    (name, parameters, best valid accuracy, test accuracy, train wps, seconds)."""
+    save = args.out / "checkpoints" / name
+    log, seconds = train(data, train_args, save, args, name)
+    evaluation = run(["bash", str(ROOT / "scripts" / "eval_cls.sh"), str(save / "checkpoint_best.pt"), str(data)],
+                     args.out / f"eval_{name}.log", env={"CPU": "1"})
+    return (name, last(r"num\. shared model params: ([0-9,]+)", log, str),
             f"{last(r'valid on .valid. subset .*? accuracy ([0-9.]+)', log):.1f}",
-            f"{last(r'test accuracy: ([0-9.]+)', evaluation):.1f}", f"{seconds:.0f}")])
+            f"{last(r'test accuracy: ([0-9.]+)', evaluation):.1f}",
+            f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}")
 
 
 def train(data: Path, model_args, save: Path, args, name: str):
@@ -239,6 +243,7 @@ def table(args, header, rows):
     for row in rows:
         print("| " + " | ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
                                 enumerate(zip(row, widths))) + " |")
+
 
 if __name__ == "__main__":
     main()

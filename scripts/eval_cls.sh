@@ -14,18 +14,7 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-need_args 2 "CHECKPOINT DATA" "$@"
-
-CHECKPOINT="$1"
-DATA="$2"
-shift 2
-SUBSET="test"
-if [[ $# -gt 0 && "$1" != -* ]]; then
-    SUBSET="$1"
-    shift
-fi
-[[ -f "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT"
-[[ -d "$DATA" ]] || die "DATA '$DATA' is not a directory"
+checkpoint_data_subset DATA "$@"
 BATCH="${BATCH:-32}"
 [[ "$BATCH" =~ ^[1-9][0-9]*$ ]] || die "BATCH must be a positive integer, got '$BATCH'"
 DATA="$(cd "$DATA" && pwd)"
@@ -34,7 +23,7 @@ cmd=(fairseq-validate "$DATA" --user-dir "$ROOT/mega_fairseq" --path "$CHECKPOIN
      --task mega_sequence_classification --batch-size "$BATCH" --required-batch-size-multiple 1
      --model-overrides "{'data': '$DATA'}")
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
-cmd+=("$@")
+cmd+=("${ARGS[@]}")
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -26,18 +26,8 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-need_args 2 "CHECKPOINT DATA_BIN" "$@"
-
-CHECKPOINT="$1"
-DATA_BIN="$2"
-shift 2
-SUBSET="test"
-if [[ $# -gt 0 && "$1" != -* ]]; then
-    SUBSET="$1"
-    shift
-fi
-
-[[ -f "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT"
+checkpoint_data_subset DATA_BIN "$@"
+DATA_BIN="$DATA"
 [[ -f "$DATA_BIN/dict.txt" ]] || die "DATA_BIN '$DATA_BIN' has no dict.txt: is it fairseq-preprocess output?"
 [[ -f "$DATA_BIN/$SUBSET.idx" ]] || die "no subset '$SUBSET' in $DATA_BIN (no $SUBSET.idx)"
 for var in STREAMS SEGMENT CHUNK; do
@@ -50,7 +40,7 @@ cmd=(fairseq-eval-lm "$DATA_BIN" --user-dir "$ROOT/mega_fairseq" --path "$CHECKP
 [[ -n "${SEGMENT:-}" ]] && cmd+=(--eval-segment-length "$SEGMENT")
 [[ -n "${CHUNK:-}" ]] && cmd+=(--model-overrides "{'decoder_chunk_size': $CHUNK}")
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
-cmd+=("$@")
+cmd+=("${ARGS[@]}")
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -24,13 +24,14 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 from fairseq.data import (BaseWrapperDataset, Dictionary, FairseqDataset, IdDataset, NestedDictionaryDataset,
-                          NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset, SortDataset, data_utils)
+                          NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset, SortDataset,
+                          TruncateDataset, data_utils)
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
-                                  speech_words, to_ids, token_dictionary)
+                                  parse_label, speech_words, to_ids, token_dictionary)
 
 logger = logging.getLogger(__name__)
 
@@ -304,8 +305,6 @@ def load_split(cfg, fmt: Format, data: Path, split: str, dictionary: Optional[Di
 
 
 def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
-    from fairseq.data import TruncateDataset
-
     inputs = []
     for k in range(count):
         prefix = data / f"input{k}" / split
@@ -327,7 +326,6 @@ def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
     label_file = data / "label" / f"{split}.label"
     if not label_file.is_file():
         raise FileNotFoundError(f"{label_file}: no such file")
-    from .classification_data import parse_label
 
     labels = []
     with open(label_file, encoding="utf-8") as f:
