@@ -16,12 +16,20 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tqdm import tqdm
+
 STANDARD_SIZE = 100_000_000
 HELD_OUT_BYTES = 5_000_000
 NEWLINE = ord("\n")
 # one string per byte value; translating a block of bytes is a join over this table
 TOKENS = [f"{b} " if b != NEWLINE else "\n" for b in range(256)]
 BLOCK = 1 << 20
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def read_enwik8(path: Path) -> bytes:
@@ -47,8 +55,11 @@ def split(data: bytes, valid_bytes: int, test_bytes: int) -> dict:
 
 def write_tokens(part: bytes, path: Path) -> None:
     with path.open("w", encoding="ascii") as out:
+        bar = progress(total=len(part), desc=path.name, unit="B", unit_scale=True)
         for start in range(0, len(part), BLOCK):
             out.write("".join(TOKENS[b] for b in part[start:start + BLOCK]))
+            bar.update(len(part[start:start + BLOCK]))
+        bar.close()
         if part and part[-1] != NEWLINE:
             out.write("\n")
 

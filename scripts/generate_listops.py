@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+from tqdm import tqdm
+
 OPERATORS = ("MAX", "MIN", "MED", "SM")
 SPLITS = (("train", "basic_train.tsv"), ("valid", "basic_val.tsv"), ("test", "basic_test.tsv"))
 HEADER = "Source\tTarget"
@@ -47,6 +49,12 @@ HEADER = "Source\tTarget"
 MAX_REJECTIONS = 500_000
 
 Tree = Union[int, Tuple[str, list]]  # a digit, or (operator, [argument trees])
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 class TooLong(Exception):
@@ -183,7 +191,7 @@ def write_split(path: Path, rng: random.Random, count: int, args: argparse.Names
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as out:
             out.write(HEADER + "\n")
-            for _ in range(count):
+            for _ in progress(range(count), desc=path.name, unit="example"):
                 tree = sample_example(rng, args.min_length, args.max_length, args.max_depth, args.max_args,
                                       args.operator_probability)
                 source = to_release_string(tree)

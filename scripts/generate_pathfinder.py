@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 PROG = "generate_pathfinder.py"
 SUPERSAMPLE = 4
@@ -267,12 +268,19 @@ def paddle_length(size: int) -> int:
     return max(1, round(Geometry.for_size(size).paddle))
 
 
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
+
+
 def write_tree(root: Path, args: argparse.Namespace) -> Tuple[int, int]:
     """Write every image and metadata file under `root`; return (positives, negatives)."""
     labels = [index % 2 for index in range(args.count)]
     random.Random(f"pathfinder-labels-{args.seed}").shuffle(labels)
     folders = (args.count + args.per_folder - 1) // args.per_folder
     (root / "metadata").mkdir(parents=True)
+    bar = progress(total=args.count, desc="images", unit="image")
     for folder in range(folders):
         (root / "imgs" / str(folder)).mkdir(parents=True)
         lines = []
@@ -283,7 +291,9 @@ def write_tree(root: Path, args: argparse.Namespace) -> Tuple[int, int]:
             sample.image.save(root / "imgs" / str(folder) / f"sample_{local}.png")
             lines.append(f"imgs/{folder} sample_{local}.png {local} {labels[index]} {args.contour_length} "
                          f"{paddle_length(args.size)} {len(sample.curves) - 2}\n")
+            bar.update()
         (root / "metadata" / f"{folder}.npy").write_text("".join(lines), encoding="utf-8")
+    bar.close()
     positives = sum(labels)
     return positives, args.count - positives
 

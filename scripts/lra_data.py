@@ -24,10 +24,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fairseq.data import indexed_dataset  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from mega_fairseq.tasks.classification_data import (SPLITS, DataError, byte_dictionary, detect_format,  # noqa: E402
                                                     token_dictionary)
 from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS, META_FILE, load_split  # noqa: E402
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def binarise(task: str, raw: Path, out: Path):
@@ -49,12 +56,13 @@ def binarise(task: str, raw: Path, out: Path):
     (out / "label").mkdir(parents=True, exist_ok=True)
     counts = {}
     for split in SPLITS:
+        print(f"{split}: reading and checking {raw}", file=sys.stderr, flush=True)
         inputs, labels = load_split(cfg, fmt, raw, split, dictionary)
         for k, arrays in enumerate(inputs):
             prefix = out / f"input{k}" / split
             vocab = len(dictionary) if dictionary is not None else 256
             builder = indexed_dataset.make_builder(f"{prefix}.bin", impl="mmap", vocab_size=vocab)
-            for array in arrays:
+            for array in progress(arrays, desc=f"{split} input{k}", unit="example"):
                 builder.add_item(torch.from_numpy(np.asarray(array, dtype=np.int64)))
             builder.finalize(f"{prefix}.idx")
         (out / "label" / f"{split}.label").write_text("".join(f"{label}\n" for label in labels))

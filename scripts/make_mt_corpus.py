@@ -30,6 +30,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 # ---------------------------------------------------------------------------------------------
 # German inflection tables (case x gender/number; "pl" stands for the plural of every gender)
 
@@ -1698,6 +1700,12 @@ def count_words(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
+
+
 def generate(train: int, valid: int, test: int, seed: int = 1):
     """{split: [(English, German), ...]} with no English or German sentence repeated anywhere."""
     gen = Generator(seed)
@@ -1705,6 +1713,7 @@ def generate(train: int, valid: int, test: int, seed: int = 1):
     splits = {}
     for split, size in (("valid", valid), ("test", test), ("train", train)):
         pairs, attempts = [], 0
+        bar = progress(total=size, desc=split, unit="pair")
         while len(pairs) < size:
             attempts += 1
             if attempts > 50 * size + 1000:
@@ -1715,6 +1724,8 @@ def generate(train: int, valid: int, test: int, seed: int = 1):
             seen_en.add(en)
             seen_de.add(de)
             pairs.append((en, de))
+            bar.update()
+        bar.close()
         splits[split] = pairs
     return {split: splits[split] for split in ("train", "valid", "test")}
 

@@ -60,6 +60,7 @@ from typing import Dict, List, NoReturn, Optional, Sequence
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+from tqdm import tqdm
 
 ESPEAK = "espeak-ng"
 SAMPLE_RATE = 16_000
@@ -271,6 +272,12 @@ def plan_clips(rng: np.random.Generator, words: Sequence[str], speakers: Sequenc
     return clips
 
 
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
+
+
 def write_clip(root: Path, clip: Clip, noise: float) -> None:
     """Render `clip` and write it under `root` as 16-bit PCM WAV."""
     sf.write(root / clip.relpath, render(clip, noise), SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -281,7 +288,8 @@ def write_corpus(root: Path, clips: Sequence[Clip], noise: float, splits: Dict[s
     for word in dict.fromkeys(clip.word for clip in clips):
         (root / word).mkdir()
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for future in [pool.submit(write_clip, root, clip, noise) for clip in clips]:
+        for future in progress([pool.submit(write_clip, root, clip, noise) for clip in clips], desc="clips",
+                               unit="clip"):
             future.result()  # re-raises a worker's error
     for name, split in ((VALIDATION_LIST, "valid"), (TESTING_LIST, "test")):
         paths = sorted(clip.relpath for clip in clips if splits[clip.speaker.id] == split)

@@ -53,6 +53,14 @@ def say(message: str):
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
+    never silent for minutes)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
+
+
 # ---------------------------------------------------------------- dependencies
 
 
@@ -192,7 +200,8 @@ def cmd_concat(args):
             counts = [count_lines(p) for p in paths]
             if counts[0] != counts[1]:
                 raise InputError(f"{paths[0]} has {counts[0]} lines but {paths[1]} has {counts[1]}")
-            for (_, s), (_, t) in zip(iter_lines(paths[0]), iter_lines(paths[1])):
+            pairs = zip(iter_lines(paths[0]), iter_lines(paths[1]))
+            for (_, s), (_, t) in progress(pairs, total=counts[0], desc=Path(prefix).name, unit="pair"):
                 s, t = LINE_BREAKS.sub(" ", s), LINE_BREAKS.sub(" ", t)
                 if s.strip() and t.strip():
                     fs.write(s + "\n")
@@ -259,6 +268,7 @@ def blocks(path: Path, size: int):
 def normalise_file(src: Path, out: Path, lang: str, workers: int):
     part = out.with_name(out.name + ".part")
     number = 0
+    bar = progress(total=count_lines(src), desc=src.name, unit="line")
     with open(part, "w", encoding="utf-8", newline="\n") as f:
         if workers > 1:
             import multiprocessing
@@ -277,7 +287,9 @@ def normalise_file(src: Path, out: Path, lang: str, workers: int):
                         raise InputError(f"{src}: line {number} is empty after punctuation normalisation "
                                          f"(it holds only control characters or spaces)")
                     f.write(text + "\n")
+                bar.update(len(block))
         finally:
+            bar.close()
             if pool is not None:
                 pool.terminate()
     os.replace(part, out)
@@ -315,7 +327,8 @@ def encode_pair(model, ins, outs, workers: int, clean_ratio: float = 0, max_len:
     parts = [p.with_name(p.name + ".part") for p in outs]
     kept = dropped = 0
     with open(parts[0], "w", encoding="utf-8", newline="\n") as fs, \
-            open(parts[1], "w", encoding="utf-8", newline="\n") as ft:
+            open(parts[1], "w", encoding="utf-8", newline="\n") as ft, \
+            progress(total=counts[0], desc=ins[0].name, unit="pair") as bar:
         for src_block, tgt_block in zip(blocks(ins[0], 10000), blocks(ins[1], 10000)):
             src_pieces = model.encode(src_block, out_type=str, num_threads=workers)
             tgt_pieces = model.encode(tgt_block, out_type=str, num_threads=workers)
@@ -327,6 +340,7 @@ def encode_pair(model, ins, outs, workers: int, clean_ratio: float = 0, max_len:
                 fs.write(" ".join(s) + "\n")
                 ft.write(" ".join(t) + "\n")
                 kept += 1
+            bar.update(len(src_block))
     for part, out in zip(parts, outs):
         os.replace(part, out)
     return kept, dropped
