@@ -10,7 +10,7 @@
 #
 # Environment:
 #   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
-#   FORCE=1            replace an existing OUT_DIR/text and OUT_DIR/bin
+#   FORCE=1            replace an existing OUT_DIR/text and OUT_DIR/bin (once the new ones are complete)
 #   VALID_BYTES=N      validation bytes, taken before the test bytes (default 5000000)
 #   TEST_BYTES=N       test bytes, the end of the file (default 5000000)
 #   ENWIK8_URL         where to download the zip from (default: mattmahoney.net)
@@ -50,11 +50,18 @@ ENWIK8_FILE_OR_ZIP"
     fi
 fi
 
-if [[ "$REPLACE" == 1 ]]; then
-    say "FORCE=1: replacing $OUT_DIR/text and $OUT_DIR/bin"
-    rm -rf "${OUT_DIR:?}/text" "${OUT_DIR:?}/bin"
-fi
-python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$OUT_DIR/text" \
+# text/ and bin/ are written in a temporary folder in OUT_DIR and renamed when both are complete
+TMP="$(temp_dir_beside "$OUT_DIR/bin")"
+trap 'rm -rf "$TMP"' EXIT
+python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$TMP/text" \
     --valid-bytes "${VALID_BYTES:-5000000}" --test-bytes "${TEST_BYTES:-5000000}"
-binarise_lm "$OUT_DIR/text/train.txt" "$OUT_DIR/text/valid.txt" "$OUT_DIR/text/test.txt" \
-    "$OUT_DIR/bin" "$WORKERS"
+binarise_lm "$TMP/text/train.txt" "$TMP/text/valid.txt" "$TMP/text/test.txt" "$TMP/bin" "$WORKERS"
+[[ "$REPLACE" == 1 ]] && say "FORCE=1: replacing $OUT_DIR/text and $OUT_DIR/bin"
+# the old bin/ goes first and the new one comes last: an interruption between the renames leaves
+# no bin/, never one that does not match text/
+rm -rf "${OUT_DIR:?}/bin"
+move_into_place "$TMP/text" "$OUT_DIR/text"
+move_into_place "$TMP/bin" "$OUT_DIR/bin"
+rmdir "$TMP"
+trap - EXIT
+say "done: $OUT_DIR/text and $OUT_DIR/bin"

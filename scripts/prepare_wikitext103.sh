@@ -9,7 +9,7 @@
 #
 # Environment:
 #   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
-#   FORCE=1            replace an existing OUT_DIR/bin
+#   FORCE=1            replace an existing OUT_DIR/bin (once the new one is complete)
 #   WIKITEXT103_URL    where to download the zip from (default: the dataset's public S3 address)
 set -euo pipefail
 
@@ -55,10 +55,12 @@ for split in "${SPLITS[@]}"; do
     [[ -f "$RAW_DIR/wiki.$split.tokens" ]] || die "missing wiki.$split.tokens in $RAW_DIR"
 done
 
-if [[ "$REPLACE" == 1 ]]; then
-    say "FORCE=1: replacing $BIN"
-    rm -rf "$BIN"
-fi
-mkdir -p "$OUT_DIR"
+# binarised into a temporary folder beside bin/, renamed when complete: an interrupted run leaves no bin/
+TMP="$(temp_dir_beside "$BIN")"
+trap 'rm -rf "$TMP"' EXIT
 binarise_lm "$RAW_DIR/wiki.train.tokens" "$RAW_DIR/wiki.valid.tokens" "$RAW_DIR/wiki.test.tokens" \
-    "$BIN" "$WORKERS"
+    "$TMP" "$WORKERS"
+[[ "$REPLACE" == 1 ]] && say "FORCE=1: replacing $BIN"
+move_into_place "$TMP" "$BIN"
+trap - EXIT
+say "done: $BIN"

@@ -1,0 +1,396 @@
+"""A training run killed with SIGKILL and restarted with the same command ends exactly where an
+uninterrupted run with the same seed ends: the same parameters, optimizer state and data position
+(bit for bit) and the same logged metrics at every update.
+
+For a language model (dropout 0.1) and a classifier with batch norm (dropout 0.1) on ListOps, one
+run is killed three ways in turn, the same command restarting it each time:
+1. mid-epoch, between checkpoint saves (killed from outside once the log shows update K; the
+   restart resumes from the mid-epoch checkpoint_last.pt and redoes the lost updates);
+2. while a checkpoint is being written (the LM: during the copy of the new checkpoint onto
+   checkpoint_last.pt; the classifier: during the write of the new checkpoint_1_N.pt): the
+   previous checkpoint_last.pt is intact and the restart resumes from it;
+3. not at all: it runs to the end, and is compared with the uninterrupted run.
+Without the plugin's atomic saves (mega_fairseq/checkpoint_saving.py), a kill during the copy
+leaves a truncated checkpoint_last.pt that the restart cannot load.
+
+Each training run is a process forked from one that has imported fairseq (a multiprocessing
+forkserver): a real process, killed with a real SIGKILL, without paying the import each time.
+"""
+
+import builtins
+import importlib
+import multiprocessing
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, USER_DIR
+from lra_fixtures import write_listops
+
+COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
+          "--num-workers", "0", "--optimizer", "adam", "--lr", "1e-3", "--no-epoch-checkpoints",
+          "--required-batch-size-multiple", "1", "--seed", "7", "--dropout", "0.1", "--batch-size", "4",
+          "--max-valid-steps", "1"]
+# family: (fairseq-train arguments after the data, the update after which the first run is killed,
+#          the file being written when the second run is killed)
+FAMILIES = {
+    "lm": (["--task", "mega_language_modeling", "--tokens-per-sample", "32", "--arch", "mega_lm_tiny",
+            "--max-update", "14", "--save-interval-updates", "4"], 6, "checkpoint_last"),
+    # 60 examples in batches of 4: 15 updates an epoch, so the run crosses into epoch 2
+    "cls": (["--task", "mega_sequence_classification", "--num-classes", "10", "--max-positions", "100",
+             "--arch", "mega_classifier_tiny", "--normalization-type", "batchnorm",
+             "--criterion", "sentence_prediction", "--max-update", "20", "--save-interval-updates", "6"],
+            8, "checkpoint_1_"),
+}
+TIMING = {"wps", "ups", "wall", "train_wall", "gb_free"}  # logged metrics that measure time, not training
+
+
+# ---------------------------------------------------------------- fairseq-train in a forked process
+
+
+def fairseq_processes():
+    """A multiprocessing context whose processes fork from a server that has imported fairseq."""
+    context = multiprocessing.get_context("forkserver")
+    # torch._dynamo: imported by the first torch optimizer; seconds, paid once here
+    context.set_forkserver_preload(["fairseq_cli.train", "fairseq_cli.preprocess", "mega_fairseq", "torch._dynamo",
+                                    __name__])
+    return context
+
+
+def fairseq_cli(command, argv, log, die_writing=None, stock_saving=False):
+    """fairseq-COMMAND ARGV (train or preprocess) in this process, its output appended to LOG, on
+    one thread (runs go side by side on a small machine). die_writing=(prefix, n): die while
+    writing the n-th file whose name starts with prefix (see die_while_writing). stock_saving:
+    fairseq's own checkpoint writing instead of the plugin's."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    torch.set_num_threads(1)
+    if stock_saving:
+        from fairseq import checkpoint_utils, file_io
+
+        checkpoint_utils.torch_persistent_save = checkpoint_utils.torch_persistent_save.__wrapped__
+        checkpoint_utils.PathManager = file_io.PathManager
+    if die_writing:
+        die_while_writing(*die_writing)
+    sys.argv = [f"fairseq-{command}", *map(str, argv)]
+    importlib.import_module(f"fairseq_cli.{command}").cli_main()
+
+
+class _DyingFile:
+    """A file open for writing that, when closed, keeps the first half of what was written to it and
+    kills the process: what a SIGKILL halfway through writing it leaves."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        self._file.flush()
+        os.ftruncate(self._file.fileno(), os.fstat(self._file.fileno()).st_size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_while_writing(prefix: str, nth: int):
+    """The nth file opened for writing from now on whose name starts with prefix is left half
+    written by a SIGKILL. Both ways fairseq writes checkpoints go through open(): torch.save into
+    an opened file, and shutil.copyfile (which writes through the opened file's descriptor)."""
+    real_open = builtins.open
+    seen = 0
+
+    def open_(file, mode="r", *args, **kwargs):
+        nonlocal seen
+        opened = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and isinstance(file, (str, os.PathLike)) and Path(file).name.startswith(prefix):
+            seen += 1
+            if seen == nth:
+                return _DyingFile(opened)
+        return opened
+
+    builtins.open = open_
+
+
+def start(context, argv, log, command="train", **options):
+    process = context.Process(target=fairseq_cli, args=(command, argv, log), kwargs=options)
+    process.start()
+    return process
+
+
+def finish(process, log, expected=0):
+    process.join(timeout=300)
+    assert process.exitcode == expected, f"exit code {process.exitcode}\n{Path(log).read_text()[-4000:]}"
+
+
+def kill_after_update(process, log, update, timeout=300):
+    """SIGKILL the process once its log shows the given update (it may have done a few more)."""
+    pattern = re.compile(rf"num_updates={update}\b")
+    deadline = time.time() + timeout
+    while not (Path(log).is_file() and pattern.search(Path(log).read_text())):
+        assert process.is_alive() and time.time() < deadline, Path(log).read_text()[-4000:]
+        time.sleep(0.02)
+    process.kill()
+    finish(process, log, -signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- reading the results
+
+
+def logged_updates(log):
+    """{update: metrics of its train_inner line} (every update: --log-interval 1), timing left out."""
+    found = {}
+    for line in Path(log).read_text().splitlines():
+        match = re.search(r"\| train_inner \| epoch \d+:\s+\d+ / \d+ (.*)$", line)
+        if match:
+            metrics = dict(item.split("=", 1) for item in match.group(1).split(", "))
+            found[int(metrics["num_updates"])] = {k: v for k, v in metrics.items() if k not in TIMING}
+    return found
+
+
+def epoch_summaries(log):
+    """{epoch: metrics of its end-of-epoch train line}, timing left out."""
+    found = {}
+    for line in Path(log).read_text().splitlines():
+        match = re.search(r"\| train \| epoch (\d+) \| (.*)$", line)
+        if match:
+            metrics = dict(item.split(" ", 1) for item in match.group(2).split(" | "))
+            found[int(match.group(1))] = {k: v for k, v in metrics.items() if k not in TIMING}
+    return found
+
+
+def resumed_from(log):
+    match = re.search(r"Loaded checkpoint \S+ \(epoch \d+ @ (\d+) updates\)", Path(log).read_text())
+    assert match, Path(log).read_text()[-4000:]
+    return int(match.group(1))
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def tensors(value, prefix=""):
+    """Every tensor of a nested checkpoint entry, by path."""
+    if torch.is_tensor(value):
+        return {prefix: value}
+    found = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.update(tensors(item, f"{prefix}/{key}"))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found.update(tensors(item, f"{prefix}/{index}"))
+    return found
+
+
+def assert_same_tensors(first, second, what):
+    first, second = tensors(first), tensors(second)
+    assert first.keys() == second.keys() and first, what
+    different = [name for name in first if not torch.equal(first[name], second[name])]
+    assert not different, f"{what}: {different[:5]}"
+
+
+# ---------------------------------------------------------------- the runs
+
+
+def write_lm_corpus(folder: Path, seed=0) -> Path:
+    """Lines of words drawn with a skew (something to learn), split into train and valid."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(60)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, lines in (("train", 500), ("valid", 20)):
+        text = "".join(" ".join(rng.choices(words, weights=range(60, 0, -1), k=rng.randint(4, 20))) + "\n"
+                       for _ in range(lines))
+        (folder / f"{split}.txt").write_text(text)
+    return folder
+
+
+def snapshot(save_dir: Path):
+    """The temporary files a killed save left in save_dir, and what checkpoint_last.pt holds."""
+    try:
+        last = load(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"]
+    except RuntimeError as error:
+        last = error
+    return {"tmp": sorted(path.name for path in save_dir.glob("*.tmp")), "last": last}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Logs and checkpoints of the runs, and snapshots of the save folders just after the kills
+    during saves."""
+    root = tmp_path_factory.mktemp("resume")
+    context = fairseq_processes()
+    corpus = write_lm_corpus(root / "corpus")
+    log = root / "preprocess.log"
+    finish(start(context, ["--only-source", "--trainpref", corpus / "train.txt", "--validpref", corpus / "valid.txt",
+                           "--destdir", root / "lm_bin", "--workers", "1"], log, command="preprocess"), log)
+    data = {"lm": root / "lm_bin", "cls": write_listops(root / "listops")}
+    snapshots = {}
+
+    def command(family, save_dir):
+        return [data[family], *COMMON, *FAMILIES[family][0], "--save-dir", root / save_dir]
+
+    def reference(family):
+        log = root / f"{family}_reference.log"
+        finish(start(context, command(family, f"{family}_reference"), log), log)
+
+    def interrupted(family):
+        _, kill_at, writing = FAMILIES[family]
+        argv = command(family, f"{family}_interrupted")
+        logs = [root / f"{family}_run{k}.log" for k in (1, 2, 3)]
+        kill_after_update(start(context, argv, logs[0]), logs[0], kill_at)
+        finish(start(context, argv, logs[1], die_writing=(writing, 1)), logs[1], -signal.SIGKILL)
+        snapshots[family] = snapshot(root / f"{family}_interrupted")
+        finish(start(context, argv, logs[2]), logs[2])
+
+    def stock(family):
+        """fairseq's own saving, killed while copying the second checkpoint onto checkpoint_last.pt,
+        then restarted."""
+        logs = [root / f"{family}_stock{k}.log" for k in (1, 2)]
+        argv = command(family, f"{family}_stock")
+        finish(start(context, argv, logs[0], stock_saving=True, die_writing=("checkpoint_last", 2)), logs[0],
+               -signal.SIGKILL)
+        snapshots[f"{family}_stock"] = snapshot(root / f"{family}_stock")
+        finish(start(context, argv, logs[1], stock_saving=True), logs[1], 1)
+
+    with ThreadPoolExecutor(3) as pool:  # a sequence of runs per thread, processes side by side
+        futures = [pool.submit(function, family) for function in (interrupted, reference) for family in FAMILIES]
+        futures.append(pool.submit(stock, "lm"))
+        for future in futures:
+            future.result()
+    return root, snapshots
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_killed_mid_epoch_resumes_from_the_mid_epoch_checkpoint(runs, family):
+    root, _ = runs
+    _, kill_at, _ = FAMILIES[family]
+    killed, restarted = logged_updates(root / f"{family}_run1.log"), root / f"{family}_run2.log"
+    start_point = resumed_from(restarted)
+    assert max(killed) >= kill_at > start_point > 0  # killed between saves: updates were lost
+    assert min(logged_updates(restarted)) == start_point + 1  # ... and are redone
+    state = load(root / f"{family}_interrupted" / f"checkpoint_1_{start_point}.pt")
+    assert state["extra_state"]["train_iterator"]["iterations_in_epoch"] == start_point  # mid-epoch
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_killed_while_saving_keeps_the_previous_checkpoint(runs, family):
+    root, snapshots = runs
+    _, _, writing = FAMILIES[family]
+    killed_at = resumed_from(root / f"{family}_run2.log")
+    assert max(logged_updates(root / f"{family}_run2.log")) > killed_at  # it died saving a later checkpoint
+    tmp, last = snapshots[family]["tmp"], snapshots[family]["last"]
+    # the file it was writing, half written under a temporary name, never renamed into place ...
+    assert len(tmp) == 1 and tmp[0].startswith(writing), tmp
+    # ... and checkpoint_last.pt whole, as it was: the restart resumes from it
+    assert last == killed_at == resumed_from(root / f"{family}_run3.log")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_restarted_run_ends_like_an_uninterrupted_one(runs, family):
+    root, _ = runs
+    reference = logged_updates(root / f"{family}_reference.log")
+    max_update = int(FAMILIES[family][0][FAMILIES[family][0].index("--max-update") + 1])
+    assert sorted(reference) == list(range(1, max_update + 1))
+    for k in (1, 2, 3):  # every update logged by every run, redone or not, as in the reference
+        logged = logged_updates(root / f"{family}_run{k}.log")
+        assert logged and all(logged[n] == reference[n] for n in logged), k
+    assert max(logged_updates(root / f"{family}_run3.log")) == max_update
+    assert epoch_summaries(root / f"{family}_run3.log") == epoch_summaries(root / f"{family}_reference.log")
+
+    first = load(root / f"{family}_reference" / "checkpoint_last.pt")
+    second = load(root / f"{family}_interrupted" / "checkpoint_last.pt")
+    for entry in ("model", "last_optimizer_state"):
+        assert_same_tensors(first[entry], second[entry], entry)
+    # (a restart appends an entry to the history: the last ones hold the state)
+    assert first["optimizer_history"][-1] == second["optimizer_history"][-1]
+    assert first["extra_state"]["train_iterator"] == second["extra_state"]["train_iterator"]
+
+
+def test_without_atomic_saves_a_kill_while_saving_breaks_the_restart(runs):
+    """fairseq 0.12 alone copies the new checkpoint onto checkpoint_last.pt in place: a kill during
+    the copy leaves it truncated, and the restart fails loading it."""
+    root, snapshots = runs
+    assert snapshots["lm_stock"]["tmp"] == []
+    assert isinstance(snapshots["lm_stock"]["last"], RuntimeError)  # torch: "failed reading zip archive"
+    restart = (root / "lm_stock2.log").read_text()
+    assert "checkpoint_last.pt" in restart and "zip archive" in restart
+
+
+# ---------------------------------------------------------------- data preparation, killed mid-way
+
+# stand-ins on PATH, which write part of their output where the script asked, then kill the whole
+# job: fairseq-preprocess (--destdir) and the LRA and speech converters (their output folder)
+FAKE_PREPROCESS = """#!/usr/bin/env bash
+while [[ $# -gt 0 ]]; do [[ "$1" == --destdir ]] && dest="$2"; shift; done
+mkdir -p "$dest"
+echo "w0 10" > "$dest/dict.txt"
+head -c 1000 /dev/zero > "$dest/train.bin"
+kill -KILL 0
+"""
+PYTHON = """#!/usr/bin/env bash
+case "$1" in
+    */lra_data.py) dest="$4" ;;  # TASK RAW_DIR OUT
+    */sc_data.py) dest="$3" ;;  # RAW_DIR OUT [options]
+    *) exec "{python}" "$@" ;;
+esac
+mkdir -p "$dest/input0"
+echo "{{}}" > "$dest/meta.json"
+kill -KILL 0
+"""
+
+
+def write_wikitext(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for split in ("train", "valid", "test"):
+        (folder / f"wiki.{split}.tokens").write_text(" \n = Title = \n \n w1 w2 w3 . \n")
+    return folder
+
+
+def preparation(script: str, tmp_path: Path):
+    """(arguments, environment, the outputs that must not exist after a kill, the folder its
+    temporary folder is made in, the name that temporary folder starts with)."""
+    out = tmp_path / "out"
+    if script in ("prepare_lra.sh", "prepare_sc.sh"):
+        raw = tmp_path / "raw"
+        raw.mkdir()
+        (raw / "validation_list.txt").touch()  # a Speech Commands release (no download)
+        return (["listops"] if script == "prepare_lra.sh" else []) + [raw, out], {}, [out], tmp_path, ".out.tmp."
+    if script == "prepare_enwik8.sh":
+        raw = tmp_path / "enwik8"
+        raw.write_bytes(bytes(random.Random(0).choices(range(32, 127), k=3000)) + b"\n")
+        return ([out, raw], {"VALID_BYTES": "500", "TEST_BYTES": "500"}, [out / "text", out / "bin"], out,
+                ".bin.tmp.")
+    return [out, write_wikitext(tmp_path / "raw")], {}, [out / "bin"], out, ".bin.tmp."
+
+
+@pytest.mark.parametrize("script", ["prepare_lra.sh", "prepare_sc.sh", "prepare_enwik8.sh", "prepare_wikitext103.sh"])
+def test_killed_data_preparation_leaves_no_output(tmp_path, script):
+    args, env, outputs, temporary_in, temporary_name = preparation(script, tmp_path)
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name, text in (("fairseq-preprocess", FAKE_PREPROCESS), ("python", PYTHON.format(python=sys.executable))):
+        (shims / name).write_text(text)
+        (shims / name).chmod(0o755)
+    result = subprocess.run(["bash", ROOT / "scripts" / script, *args], capture_output=True, text=True, timeout=120,
+                            start_new_session=True,  # its own process group, which the stand-ins kill
+                            env={**os.environ, **env, "WORKERS": "1", "PATH": f"{shims}:{os.environ['PATH']}"})
+    assert result.returncode == -signal.SIGKILL, result.stdout + result.stderr
+    # killed while writing into its temporary folder, which it had not renamed into place
+    assert [path.name for path in temporary_in.iterdir() if path.name.startswith(temporary_name)]
+    assert not [path for path in outputs if path.exists()]
