@@ -14,9 +14,14 @@ Without the plugin's atomic saves (mega_fairseq/checkpoint_saving.py), a kill du
 leaves a truncated checkpoint_last.pt that the restart cannot load.
 
 Each training run is a process forked from one that has imported fairseq (a multiprocessing
-forkserver): a real process, killed with a real SIGKILL, without paying the import each time.
+forkserver, shared with tests/test_distributed.py): a real process, killed with a real SIGKILL,
+without paying the import each time.
+
+The data preparation scripts, killed mid-way, leave no output folder: they write into a hidden
+temporary folder and rename it into place when complete.
 """
 
+import argparse
 import builtins
 import importlib
 import multiprocessing
@@ -54,23 +59,25 @@ FAMILIES = {
 TIMING = {"wps", "ups", "wall", "train_wall", "gb_free"}  # logged metrics that measure time, not training
 
 
-# ---------------------------------------------------------------- fairseq-train in a forked process
+# ---------------------------------------------------------------- fairseq in forked processes
 
 
 def fairseq_processes():
     """A multiprocessing context whose processes fork from a server that has imported fairseq."""
     context = multiprocessing.get_context("forkserver")
     # torch._dynamo: imported by the first torch optimizer; seconds, paid once here
-    context.set_forkserver_preload(["fairseq_cli.train", "fairseq_cli.preprocess", "mega_fairseq", "torch._dynamo",
-                                    __name__])
+    context.set_forkserver_preload(["fairseq_cli.train", "fairseq_cli.hydra_train", "fairseq_cli.preprocess",
+                                    "mega_fairseq", "torch._dynamo", __name__])
     return context
 
 
-def fairseq_cli(command, argv, log, die_writing=None, stock_saving=False):
-    """fairseq-COMMAND ARGV (train or preprocess) in this process, its output appended to LOG, on
-    one thread (runs go side by side on a small machine). die_writing=(prefix, n): die while
-    writing the n-th file whose name starts with prefix (see die_while_writing). stock_saving:
-    fairseq's own checkpoint writing instead of the plugin's."""
+def fairseq_cli(command, argv, log, env=None, die_writing=None, stock_saving=False):
+    """fairseq-COMMAND ARGV (train, hydra_train or preprocess) in this process with ENV added to its
+    environment, its output appended to LOG, on one thread (runs go side by side on a small
+    machine). die_writing=(prefix, n): die while writing the n-th file whose name starts with
+    prefix (see die_while_writing). stock_saving: fairseq's own checkpoint writing instead of the
+    plugin's."""
+    os.environ.update(env or {})
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -156,7 +163,7 @@ def logged_updates(log):
     """{update: metrics of its train_inner line} (every update: --log-interval 1), timing left out."""
     found = {}
     for line in Path(log).read_text().splitlines():
-        match = re.search(r"\| train_inner \| epoch \d+:\s+\d+ / \d+ (.*)$", line)
+        match = re.search(r"\btrain_inner\b.*? epoch \d+:\s+\d+ / \d+ (.*)$", line)  # fairseq's or Hydra's format
         if match:
             metrics = dict(item.split("=", 1) for item in match.group(1).split(", "))
             found[int(metrics["num_updates"])] = {k: v for k, v in metrics.items() if k not in TIMING}
@@ -181,7 +188,8 @@ def resumed_from(log):
 
 
 def load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with torch.serialization.safe_globals([argparse.Namespace]):  # the config of a legacy optimizer (sgd)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def tensors(value, prefix=""):

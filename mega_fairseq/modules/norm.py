@@ -69,19 +69,28 @@ class SequenceNorm(nn.Module):
         if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
             if padding_mask is not None and self.training and padding_mask.shape == x.shape[:2]:
                 return masked_batch_norm(self.norm, x, padding_mask)
+            if self.training and isinstance(self.norm, nn.SyncBatchNorm) and _distributed():
+                # the path of padded batches: all processes must all-reduce the same statistics, padded
+                # batch or not (nn.SyncBatchNorm would exchange other tensors, and syncs on GPUs only)
+                return masked_batch_norm(self.norm, x, None)
             return self.norm(x.transpose(1, 2)).transpose(1, 2)
         return self.norm(x)
 
 
-def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_mask: Tensor) -> Tensor:
-    """Training-mode batch norm of B x L x D over the positions where ``padding_mask`` is False:
-    the same normalisation, running averages (unbiased variance, momentum) and gradients as
-    ``norm`` applied to those positions alone."""
+def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
+    """Training-mode batch norm of B x L x D over the positions where ``padding_mask`` is False
+    (all of them if it is None): the same normalisation, running averages (unbiased variance,
+    momentum) and gradients as ``norm`` applied to those positions alone. Statistics are summed
+    over processes for ``nn.SyncBatchNorm``."""
     dtype = torch.promote_types(x.dtype, torch.float32)
-    keep = (~padding_mask).unsqueeze(-1).to(dtype)  # B x L x 1
     xf = x.to(dtype)
-    stats = torch.cat([keep.sum().view(1), (xf * keep).sum(dim=(0, 1)), (xf.square() * keep).sum(dim=(0, 1))])
-    if isinstance(norm, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized():
+    if padding_mask is None:
+        count = xf.new_full((1,), x.size(0) * x.size(1))
+        stats = torch.cat([count, xf.sum(dim=(0, 1)), xf.square().sum(dim=(0, 1))])
+    else:
+        keep = (~padding_mask).unsqueeze(-1).to(dtype)  # B x L x 1
+        stats = torch.cat([keep.sum().view(1), (xf * keep).sum(dim=(0, 1)), (xf.square() * keep).sum(dim=(0, 1))])
+    if isinstance(norm, nn.SyncBatchNorm) and _distributed():
         stats = _all_reduce_sum(stats)
     dim = x.size(-1)
     count, total, total_square = stats[0], stats[1:dim + 1], stats[dim + 1:]
@@ -99,6 +108,10 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_
     if norm.affine:
         y = y * norm.weight + norm.bias
     return y.to(x.dtype)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
 def _all_reduce_sum(tensor: Tensor) -> Tensor:
