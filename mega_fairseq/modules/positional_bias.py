@@ -17,6 +17,17 @@ class SimpleRelativePositionalBias(nn.Module):
         self.rel_pos_bias = nn.Parameter(torch.empty(2 * max_positions - 1))
         nn.init.normal_(self.rel_pos_bias, mean=0.0, std=0.02)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "rel_pos_bias")
+        if saved is not None and saved.shape != self.rel_pos_bias.shape:
+            raise ValueError(f"{prefix}rel_pos_bias: the checkpoint's simple relative position bias covers "
+                             f"{(saved.numel() + 1) // 2} positions (its chunk size, or all positions without "
+                             f"chunks), this model {self.max_positions}: a simple bias keeps the chunk size "
+                             f"(--encoder-chunk-size / --decoder-chunk-size) and, without chunks, the maximum "
+                             f"positions it was trained with; a model trained with --rel-pos-bias rotary takes "
+                             f"any chunk size")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, query_positions: Tensor, key_length: int) -> Tensor:
         """Shapes: query_positions: Q (positions 0..key_length-1); returns Q x key_length."""
         if key_length > self.max_positions:

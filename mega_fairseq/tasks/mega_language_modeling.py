@@ -305,6 +305,8 @@ class MegaLanguageModelingTask(LanguageModelingTask):
         is_train = dataset is self.datasets.get(self.train_subset)
         if is_train:
             self._check_training_blocks_fit(dataset, max_tokens, max_positions)
+        else:
+            self._check_evaluation_blocks_fit(dataset, max_positions)
         iterator = super().get_batch_iterator(dataset, max_tokens, max_sentences, max_positions,
                                               ignore_invalid_inputs, *args, num_shards=num_shards,
                                               shard_id=shard_id, num_workers=num_workers, epoch=epoch, **kwargs)
@@ -329,6 +331,19 @@ class MegaLanguageModelingTask(LanguageModelingTask):
             raise ValueError(f"{blocks} but the model takes at most {max_positions} positions: raise "
                              f"--max-target-positions to at least {longest}, or lower --tokens-per-sample or "
                              f"--variant-block-multiple-max")
+
+    def _check_evaluation_blocks_fit(self, dataset, max_positions):
+        """fairseq-eval-lm skips blocks longer than the model's positions (with a warning) and
+        reports the perplexity of the rest; fairseq-validate fails suggesting to skip them. A
+        perplexity must cover every token: say which flag to change instead."""
+        sizes = np.asarray(dataset.sizes)
+        if not isinstance(max_positions, (int, np.integer)) or sizes.size == 0 or sizes.max() <= max_positions:
+            return
+        raise ValueError(f"{int((sizes > max_positions).sum())} of {sizes.size} evaluation blocks are longer than the "
+                         f"model's {max_positions} positions (blocks of up to {int(sizes.max())} tokens from "
+                         f"--tokens-per-sample {self.args.tokens_per_sample}): evaluate with --tokens-per-sample "
+                         f"{max_positions} or less, or with --eval-streams, which feeds long streams segment by "
+                         f"segment (a model with --decoder-chunk-size > 0)")
 
     def _dummy_batch(self, stream_dataset: StreamSegmentDataset):
         """What fairseq's trainer keeps, after a validation, for padded or empty steps: the first
