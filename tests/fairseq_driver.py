@@ -37,9 +37,14 @@ def run_job(job):
     import importlib
 
     from fairseq import checkpoint_utils
+    from fairseq.logging import progress_bar
 
     if hasattr(checkpoint_utils.save_checkpoint, "best"):
         del checkpoint_utils.save_checkpoint.best  # the best score is kept across runs otherwise
+    # fairseq keeps one TensorBoard writer per tag ("train", "valid") for the whole process: the
+    # next run would write into the previous run's --tensorboard-logdir
+    progress_bar._close_writers()
+    progress_bar._tensorboard_writers.clear()
     if job[0] == "hydra":
         hydra_job(*job[1:])
     elif job[0] in ("train", "validate", "generate", "eval_lm", "interactive"):

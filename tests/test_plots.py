@@ -56,20 +56,14 @@ def runs(tmp_path_factory):
                    "--save-dir", str(root / "cls"), "--tensorboard-logdir", str(root / "tb" / "mega_classifier"),
                    *COMMON]],
     ]
-    # one process per run, side by side: fairseq caches its TensorBoard writers in a module-level dict, so a
-    # second run in the same process would write into the first run's folders
-    processes = []
-    for number, job in enumerate(jobs):
-        (root / f"job{number}.json").write_text(json.dumps([job]))
-        processes.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "fairseq_driver.py"),
-                                           str(root / f"job{number}.json")], stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True,
-                                          env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")))
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fairseq_driver.py"), str(root / "jobs.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
     import mega_fairseq  # noqa: F401  (plot_ema.py imports it: meanwhile, the runs train)
 
-    for process, job in zip(processes, jobs):
-        out, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, f"{job[1][0]}: {out[-6000:]}"
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-6000:]
     return root
 
 
