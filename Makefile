@@ -2,6 +2,10 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .installed
+# the torch to install; `make install TORCH=` keeps the torch already installed (e.g. a CUDA build)
+TORCH ?= torch==2.13.0
+# extra arguments of scripts/demo.py, e.g. make demo DEMO_ARGS="--updates 50 --out /tmp/demo"
+DEMO_ARGS ?=
 
 .PHONY: install demo demo-mt demo-lra demo-speech test bench clean
 
@@ -12,14 +16,14 @@ install: $(STAMP)
 		sys.exit(os.path.dirname(os.path.realpath(mega_fairseq.__file__)) != os.path.realpath('$(CURDIR)/mega_fairseq'))" \
 		2>/dev/null) || $(PIP) install --no-build-isolation --no-deps -e .
 
-# torch first (pinned: a CPU build; an unpinned torch pulls a multi-GB CUDA build), then
+# torch first (pinned: a CPU build; an unpinned torch pulls a multi-GB CUDA build; TORCH= keeps yours), then
 # fairseq built against it without build isolation, then fairseq's runtime dependencies.
 # numpy < 2: fairseq 0.12 still calls np.compat (gone in numpy 2). transformers < 4.41 ships
 # the port of the official Mega code that the parity tests and the benchmark compare against.
 # espeak-ng (a Debian package, installed when running as root with apt-get) speaks the words of
 # the speech demo.
 $(STAMP): setup.py Makefile
-	$(PIP) install torch==2.13.0 "numpy<2" cython setuptools wheel
+	$(PIP) install $(TORCH) "numpy<2" cython setuptools wheel
 	MAX_JOBS=2 $(PIP) install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) install hydra-core==1.3.2 omegaconf==2.3.0 cffi regex sacrebleu tqdm bitarray scikit-learn \
 		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile scipy pillow pytest matplotlib \
@@ -31,16 +35,16 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 demo: install
-	$(PYTHON) scripts/demo.py
+	$(PYTHON) scripts/demo.py $(DEMO_ARGS)
 
 demo-mt: install
-	$(PYTHON) scripts/demo.py --task mt
+	$(PYTHON) scripts/demo.py --task mt $(DEMO_ARGS)
 
 demo-lra: install
-	$(PYTHON) scripts/demo.py --task lra
+	$(PYTHON) scripts/demo.py --task lra $(DEMO_ARGS)
 
 demo-speech: install
-	$(PYTHON) scripts/demo.py --task speech
+	$(PYTHON) scripts/demo.py --task speech $(DEMO_ARGS)
 
 test: install
 	$(PYTHON) -m pytest -q tests

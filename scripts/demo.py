@@ -131,6 +131,8 @@ def main(argv=None):
                                                  "data/demo_speech)")
     parser.add_argument("--updates", type=int, help="training updates per model (default: 300 lm, 1500 mt, "
                                                     "1000 lra, 300 speech)")
+    parser.add_argument("--tiny", action="store_true", help="generate a few hundred examples instead of thousands: "
+                                                            "runs the pipeline quickly; the scores mean nothing")
     args = parser.parse_args(argv)
     args.out = args.out or ROOT / "data" / {"lm": "demo", "mt": "demo_mt", "lra": "demo_lra",
                                             "speech": "demo_speech"}[args.task]
@@ -141,7 +143,9 @@ def main(argv=None):
 def demo_lm(args):
     raw, data = args.out / "raw", args.out / "bin"
     if not (data / "dict.txt").exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_corpus.py"), "--out", str(raw)], check=True)
+        size = ["--max-train-words", "20000"] if args.tiny else []
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_corpus.py"), "--out", str(raw), *size],
+                       check=True)
         args.out.mkdir(parents=True, exist_ok=True)
         run(["fairseq-preprocess", "--only-source", "--trainpref", str(raw / "train.txt"), "--validpref",
              str(raw / "valid.txt"), "--testpref", str(raw / "test.txt"), "--destdir", str(data),
@@ -166,8 +170,11 @@ def demo_lm(args):
 def demo_mt(args):
     raw, data = args.out / "raw", args.out / "data"
     if not (data / "bin").exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_mt_corpus.py"), "--out", str(raw)], check=True)
-        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "2000", str(data), str(raw)],
+        size = ["--train-pairs", "500", "--valid-pairs", "50", "--test-pairs", "50"] if args.tiny else []
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_mt_corpus.py"), "--out", str(raw), *size],
+                       check=True)
+        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "400" if args.tiny else "2000",
+             str(data), str(raw)],
             args.out / "prepare.log")
 
     rows = []
@@ -187,8 +194,10 @@ def demo_mt(args):
 def demo_lra(args):
     raw, data = args.out / "raw", args.out / "listops"
     if not (data / "meta.json").exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_listops.py"), str(raw), "--train", "4000",
-                        "--valid", "500", "--test", "500", "--min-length", "20", "--max-length", "200"], check=True)
+        counts = (200, 50, 50) if args.tiny else (4000, 500, 500)
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_listops.py"), str(raw), "--train",
+                        str(counts[0]), "--valid", str(counts[1]), "--test", str(counts[2]), "--min-length", "20",
+                        "--max-length", "200"], check=True)
         run(["bash", str(ROOT / "scripts" / "prepare_lra.sh"), "listops", str(raw), str(data)],
             args.out / "prepare.log", env={"FORCE": "1"})
 
@@ -202,8 +211,9 @@ def demo_speech(args):
     raw, data = args.out / "raw", args.out / "sc10"
     if not (data / "meta.json").exists():
         if not (raw / "validation_list.txt").exists():
+            size = ["--per-word", "12"] if args.tiny else []
             made = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_speech_commands.py"), str(raw),
-                                   "--force"])
+                                   "--force", *size])
             if made.returncode != 0:
                 sys.exit(made.returncode)
         run(["bash", str(ROOT / "scripts" / "prepare_sc.sh"), str(raw), str(data)], args.out / "prepare.log",

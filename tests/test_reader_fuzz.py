@@ -70,3 +70,11 @@ def test_damaged_files_give_clear_errors(tmp_path, case):
     assert "error" in outcomes
     target.write_bytes(original)
     load_all(spec, data)  # and the undamaged data loads
+
+
+def test_every_reader_is_fuzzed():
+    """A reader added to FORMATS needs its cases here."""
+    from mega_fairseq.tasks.classification_data import FORMATS
+
+    covered = {spec.data_format for spec, _, _ in CASES.values()}
+    assert {name for name, fmt in FORMATS.items() if fmt.read is not None} <= covered
