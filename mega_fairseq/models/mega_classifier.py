@@ -284,6 +284,14 @@ class MegaSequenceClassifier(BaseFairseqModel):
             model.apply(init_bert_params)
         return model
 
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
+        """A :class:`~mega_fairseq.hub.ClassifierHubInterface` (``.predict()`` on raw examples);
+        ``data_name_or_path`` is the data folder the model was trained on."""
+        from ..hub import classifier_hub
+
+        return classifier_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tensor:
         """One vector per sequence. Shapes: src_tokens: B x L (ids or values); returns B x D."""
         out = self.encoder(src_tokens, src_lengths)

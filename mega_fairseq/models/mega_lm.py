@@ -92,6 +92,13 @@ class MegaLanguageModel(FairseqLanguageModel):
     """A decoder-only Mega language model."""
 
     @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
+        """fairseq's hub interface (``.sample()``, ``.score()``, ``.generate()``); see :mod:`mega_fairseq.hub`."""
+        from ..hub import generator_hub
+
+        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+
+    @classmethod
     def build_model(cls, cfg, task):
         LM_PRESETS.apply("mega_lm", cfg)  # configs of older checkpoints may lack fields
         check_config(cfg)

@@ -65,6 +65,14 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
     """Mega encoder-decoder (the official ``mega`` model)."""
 
     @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
+        """fairseq's hub interface (``.translate()``; ``bpe="sentencepiece", sentencepiece_model=PATH``
+        encodes and decodes raw text); see :mod:`mega_fairseq.hub`."""
+        from ..hub import generator_hub
+
+        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+
+    @classmethod
     def build_model(cls, cfg, task):
         MT_PRESETS.apply("mega", cfg)  # configs of older checkpoints may lack fields
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary

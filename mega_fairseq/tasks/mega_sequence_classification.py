@@ -196,6 +196,18 @@ class SequenceClassificationTask(FairseqTask):
             inputs, labels = self._loaded.pop(split)
         else:
             inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary)
+        dataset = self.build_dataset(inputs, labels)
+        with data_utils.numpy_seed(self.cfg.seed + epoch):
+            shuffle = np.random.permutation(len(dataset))
+        # batches of similar lengths (fairseq shuffles the batches), random order within a length
+        self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, dataset.sizes[0]])
+        logger.info(f"{split}: {len(dataset)} examples, {np.bincount(labels, minlength=self.cfg.num_classes)} "
+                    f"per class")
+        return self.datasets[split]
+
+    def build_dataset(self, inputs, labels: np.ndarray) -> NestedDictionaryDataset:
+        """The examples of ``inputs`` (as :func:`load_split` returns them) as model input, in their
+        order: standardised real values, right-padded batches. The hub interface uses it too."""
         documents = []
         for arrays in inputs:
             dataset = arrays if isinstance(arrays, FairseqDataset) else ArrayListDataset(arrays)
@@ -212,17 +224,10 @@ class SequenceClassificationTask(FairseqTask):
             net_input.update(pair_tokens=RightPadDataset(documents[1][0], pad_idx=documents[1][1]),
                              pair_lengths=NumelDataset(documents[1][0], reduce=False))
             sizes = np.maximum(sizes, np.asarray(documents[1][0].sizes, dtype=np.int64))
-        dataset = NestedDictionaryDataset({
+        return NestedDictionaryDataset({
             "id": IdDataset(), "net_input": net_input, "target": RawLabelDataset(labels.tolist()),
             "nsentences": NumSamplesDataset(), "ntokens": NumelDataset(documents[0][0], reduce=True),
         }, sizes=[sizes])
-        with data_utils.numpy_seed(self.cfg.seed + epoch):
-            shuffle = np.random.permutation(len(dataset))
-        # batches of similar lengths (fairseq shuffles the batches), random order within a length
-        self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, sizes])
-        logger.info(f"{split}: {len(dataset)} examples, {np.bincount(labels, minlength=self.cfg.num_classes)} "
-                    f"per class")
-        return self.datasets[split]
 
     def max_positions(self):
         return self.cfg.max_positions

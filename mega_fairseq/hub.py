@@ -1,0 +1,183 @@
+"""Python interfaces to trained models, fairseq's ``from_pretrained`` for every family.
+
+- Language models and translation (``MegaLanguageModel.from_pretrained``,
+  ``MegaTranslationModel.from_pretrained``): fairseq's own
+  :class:`~fairseq.hub_utils.GeneratorHubInterface` (``.sample()``, ``.score()``,
+  ``.translate()``, ``.generate()``), with fairseq's tokenizer and BPE hooks: pass
+  ``bpe="sentencepiece", sentencepiece_model=PATH`` and ``.translate("raw text")`` encodes and
+  decodes with that sentencepiece model.
+- Sequence classifiers (``MegaSequenceClassifier.from_pretrained``, LRA and speech):
+  :class:`ClassifierHubInterface`, whose ``.predict()`` takes raw examples (text, token lists,
+  pixel arrays or image files, WAV files, pairs of them) and turns them into model input with the
+  task's own readers and transforms (:mod:`mega_fairseq.tasks.classification_data`,
+  ``SequenceClassificationTask.build_dataset``), so that an example is seen exactly as training
+  and fairseq-validate see it.
+
+``data_name_or_path`` is the data folder the model was trained on (binarised, or a release
+folder for classifiers): it holds the dictionaries and, for waveforms, the training statistics.
+Checkpoints are read by fairseq's loader, which this package wraps with weights-only loading
+(:mod:`mega_fairseq.checkpoint_loading`): a checkpoint that would run code is refused.
+"""
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import List, Union
+
+import numpy as np
+import torch
+from fairseq import hub_utils, utils
+from torch import Tensor, nn
+
+from .tasks.classification_data import DataError, read_clip, read_png, to_ids
+from .tasks.mega_sequence_classification import META_FILE, check_length
+
+
+def generator_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                  **kwargs) -> hub_utils.GeneratorHubInterface:
+    """fairseq's ``BaseFairseqModel.from_pretrained``, without logging the whole config."""
+    loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
+                                       archive_map=cls.hub_models(), **kwargs)
+    return hub_utils.GeneratorHubInterface(loaded["args"], loaded["task"], loaded["models"])
+
+
+def classifier_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                   **kwargs) -> "ClassifierHubInterface":
+    loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
+                                       archive_map=cls.hub_models(), **kwargs)
+    if len(loaded["models"]) != 1:
+        raise ValueError(f"a classifier hub takes one checkpoint, got {len(loaded['models'])} ({checkpoint_file})")
+    return ClassifierHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
+
+
+def listops_tokens(text: str) -> List[str]:
+    """The tokens of a ListOps expression as the release reader makes them (``read_listops``):
+    whitespace-separated, parentheses dropped."""
+    return [token for token in text.split() if token not in ("(", ")")]
+
+
+class ClassifierHubInterface(nn.Module):
+    """Predictions of a trained sequence classifier from raw examples.
+
+    One example is, by the task's ``--input-type``:
+
+    - ``tokens``: a string (split as the ListOps reader splits it) or a list of tokens;
+    - ``bytes``: a string (its UTF-8 bytes) or ``bytes``;
+    - ``pixels``: an H x W array of 0-255 values (uint8, or floats on the same scale) or the path
+      of an image file (read as the Pathfinder reader reads PNGs); it enters as
+      ``(value / 255 - pixel_mean) / pixel_std``, the task's standardisation;
+    - ``waveform``: the path of an audio file, read by the task's clip rules (mono, 16 kHz or
+      ``resample``, cut to ``max_positions`` samples, short clips dropped or padded; for
+      binarised data the rules ``meta.json`` records), standardised with the training statistics;
+    - with ``--paired``: a tuple of two such documents.
+
+    ``predict(example)`` returns the class (an int); ``predict([example, ...])`` a list of them. A
+    list is always a batch: give one token list as ``predict([tokens])[0]``.
+    """
+
+    def __init__(self, cfg, task, model):
+        super().__init__()
+        self.cfg = cfg
+        self.task = task
+        self.model = model
+        self.model.eval()
+        self.input_type = str(task.cfg.input_type)
+        self.paired = bool(task.cfg.paired)
+        self.clip_rules = _clip_rules(task) if self.input_type == "waveform" else None
+        self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))  # follows .to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._float_tensor.device
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.task.cfg.num_classes)
+
+    def encode(self, example, where: str = "example") -> tuple:
+        """One example as the task's arrays: a tuple of one array (two for a pair)."""
+        if self.paired:
+            if not isinstance(example, tuple) or len(example) != 2:
+                raise ValueError(f"{where}: this model classifies pairs of documents (--paired): give a tuple "
+                                 f"(first, second), not {type(example).__name__}")
+            return tuple(self._document(doc, f"{where}, document {k + 1}") for k, doc in enumerate(example))
+        return (self._document(example, where),)
+
+    def _document(self, value, where: str) -> np.ndarray:
+        if self.input_type == "tokens":
+            tokens = listops_tokens(value) if isinstance(value, str) else [str(token) for token in value]
+            ids = to_ids(tokens, "tokens", self.task.dictionary, where)
+        elif self.input_type == "bytes":
+            ids = to_ids(value.encode("utf-8") if isinstance(value, str) else bytes(value), "bytes",
+                         self.task.dictionary, where)
+        elif self.input_type == "pixels":
+            ids = self._pixels(value, where)
+        else:
+            ids = self._clip(value, where)
+        return ids[:check_length(len(ids), self.task.cfg, where)]
+
+    def _pixels(self, value, where: str) -> np.ndarray:
+        if isinstance(value, (str, os.PathLike)):
+            return to_ids(read_png(Path(value), where).reshape(-1), "pixels", None, where)
+        values = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+        if values.ndim not in (1, 2) or values.dtype.kind not in "uif":
+            raise DataError(f"{where}: expected an H x W array of pixel values, got {values.dtype} "
+                            f"{'x'.join(map(str, values.shape))}")
+        values = values.reshape(-1)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
+            raise DataError(f"{where}: pixel values {values.min()}..{values.max()} outside 0-255 (the task's scale)")
+        if values.dtype.kind == "f":
+            return values.astype(np.float32)  # standardised like integers, without rounding
+        return to_ids(values, "pixels", None, where)
+
+    def _clip(self, path, where: str) -> np.ndarray:
+        if not isinstance(path, (str, os.PathLike)):
+            raise DataError(f"{where}: expected the path of an audio file, got {type(path).__name__}")
+        audio = read_clip(Path(path), self.clip_rules)
+        if audio is None:
+            raise DataError(f"{path}: shorter than {self.clip_rules.max_positions} samples; the training data "
+                            f"dropped such clips (short_clips drop)")
+        return audio
+
+    @torch.no_grad()
+    def logits(self, examples, batch_size: int = 32) -> Tensor:
+        """Logits of one example (C) or of a list of examples (N x C), in float32."""
+        single = not isinstance(examples, list)
+        items = [examples] if single else examples
+        if not items:
+            return torch.zeros(0, self.num_classes)
+        documents = [self.encode(example, f"example {index}") for index, example in enumerate(items)]
+        inputs = [list(column) for column in zip(*documents)]
+        dataset = self.task.build_dataset(inputs, np.zeros(len(items), dtype=np.int64))
+        outputs = []
+        for start in range(0, len(items), batch_size):
+            batch = dataset.collater([dataset[i] for i in range(start, min(start + batch_size, len(items)))])
+            batch = utils.apply_to_sample(lambda t: t.to(self.device), batch)
+            outputs.append(self.model(**batch["net_input"])[0].float().cpu())
+        logits = torch.cat(outputs)
+        return logits[0] if single else logits
+
+    def predict(self, examples, return_logits: bool = False, batch_size: int = 32) -> Union[int, List[int], Tensor]:
+        """The class of one example, or the classes of a list of examples (the logits with
+        ``return_logits``)."""
+        logits = self.logits(examples, batch_size)
+        if return_logits:
+            return logits
+        classes = logits.argmax(dim=-1)
+        return classes.tolist() if isinstance(examples, list) else int(classes)
+
+    def predict_proba(self, examples, batch_size: int = 32) -> Tensor:
+        """Class probabilities: C for one example, N x C for a list."""
+        return self.logits(examples, batch_size).softmax(dim=-1)
+
+
+def _clip_rules(task) -> SimpleNamespace:
+    """How an audio file becomes a clip: the task's options, or for binarised data the options the
+    clips were cached with (``meta.json``, written by scripts/prepare_sc.sh)."""
+    cfg = task.cfg
+    meta_file = task.data_path / META_FILE
+    meta = json.loads(meta_file.read_text()) if task.format.read is None and meta_file.is_file() else {}
+    return SimpleNamespace(max_positions=cfg.max_positions, short_clips=meta.get("short_clips", str(cfg.short_clips)),
+                           resample=meta.get("resample", cfg.resample))
+
