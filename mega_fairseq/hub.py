@@ -30,7 +30,7 @@ import torch
 from fairseq import hub_utils, utils
 from torch import Tensor, nn
 
-from .tasks.classification_data import DataError, read_clip, read_png, to_ids
+from .tasks.classification_data import DataError, listops_tokens, read_clip, read_png, to_ids
 from .tasks.mega_sequence_classification import META_FILE, check_length
 
 
@@ -49,12 +49,6 @@ def classifier_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", d
     if len(loaded["models"]) != 1:
         raise ValueError(f"a classifier hub takes one checkpoint, got {len(loaded['models'])} ({checkpoint_file})")
     return ClassifierHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
-
-
-def listops_tokens(text: str) -> List[str]:
-    """The tokens of a ListOps expression as the release reader makes them (``read_listops``):
-    whitespace-separated, parentheses dropped."""
-    return [token for token in text.split() if token not in ("(", ")")]
 
 
 class ClassifierHubInterface(nn.Module):

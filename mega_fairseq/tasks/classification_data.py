@@ -90,10 +90,14 @@ def _tsv_rows(path: Path, fields: int, header: Optional[str]) -> Iterator[Tuple[
 _LISTOPS_FILES = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}
 
 
+def listops_tokens(text: str) -> List[str]:
+    """The tokens of a ListOps expression: whitespace-separated, the release's parentheses dropped."""
+    return [token for token in text.split() if token not in ("(", ")")]
+
+
 def read_listops(data: Path, split: str, cfg=None) -> Iterator[Record]:
     for (source, target), where in _tsv_rows(data / _LISTOPS_FILES[split], 2, header="Source"):
-        tokens = [token for token in source.split() if token not in ("(", ")")]
-        yield Record((tokens,), parse_label(target, where), where)
+        yield Record((listops_tokens(source),), parse_label(target, where), where)
 
 
 # IMDB ------------------------------------------------------------------------------------------
