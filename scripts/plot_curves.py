@@ -13,13 +13,14 @@ without a requested tag is an error naming it. Writes PREFIX.png and PREFIX.svg 
 """
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from figures import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
+
 PROG = "plot_curves.py"
-FORMATS = ("png", "svg")
 EVENTS = "events.out.tfevents.*"
 
 
@@ -41,13 +42,6 @@ def parse_tags(text: str) -> List[Tuple[str, str]]:
     if not tags:
         raise argparse.ArgumentTypeError("no tags given")
     return tags
-
-
-def parse_formats(text: str) -> List[str]:
-    formats = [f.lower() for f in parse_list(text)]
-    if not formats or any(f not in FORMATS for f in formats):
-        raise argparse.ArgumentTypeError(f"formats are a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
-    return list(dict.fromkeys(formats))
 
 
 def run_labels(logdirs: List[Path]) -> List[str]:
@@ -88,10 +82,7 @@ def read_scalars(logdir: Path, tags: List[Tuple[str, str]]) -> Dict[str, Tuple[L
 
 def plot(runs: Dict[str, Dict[str, Tuple[List[int], List[float]]]], tags: List[Tuple[str, str]], prefix: Path,
          formats: List[str]) -> List[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [f"{folder}/{scalar}" for folder, scalar in tags]
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
@@ -103,13 +94,7 @@ def plot(runs: Dict[str, Dict[str, Tuple[List[int], List[float]]]], tags: List[T
         ax.set_ylabel(name.rpartition("/")[2])
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    written = []
-    for fmt in formats:
-        target = prefix.with_name(f"{prefix.name}.{fmt}")
-        fig.savefig(target, format=fmt, dpi=120)
-        written.append(target)
-    plt.close(fig)
-    return written
+    return save_figure(fig, prefix, formats)
 
 
 def main(argv=None):
@@ -127,7 +112,6 @@ def main(argv=None):
     if missing:
         parser.error(f"no such folder: {', '.join(missing)}")
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         runs = {label: read_scalars(logdir, args.tags) for label, logdir in zip(run_labels(args.logdirs), args.logdirs)}
     except CurveError as error:

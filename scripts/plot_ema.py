@@ -23,7 +23,6 @@ weights-only unpickler (mega_fairseq allow-lists what fairseq checkpoints hold).
 """
 
 import argparse
-import logging
 import re
 import sys
 from pathlib import Path
@@ -31,10 +30,12 @@ from typing import Dict, List, NamedTuple, Optional
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from figures import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
+
 PROG = "plot_ema.py"
 ROOT = Path(__file__).resolve().parents[1]
 EMA_PARAMS = ("alpha", "delta", "beta", "eta", "omega")
-FORMATS = ("png", "svg")
 Q_TICKS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998,
            0.9999, 0.99999, 0.999999]
 CHANNEL_BLOCK = 256  # channels per kernel computation: memory is CHANNEL_BLOCK x max_length floats
@@ -161,10 +162,7 @@ def table(directions: List[Direction]) -> str:
 
 
 def plot(directions: List[Direction], title: str, threshold: float, prefix: Path, formats):
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # importing fairseq turns on DEBUG logging
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     from matplotlib import ticker
 
@@ -203,21 +201,7 @@ def plot(directions: List[Direction], title: str, threshold: float, prefix: Path
         q_axis.yaxis.set_minor_locator(ticker.NullLocator())
         q_axis.set_ylabel("q")
     fig.suptitle(title)
-    written = []
-    for fmt in formats:
-        target = prefix.with_name(f"{prefix.name}.{fmt}")
-        fig.savefig(target, format=fmt, dpi=120)
-        written.append(target)
-    plt.close(fig)
-    return written
-
-
-def parse_formats(text: str):
-    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if not formats or unknown:
-        raise argparse.ArgumentTypeError(f"formats are a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
-    return list(dict.fromkeys(formats))
+    return save_figure(fig, prefix, formats)
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(ROOT / "mega_fairseq")
@@ -20,6 +21,20 @@ def run(cmd, cwd=None, check=True, timeout=600, env=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{out[-6000:]}")
     return proc.returncode, out
+
+
+def tensors(value, prefix=""):
+    """Every tensor of a nested checkpoint entry, by path."""
+    if torch.is_tensor(value):
+        return {prefix: value}
+    found = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.update(tensors(item, f"{prefix}/{key}"))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found.update(tensors(item, f"{prefix}/{index}"))
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR
+from conftest import ROOT, USER_DIR, tensors
 from lra_fixtures import write_listops
 
 COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--num-workers", "0",
@@ -40,20 +40,6 @@ def runs(tmp_path_factory, lm_data, mt_data):
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output[-3000:]
     return root
-
-
-def tensors(value, prefix=""):
-    """Every tensor of a nested checkpoint entry, by path."""
-    if torch.is_tensor(value):
-        return {prefix: value}
-    found = {}
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found.update(tensors(item, f"{prefix}/{key}"))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found.update(tensors(item, f"{prefix}/{index}"))
-    return found
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR
+from conftest import ROOT, USER_DIR, tensors
 from lra_fixtures import write_listops
 
 COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
@@ -190,20 +190,6 @@ def resumed_from(log):
 def load(path):
     with torch.serialization.safe_globals([argparse.Namespace]):  # the config of a legacy optimizer (sgd)
         return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def tensors(value, prefix=""):
-    """Every tensor of a nested checkpoint entry, by path."""
-    if torch.is_tensor(value):
-        return {prefix: value}
-    found = {}
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found.update(tensors(item, f"{prefix}/{key}"))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found.update(tensors(item, f"{prefix}/{index}"))
-    return found
 
 
 def assert_same_tensors(first, second, what):
