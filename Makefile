@@ -4,6 +4,8 @@ PIP := $(PYTHON) -m pip
 STAMP := .installed
 # the torch to install; `make install TORCH=` keeps the torch already installed (e.g. a CUDA build)
 TORCH ?= torch==2.13.0
+# test processes (pytest-xdist; each test file stays in one process)
+TEST_WORKERS ?= 2
 # extra arguments of scripts/demo.py, e.g. make demo DEMO_ARGS="--updates 50 --out /tmp/demo"
 DEMO_ARGS ?=
 
@@ -26,7 +28,7 @@ $(STAMP): setup.py Makefile
 	$(PIP) install $(TORCH) "numpy<2" cython setuptools wheel
 	MAX_JOBS=2 $(PIP) install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) install hydra-core==1.3.2 omegaconf==2.3.0 cffi regex sacrebleu tqdm bitarray scikit-learn \
-		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile scipy pillow pytest matplotlib \
+		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile scipy pillow pytest pytest-xdist matplotlib \
 		"numpy<2" "transformers<4.41"
 	$(PIP) install --no-build-isolation --no-deps -e .
 	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -47,7 +49,7 @@ demo-speech: install
 	$(PYTHON) scripts/demo.py --task speech $(DEMO_ARGS)
 
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # On the GPU when torch sees CUDA, else on CPU; extra flags in BENCH_ARGS, e.g.
 # make bench BENCH_ARGS="--device cpu --json bench.json --plot bench.png"

@@ -1,14 +1,16 @@
 """Every command in README.md's fenced ```bash blocks runs, in README order, in one sandbox folder,
 with tiny overrides: generated raw data where the README reads a release, tiny models and two
 updates appended to training commands (Hydra overrides for scripts/train.sh, later flags for
-fairseq-train), one CPU process where the README says NPROC=8. A README command this file does not
-know fails the test: the docs cannot rot unseen. `make test` is this suite and is not rerun."""
+fairseq-train), one CPU process where the README says NPROC=8. The ```python blocks (the Python
+interface) run after them, on what they trained, and must print. A README command this file does
+not know fails the test: the docs cannot rot unseen. `make test` is this suite and is not rerun."""
 
 import os
 import re
 import time
 import shlex
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -59,6 +61,8 @@ def readme_commands():
 
 
 COMMANDS = readme_commands()
+# the ```python blocks (the Python interface), run after the commands, on what they trained
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
 def tiny(command: str, sandbox: Path):
@@ -118,6 +122,10 @@ def results(sandbox):
                                                 "TEST_BYTES": "30000", **env})
         done[command] = proc
         print(f"{time.time() - started:6.1f}s  {command}", flush=True)
+    for number, block in enumerate(PYTHON_BLOCKS):
+        done[f"python block {number}"] = subprocess.run([sys.executable, "-c", block], cwd=sandbox, capture_output=True,
+                                                        text=True, timeout=600,
+                                                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     return done
 
 
@@ -149,3 +157,14 @@ def test_readme_command_runs(results, command):
         assert re.search(r"^\| (mega|mega_lm|mega_sc_raw_tiny) ", proc.stdout, re.M), proc.stdout[-2000:]
     if "DRY_RUN=1" in command:
         assert "torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=host0" in proc.stdout
+
+
+@pytest.mark.parametrize("number", range(len(PYTHON_BLOCKS)))
+def test_readme_python_block_runs(results, number):
+    proc = results[f"python block {number}"]
+    assert proc.returncode == 0, f"{PYTHON_BLOCKS[number]}\n{(proc.stdout + proc.stderr)[-4000:]}"
+    assert proc.stdout.strip(), "the block prints its results"
+
+
+def test_readme_has_python_blocks():
+    assert len(PYTHON_BLOCKS) == 3 and all("from_pretrained" in block for block in PYTHON_BLOCKS)
