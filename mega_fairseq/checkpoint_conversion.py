@@ -401,6 +401,9 @@ def _classifier_args(args: argparse.Namespace, benchmark: Optional[str], notes: 
     args.activation_dropout = act_dropout
     if encoder_type == "mega":
         args.hidden_dropout = act_dropout  # the official Mega layers read --act-dropout for both
+    elif settings.input_type in ("tokens", "bytes") and not getattr(args, "encoder_learned_pos", False):
+        notes.append("sinusoidal positions start at 0 here and at the padding index + 1 in the official text "
+                     "Transformer: its outputs differ slightly")
     # the official CLS token counts in --max-positions; our first position does not
     first_token = getattr(args, "pooling", "mean") == "first" and settings.input_type in ("tokens", "bytes")
     args.max_positions = getattr(args, "max_positions", settings.max_positions) - int(first_token)

@@ -305,6 +305,17 @@ def test_classifier_state_matches_ours_tensor_by_tensor(arch, data_dirs, diction
     assert shapes(ours) == shapes(model.state_dict())
     model.load_state_dict(ours, strict=True)
     assert any("--task" in note and "mega_sequence_classification" in note for note in notes), notes
+    # a text Transformer with sinusoidal positions says that its positions start elsewhere
+    sinusoidal_text = (arch.startswith("transformer") and official.task == "lra-text"
+                       and not getattr(official, "encoder_learned_pos", False))
+    assert any("sinusoidal positions" in note for note in notes) == sinusoidal_text, notes
+
+
+def test_sinusoidal_text_transformer_says_its_positions_differ(data_dirs, dictionaries):
+    official, _, model, ours, notes, _ = converted_classifier("transformer_lra_listop", data_dirs, dictionaries,
+                                                              encoder_learned_pos=False)
+    model.load_state_dict(ours, strict=True)
+    assert any("sinusoidal positions start at 0 here" in note for note in notes), notes
 
 
 def test_translation_state_matches_ours_tensor_by_tensor(mt_bin):
