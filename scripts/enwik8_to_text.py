@@ -16,7 +16,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tqdm import tqdm
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
+
 
 STANDARD_SIZE = 100_000_000
 HELD_OUT_BYTES = 5_000_000
@@ -24,12 +26,6 @@ NEWLINE = ord("\n")
 # one string per byte value; translating a block of bytes is a join over this table
 TOKENS = [f"{b} " if b != NEWLINE else "\n" for b in range(256)]
 BLOCK = 1 << 20
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def read_enwik8(path: Path) -> bytes:

@@ -40,7 +40,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
-from tqdm import tqdm
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
+
 
 OPERATORS = ("MAX", "MIN", "MED", "SM")
 SPLITS = (("train", "basic_train.tsv"), ("valid", "basic_val.tsv"), ("test", "basic_test.tsv"))
@@ -49,12 +51,6 @@ HEADER = "Source\tTarget"
 MAX_REJECTIONS = 500_000
 
 Tree = Union[int, Tuple[str, list]]  # a digit, or (operator, [argument trees])
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 class TooLong(Exception):

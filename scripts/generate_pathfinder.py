@@ -45,7 +45,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
 
 PROG = "generate_pathfinder.py"
 SUPERSAMPLE = 4
@@ -266,12 +268,6 @@ def draw_sample(rng: random.Random, size: int, contour_length: int, distractors:
 def paddle_length(size: int) -> int:
     """The paddle length recorded in the metadata, in output pixels."""
     return max(1, round(Geometry.for_size(size).paddle))
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def write_tree(root: Path, args: argparse.Namespace) -> Tuple[int, int]:

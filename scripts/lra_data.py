@@ -24,17 +24,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fairseq.data import indexed_dataset  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from mega_fairseq.tasks.classification_data import (SPLITS, DataError, byte_dictionary, detect_format,  # noqa: E402
                                                     token_dictionary)
 from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS, META_FILE, load_split  # noqa: E402
 
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
 
 
 def binarise(task: str, raw: Path, out: Path):

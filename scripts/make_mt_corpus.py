@@ -30,7 +30,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
+
 
 # ---------------------------------------------------------------------------------------------
 # German inflection tables (case x gender/number; "pl" stands for the plural of every gender)
@@ -1698,12 +1700,6 @@ def count_words(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def generate(train: int, valid: int, test: int, seed: int = 1):

@@ -60,7 +60,9 @@ from typing import Dict, List, NoReturn, Optional, Sequence
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
-from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
 
 ESPEAK = "espeak-ng"
 SAMPLE_RATE = 16_000
@@ -270,12 +272,6 @@ def plan_clips(rng: np.random.Generator, words: Sequence[str], speakers: Sequenc
                 pitch=int(np.clip(speaker.pitch + rng.integers(-PITCH_JITTER, PITCH_JITTER + 1), 0, 99)),
                 length=length, gain=float(rng.uniform(*GAIN_RANGE)), seed=int(rng.integers(2 ** 63))))
     return clips
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def write_clip(root: Path, clip: Clip, noise: float) -> None:

@@ -31,6 +31,9 @@ import struct
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
+
 PROG = "mt_data.py"
 SPLITS = ("train", "valid", "test")
 # characters that str.splitlines or universal-newline reading treat as line ends
@@ -51,14 +54,6 @@ def fail(message: str):
 
 def say(message: str):
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 # ---------------------------------------------------------------- dependencies

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from figures import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
+from common import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
 
 PROG = "plot_curves.py"
 EVENTS = "events.out.tfevents.*"

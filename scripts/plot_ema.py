@@ -31,7 +31,7 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from figures import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
+from common import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
 
 PROG = "plot_ema.py"
 ROOT = Path(__file__).resolve().parents[1]

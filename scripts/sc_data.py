@@ -23,17 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from mega_fairseq.tasks.classification_data import (SPLITS, DataError, read_clip, speech_commands_split,  # noqa: E402
                                                     speech_words)
 from mega_fairseq.tasks.mega_sequence_classification import META_FILE, SPEECH_COMMANDS  # noqa: E402
 
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import progress  # noqa: E402
 
 
 def cache(raw: Path, out: Path, cfg) -> dict:
