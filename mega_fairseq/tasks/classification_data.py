@@ -58,7 +58,7 @@ def parse_label(text: str, where: str) -> int:
     return int(value)
 
 
-def _text_lines(path: Path) -> Iterator[Tuple[int, str]]:
+def text_lines(path: Path) -> Iterator[Tuple[int, str]]:
     """(line number, line without its end) of a UTF-8 text file; other bytes are an error naming the line."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):  # split on \n only, as the TSVs' fields may hold \r
@@ -73,7 +73,7 @@ def _tsv_rows(path: Path, fields: int, header: Optional[str]) -> Iterator[Tuple[
     """(fields, where) of each row; the header line, when given, must be the first line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    for number, line in _text_lines(path):
+    for number, line in text_lines(path):
         where = f"{path}:{number}"
         if number == 1 and header is not None and line.split("\t")[0] == header:
             continue
@@ -192,7 +192,7 @@ def _pathfinder_index(data: Path) -> List[Tuple[Path, int, str]]:
         raise FileNotFoundError(f"{folder}: no such folder (expected a Pathfinder difficulty folder)")
     entries = []
     for path in sorted(folder.glob("*.npy"), key=lambda p: _natural_key(p.name)):
-        for number, line in _text_lines(path):
+        for number, line in text_lines(path):
             fields = line.split()
             if not fields:
                 continue
@@ -301,7 +301,7 @@ def _sc_list(path: Path, words: Sequence[str]) -> Dict[str, str]:
         raise FileNotFoundError(f"{path}: no such file (the Speech Commands release has validation_list.txt and "
                                 f"testing_list.txt)")
     entries = {}
-    for number, line in _text_lines(path):
+    for number, line in text_lines(path):
         relative = line.strip()
         if not relative or relative.split("/")[0] not in words:
             continue

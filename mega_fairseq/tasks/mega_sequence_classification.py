@@ -31,7 +31,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
-                                  parse_label, speech_words, to_ids, token_dictionary)
+                                  parse_label, speech_words, text_lines, to_ids, token_dictionary)
 
 logger = logging.getLogger(__name__)
 
@@ -333,12 +333,11 @@ def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
         raise FileNotFoundError(f"{label_file}: no such file")
 
     labels = []
-    with open(label_file, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            where = f"{label_file}:{number}"
-            label = parse_label(line.strip(), where)
-            check_label(label, cfg, where)
-            labels.append(label)
+    for number, line in text_lines(label_file):
+        where = f"{label_file}:{number}"
+        label = parse_label(line.strip(), where)
+        check_label(label, cfg, where)
+        labels.append(label)
     if len(labels) != len(inputs[0]) or any(len(d) != len(labels) for d in inputs):
         raise DataError(f"{label_file}: {len(labels)} labels for {[len(d) for d in inputs]} inputs")
     return inputs, np.array(labels, dtype=np.int64)
