@@ -54,8 +54,8 @@ def _blocks(length: int) -> Tuple[int, int]:
     return block, -(-length // block)
 
 
-def ema_kernel(weight: Tensor, q: Tensor, length: int, log_q: Optional[Tensor] = None) -> Tensor:
-    """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length, from ``log_q`` when given (see
+def ema_kernel(weight: Tensor, log_q: Tensor, length: int) -> Tensor:
+    """K[d, t] = sum_j weight[d, j] * q[d, j] ** t for t < length, from log q (see
     ``MultiDimensionalDampedEMA.coefficients``: exact also where q rounds to 1 in float32).
 
     Never materialises the D x N x L tensor of powers: with t = b * T + s (T ~ sqrt(L))
@@ -63,13 +63,13 @@ def ema_kernel(weight: Tensor, q: Tensor, length: int, log_q: Optional[Tensor] =
     D x N x T block of "inner" powers q^s, so time is one bmm and memory (also for
     autograd) is O(D N sqrt(L)).
 
-    Shapes: weight, q: D x N; returns D x length.
+    Shapes: weight, log_q: D x N; returns D x length.
     """
     block, nblocks = _blocks(length)
-    log_q = (torch.log(q) if log_q is None else log_q).unsqueeze(-1)  # D x N x 1
-    steps = torch.arange(block, dtype=q.dtype, device=q.device)
+    log_q = log_q.unsqueeze(-1)  # D x N x 1
+    steps = torch.arange(block, dtype=log_q.dtype, device=log_q.device)
     inner = torch.exp(log_q * steps)  # D x N x T
-    starts = torch.arange(nblocks, dtype=q.dtype, device=q.device) * block
+    starts = torch.arange(nblocks, dtype=log_q.dtype, device=log_q.device) * block
     outer = weight.unsqueeze(-1) * torch.exp(log_q * starts)  # D x N x nb
     kernel = torch.bmm(outer.transpose(1, 2), inner)  # D x nb x T
     return kernel.reshape(kernel.size(0), -1)[:, :length]
@@ -144,7 +144,7 @@ def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional
 
 
 def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Tensor,
-                         out_weight: Tensor, log_q: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                         out_weight: Tensor, log_q: Tensor) -> Tuple[Tensor, Tensor]:
     """The carried state's share of a multi-token step, and the new state, by blocked powers.
 
     Returns (c, h_L) with c[b, t, d] = sum_j eta_j q_j^(t+1) h0_j (the state's contribution to
@@ -158,7 +158,7 @@ def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Te
     bsz, length, dim = signal.size()
     ndim = q.size(-1)
     block, nblocks = _blocks(length)
-    log_q = (torch.log(q) if log_q is None else log_q).unsqueeze(-1)  # D x N x 1
+    log_q = log_q.unsqueeze(-1)  # D x N x 1
     inner = torch.exp(log_q * torch.arange(block, dtype=q.dtype, device=q.device))  # D x N x T: q^s
     starts = torch.arange(nblocks, dtype=q.dtype, device=q.device) * block
     outer = torch.exp(log_q * starts)  # D x N x nb: q^(i T)
@@ -236,7 +236,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         """The convolution kernel, D' x min(length, truncation)."""
         size = length if self.truncation is None else min(self.truncation, length)
         coef = self.coefficients()
-        return ema_kernel(coef.in_weight * coef.out_weight, coef.q, size, log_q=coef.log_q)
+        return ema_kernel(coef.in_weight * coef.out_weight, coef.log_q, size)
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
         # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
@@ -289,7 +289,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
                 new_state = q * state + in_weight * signal.transpose(1, 2)  # B x D x N
                 ema = torch.einsum("bdn,dn->bd", new_state, out_weight).unsqueeze(1)
             else:
-                ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, q, length, log_q))
+                ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, log_q, length))
                 carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)
                 ema = ema + carried
         return self._output(ema, x), new_state
