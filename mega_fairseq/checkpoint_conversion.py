@@ -412,7 +412,9 @@ def _classifier_args(args: argparse.Namespace, benchmark: Optional[str], notes: 
     if benchmark == SPEECH:
         every_word = bool(getattr(args, "sc_all_classes", False))
         args.words = "all" if every_word else "sc10"
-        args.short_clips = "pad" if every_word else "drop"  # the official protocols
-        args.split_protocol = "random"  # the official stratified split
+        # the official protocols: SC10 drops short clips and splits at random; the 35 words pad
+        # them and keep the release's lists (its _process_all)
+        args.short_clips = "pad" if every_word else "drop"
+        args.split_protocol = "lists" if every_word else "random"
     if getattr(args, "num_classes", -1) < 2:
         args.num_classes = settings.num_classes

@@ -173,5 +173,6 @@ def _clip_rules(task) -> SimpleNamespace:
     meta_file = task.data_path / META_FILE
     meta = json.loads(meta_file.read_text()) if task.format.read is None and meta_file.is_file() else {}
     return SimpleNamespace(max_positions=cfg.max_positions, short_clips=meta.get("short_clips", str(cfg.short_clips)),
+                           shorten_method=meta.get("shorten_method", str(cfg.shorten_method)),
                            resample=meta.get("resample", cfg.resample))
 

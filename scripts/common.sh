@@ -60,6 +60,17 @@ download() {  # URL FILE HINT: download URL to FILE (atomically; a failed downlo
     fi
     mv "$2.part" "$2"
 }
+verify_sha256() {  # FILE EXPECTED HINT: die unless the SHA-256 of FILE is EXPECTED, naming both and saying HINT
+    local actual
+    say "checking the SHA-256 of $1"
+    if command -v sha256sum >/dev/null; then
+        actual="$(sha256sum "$1")"
+    else
+        actual="$(shasum -a 256 "$1")"
+    fi
+    actual="${actual%% *}"
+    [[ "$actual" == "$2" ]] || die "$1 ($(wc -c < "$1" | tr -d ' ') bytes) has SHA-256 $actual, expected $2: $3"
+}
 temp_dir_beside() {  # DIR: make and print a hidden temporary folder next to DIR (same file system)
     local parent dir
     parent="$(dirname "$1")"

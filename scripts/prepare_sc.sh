@@ -6,17 +6,22 @@
 #
 # RAW_DIR   the extracted release (one folder of WAV files per word, validation_list.txt,
 #           testing_list.txt). When it holds no validation_list.txt, speech_commands_v0.02.tar.gz is
-#           downloaded into it and extracted. For a demo without download:
-#           python scripts/make_speech_commands.py RAW_DIR (spoken words synthesised with espeak-ng).
+#           downloaded into it over https, its SHA-256 checked, and extracted. For a demo without
+#           download: python scripts/make_speech_commands.py RAW_DIR (words spoken by espeak-ng).
 # OUT_DIR   receives input0/{train,valid,test}.npy, label/ and meta.json; train with
 #           scripts/train.sh speech/sc_raw OUT_DIR SAVE_DIR, evaluate with scripts/eval_cls.sh.
-# Options   --words sc10|all|w1,w2,...  --split-protocol lists|random  --short-clips drop|pad  --resample
-#           (python scripts/sc_data.py --help; the defaults are the paper's SC10 protocol on the
-#           release's lists).
+# Options   --words sc10|all|w1,w2,...  --split-protocol random|lists  --short-clips drop|pad
+#           --shorten-method none|truncate  --resample (python scripts/sc_data.py --help). The defaults
+#           are the paper's SC10 protocol: the ten words, clips shorter than one second dropped, then
+#           the official code's stratified random 70/15/15 split. --split-protocol lists takes the
+#           release's validation_list.txt and testing_list.txt instead (the release's own protocol).
+#           It prints each split's clips and how many short clips were dropped.
 #
 # Environment:
 #   FORCE=1                  replace an existing OUT_DIR
-#   SPEECH_COMMANDS_URL      where to download the release from (default: its public address)
+#   SPEECH_COMMANDS_URL      where to download the release from (default: its public https address)
+#   SPEECH_COMMANDS_SHA256   the archive's expected SHA-256 (default: the v0.02 archive's, as TensorFlow
+#                            Datasets pins it); an archive with another checksum is not extracted
 #
 # The output is written to a temporary folder beside OUT_DIR and renamed into place when complete.
 set -euo pipefail
@@ -26,7 +31,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_args 2 "RAW_DIR OUT_DIR" "$@"
 RAW_DIR="$1" OUT_DIR="$2"
 shift 2
-URL="${SPEECH_COMMANDS_URL:-http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz}"
+URL="${SPEECH_COMMANDS_URL:-https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.02.tar.gz}"
+# the v0.02 archive (2,428,923,189 bytes) as tensorflow/datasets pins it in url_checksums/speech_commands.txt
+SHA256="${SPEECH_COMMANDS_SHA256:-af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58}"
 if [[ -e "$OUT_DIR" && "${FORCE:-0}" != 1 ]]; then
     die "$OUT_DIR already exists; set FORCE=1 to replace it"
 fi
@@ -38,6 +45,8 @@ if [[ ! -f "$RAW_DIR/validation_list.txt" ]]; then
         download "$URL" "$ARCHIVE" "set SPEECH_COMMANDS_URL to a mirror, or extract speech_commands_v0.02.tar.gz \
 into RAW_DIR yourself"
     fi
+    verify_sha256 "$ARCHIVE" "$SHA256" "a damaged or different download, not extracted (remove it to download \
+again; SPEECH_COMMANDS_SHA256 gives the checksum of another archive)"
     tar -xzf "$ARCHIVE" -C "$RAW_DIR" || die "could not extract $ARCHIVE (remove it to download again)"
 fi
 

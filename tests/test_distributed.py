@@ -45,8 +45,9 @@ SGD = ["--optimizer", "sgd", "--lr", "0.1"]
 CLASSIFY = ["--task", "mega_sequence_classification", "--criterion", "sentence_prediction", "--num-classes", "10"]
 LISTOPS = [*CLASSIFY, "--max-positions", "100", "--arch", "mega_classifier_tiny", "--max-update", "4"]
 # the first quarter second of each clip: a quarter of the time
-SPEECH = [*CLASSIFY, "--input-type", "waveform", "--max-positions", "4000", "--shorten-method", "truncate",
-          "--arch", "mega_sc_raw_tiny", "--encoder-chunk-size", "100", "--max-update", "3"]
+SPEECH = [*CLASSIFY, "--input-type", "waveform", "--split-protocol", "lists", "--max-positions", "4000",
+          "--shorten-method", "truncate", "--arch", "mega_sc_raw_tiny", "--encoder-chunk-size", "100", "--max-update",
+          "3"]
 IN_ORDER = ["--curriculum", "1000"]  # batches in order (no shuffling) for the first 1000 epochs
 # family: (data, arguments of both runs, of the two ranks, of the one process)
 FAMILIES = {

@@ -92,12 +92,13 @@ def write_mt_corpus(folder: Path):
 
 def write_speech(folder: Path):
     """Clips of three words in the release layout, cached by prepare_sc.sh's script with short clips
-    padded (the task's own default drops them: the hub must follow meta.json)."""
+    padded and long ones truncated (the task's own defaults drop and refuse them: the hub must
+    follow meta.json)."""
     from types import SimpleNamespace
 
     raw = write_speech_commands(folder / "raw", words=SPEECH_WORDS, per_word=5)
-    rules = SimpleNamespace(words=",".join(SPEECH_WORDS), split_protocol="lists", short_clips="pad", resample=False,
-                            max_positions=CLIP)
+    rules = SimpleNamespace(words=",".join(SPEECH_WORDS), split_protocol="lists", short_clips="pad",
+                            shorten_method="truncate", resample=False, max_positions=CLIP)
     script("sc_data").cache(raw, folder / "bin", rules)
     return raw, folder / "bin", rules
 
@@ -308,7 +309,7 @@ def raw_test_split(name, data):
     if name == "pathfinder":
         records = list(read_pathfinder(data[name], "test"))
         return [r.inputs[0].reshape(32, 32) for r in records], [r.label for r in records]
-    clips = speech_commands_split(data["speech_raw"], data["speech_rules"])["test"]
+    clips = speech_commands_split(data["speech_raw"], data["speech_rules"]).clips["test"]
     return [str(path) for path, _ in clips], [label for _, label in clips]
 
 
@@ -378,6 +379,7 @@ def test_pixels_from_arrays_of_any_dtype_and_image_files(classifiers, data):
 def test_waveforms_follow_the_clip_rules_of_the_prepared_data(classifiers, data, tmp_path):
     hub = classifiers["speech"]
     assert str(hub.task.cfg.short_clips) == "drop" and hub.clip_rules.short_clips == "pad"  # from meta.json
+    assert str(hub.task.cfg.shorten_method) == "none" and hub.clip_rules.shorten_method == "truncate"
     clip = tone(1, length=CLIP - 1000, seed=5)
     soundfile.write(tmp_path / "short.wav", clip, 16000, subtype="PCM_16")
     soundfile.write(tmp_path / "padded.wav", np.concatenate([clip, np.zeros(1000, np.float32)]), 16000,

@@ -408,7 +408,7 @@ def test_real_valued_embedding_and_speech_arguments(data_dirs, dictionaries):
         (8, "batchnorm", True, "mean")
     every = convert_official_args(official_args("mega_sc_raw_big", data_dirs, sc_all_classes=True,
                                                 sentence_class_num=35)).args
-    assert (every.words, every.short_clips, every.num_classes) == ("all", "pad", 35)
+    assert (every.words, every.short_clips, every.split_protocol, every.num_classes) == ("all", "pad", "lists", 35)
 
 
 def test_unknown_tensors_and_options_are_errors(data_dirs, dictionaries):

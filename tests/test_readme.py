@@ -104,7 +104,7 @@ def sandbox(tmp_path_factory):
     with zipfile.ZipFile(raw / "enwik8.zip", "w") as archive:
         archive.writestr("enwik8", fake_enwik8(200_000))
     write_wmt_raw(raw / "wmt16_en_de")
-    write_speech_commands(raw / "speech_commands", per_word=4)
+    write_speech_commands(raw / "speech_commands", per_word=7)  # enough for the random 70/15/15 split
     return root
 
 

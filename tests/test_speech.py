@@ -2,6 +2,7 @@
 audio before training, the prepared cache, the presets and recipes, and training and evaluation
 through the real CLIs and scripts on a fixture in the release layout."""
 
+import hashlib
 import json
 import os
 import re
@@ -59,10 +60,13 @@ def test_short_clips_are_dropped_or_padded_with_zeros(tmp_path):
     np.testing.assert_allclose(padded[:12000], soundfile.read(clip, dtype="float32")[0])
 
 
-def test_long_clips_keep_their_first_second(tmp_path):
-    signal = tone(1, length=20000)
-    clip = wav(tmp_path / "long.wav", signal)
-    np.testing.assert_allclose(read_clip(clip, cfg()), soundfile.read(clip, dtype="float32")[0][:16000])
+def test_a_long_clip_is_an_error_naming_the_flag_unless_truncated(tmp_path):
+    clip = wav(tmp_path / "long.wav", tone(1, length=20000))
+    with pytest.raises(DataError, match=f"^{clip}: a clip of 20000 samples is longer than --max-positions 16000 "
+                                        f".*--shorten-method truncate to keep the first 16000 samples"):
+        read_clip(clip, cfg())
+    np.testing.assert_allclose(read_clip(clip, cfg(shorten_method="truncate")),
+                               soundfile.read(clip, dtype="float32")[0][:16000])
 
 
 def test_stereo_is_averaged_to_mono(tmp_path):
@@ -112,10 +116,17 @@ def test_corrupt_and_empty_wavs_are_named(tmp_path):
 
 def test_release_lists_and_labels(tmp_path):
     data = write_speech_commands(tmp_path / "sc")
+    wav(data / "no" / "v0000000_nohash_0.wav", tone(1, length=15000))  # a short validation clip
     assert detect_format(data).name == "speech_commands"
-    splits = speech_commands_split(data, cfg())
-    assert [len(splits[s]) for s in ("train", "valid", "test")] == [40, 10, 10]
-    assert {path.parent.name for path, _ in splits["valid"]} == set(SC10_WORDS)
+    split = speech_commands_split(data, cfg())
+    splits = split.clips
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == [40, 9, 10]
+    assert split.short == {"train": 0, "valid": 1, "test": 0} and split.dropped_before_split == 0
+    assert split.describe("valid", cfg()) == "valid: 9 clips; short clips (under 16000 samples) dropped: 1"
+    padded = speech_commands_split(data, cfg(short_clips="pad"))
+    assert padded.describe("valid", cfg(short_clips="pad")) == \
+        "valid: 10 clips; short clips (under 16000 samples) padded with zeros: 1"
+    assert {path.parent.name for path, _ in splits["valid"]} == set(SC10_WORDS) - {"no"}
     assert all(SC10_WORDS[label] == path.parent.name for path, label in splits["train"])
     (inputs,), labels = load_split(cfg(), detect_format(data), data, "test", None)
     assert len(inputs) == 10 and all(x.shape == (16000,) for x in inputs) and sorted(labels) == list(range(10))
@@ -123,7 +134,7 @@ def test_release_lists_and_labels(tmp_path):
 
 def test_the_35_words_and_the_official_label_order(tmp_path):
     data = write_speech_commands(tmp_path / "sc", words=ALL_WORDS, per_word=3)
-    splits = speech_commands_split(data, cfg(words="all", num_classes=35))
+    splits = speech_commands_split(data, cfg(words="all", num_classes=35)).clips
     assert ALL_WORDS[:3] == ("bed", "cat", "down") and len(ALL_WORDS) == 35
     assert {label for _, label in splits["train"]} == set(range(35))
 
@@ -132,15 +143,21 @@ def test_random_split_protocol_is_stratified_and_deterministic(tmp_path):
     data = write_speech_commands(tmp_path / "sc", per_word=20)
     short = data / "yes" / "s0000003_nohash_0.wav"
     wav(short, tone(0, length=9000))
-    first = speech_commands_split(data, cfg(split_protocol="random"))
-    again = speech_commands_split(data, cfg(split_protocol="random"))
-    assert first == again
+    split = speech_commands_split(data, cfg(split_protocol="random"))
+    first = split.clips
+    assert first == speech_commands_split(data, cfg(split_protocol="random")).clips
     sizes = [len(first[s]) for s in ("train", "valid", "test")]
     assert sum(sizes) == 199 and sizes[0] == 139  # the short clip is dropped before splitting; 70%
+    assert split.dropped_before_split == 1 and split.describe("test", cfg(split_protocol="random")) == \
+        f"test: {sizes[2]} clips; short clips (under 16000 samples) dropped before the random split: 1"
     everything = [p for s in first.values() for p, _ in s]
     assert len(set(everything)) == 199 and short not in everything
-    for split in first.values():  # stratified: every word in every split
-        assert {label for _, label in split} == set(range(10))
+    for clips in first.values():  # stratified: every word in every split
+        assert {label for _, label in clips} == set(range(10))
+    few = write_speech_commands(tmp_path / "few", per_word=3)
+    with pytest.raises(DataError, match=f"^{few}: 30 clips of 10 words are too few for the stratified random "
+                                        f"70/15/15 split .*--split-protocol lists"):
+        speech_commands_split(few, cfg(split_protocol="random"))
 
 
 def test_missing_word_folder_and_listed_file_are_named(tmp_path):
@@ -222,6 +239,7 @@ def test_recipes_have_the_official_settings():
         assert (recipe.dataset.batch_size, recipe.optimization.max_update, recipe.lr_scheduler.warmup_updates,
                 recipe.optimizer.weight_decay, recipe.optimization.clip_norm) == (20, 250000, 10000, 0.01, 1.0)
         assert (recipe.task.input_type, recipe.task.num_classes, recipe.task.max_positions) == ("waveform", 10, 16000)
+        assert recipe.task.split_protocol == "random"  # the paper's SC10 protocol, not the release's lists
     # the big recipe is the base one but the model and the learning rate
     different = {key for key in ("model", "optimization") if OmegaConf.to_container(base[key]) !=
                  OmegaConf.to_container(big[key])}
@@ -239,45 +257,94 @@ CLI_TINY = ["--arch", "mega_sc_raw_tiny", "--encoder-chunk-size", "100", "--crit
             "--no-epoch-checkpoints"]
 
 
-def test_train_on_the_release_files_and_stop_on_bad_audio_with_the_cli(tmp_path):
-    """fairseq-train on the release folder (2 updates, validation); then the same with a corrupt
-    WAV, which stops before training. Both in one process (tests/fairseq_driver.py)."""
-    good = write_speech_commands(tmp_path / "good", per_word=4)
+def test_train_on_the_release_files_and_stop_on_bad_input_with_the_cli(tmp_path):
+    """fairseq-train on the release folder (the default random split, 2 updates, validation), which
+    logs the short clips it dropped; then, each stopping before training: a corrupt WAV, and
+    waveforms without --max-positions, read from the release folder or from the prepared cache
+    (no clip is cut to the default 1024 samples). All in one process (tests/fairseq_driver.py)."""
+    good = write_speech_commands(tmp_path / "good", per_word=7)
+    wav(good / "up" / "s0000003_nohash_0.wav", tone(2, length=15000))  # short: dropped before the split
     bad_data = write_speech_commands(tmp_path / "bad", per_word=4)
     bad = bad_data / "go" / "s0000002_nohash_0.wav"
     bad.write_bytes(b"not audio at all")
+    cache = tmp_path / "cache"
+    script("sc_data").cache(good, cache, cfg(split_protocol="random"))
 
-    def train(data, save):
+    def train(data, save, positions=("--max-positions", "16000")):
         return ["train", [str(data), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
-                          "--input-type", "waveform", "--num-classes", "10", "--max-positions", "16000", *CLI_TINY,
+                          "--input-type", "waveform", "--num-classes", "10", *positions, *CLI_TINY,
                           "--save-dir", str(save)]]
 
-    jobs = [train(good, tmp_path / "save"), ["expect_error", *train(bad_data, tmp_path / "bad_save")]]
+    jobs = [train(good, tmp_path / "save"), ["expect_error", *train(bad_data, tmp_path / "bad_save")],
+            ["expect_error", *train(good, tmp_path / "default_save", positions=())],
+            ["expect_error", *train(cache, tmp_path / "cache_save", positions=())]]
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", tmp_path / "jobs.json"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "2"})
-    first, _, second = proc.stdout.partition("JOB OK 0")
+    first, _, errors = proc.stdout.partition("JOB OK 0")
     assert "num_updates 2" in first and re.search(r"valid on 'valid' subset .*? accuracy [0-9.]+", first), \
         proc.stdout[-3000:]
     assert "training samples: mean" in first
-    assert f"JOB ERROR 1: DataError: {bad}: not a readable audio file" in second, second[-3000:]
-    assert "begin training" not in second and not (tmp_path / "bad_save" / "checkpoint_last.pt").exists()
+    for split, count in (("train", 48), ("valid", 10)):  # of 69 clips, 70/15/15
+        assert f"{split}: {count} clips; short clips (under 16000 samples) dropped before the random split: 1" \
+            in first, first[-3000:]
+    assert f"JOB ERROR 1: DataError: {bad}: not a readable audio file" in errors, errors[-3000:]
+    assert re.search(r"JOB ERROR 2: DataError: \S+\.wav: a clip of 16000 samples is longer than --max-positions "
+                     r"1024 \(set --max-positions to the clip length", errors), errors[-3000:]
+    assert f"JOB ERROR 3: DataError: {cache / 'input0' / 'valid.npy'} (example 0): an input of 16000 items is " \
+           f"longer than --max-positions 1024" in errors, errors[-3000:]
+    assert "begin training" not in errors and not list(tmp_path.glob("*_save/checkpoint_last.pt"))
+
+
+def official_sc10_split(release: Path):
+    """The official code's SC10 data (its _process_data and split_data, as S4's), written here on
+    its own: the ten words' clips of exactly 16000 samples, file names sorted (the official code
+    takes os.listdir's order), split 70/30 stratified with seed 0, then the 30 halved into
+    validation and test with seed 1. Returns {split: (clips N x 16000, labels)}."""
+    from sklearn.model_selection import train_test_split
+
+    clips, labels = [], []
+    for label, word in enumerate(SC10_WORDS):
+        for name in sorted(os.listdir(release / word)):
+            audio = soundfile.read(release / word / name, dtype="float32")[0]
+            if len(audio) == 16000:
+                clips.append(audio)
+                labels.append(label)
+
+    def split_data(tensor, stratify):
+        train, rest, _, rest_stratify = train_test_split(tensor, stratify, train_size=0.7, random_state=0,
+                                                         shuffle=True, stratify=stratify)
+        valid, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True, stratify=rest_stratify)
+        return train, valid, test
+
+    labels = np.array(labels)
+    return {split: (x, y) for split, x, y in zip(("train", "valid", "test"), split_data(np.stack(clips), labels),
+                                                  split_data(labels, labels))}
 
 
 def test_prepare_train_and_evaluate_with_the_scripts(tmp_path):
-    """prepare_sc.sh (downloading the release archive: a file:// address here) -> train.sh
-    speech/sc_raw -> eval_cls.sh, which prints the test accuracy last."""
-    release = write_speech_commands(tmp_path / "release", per_word=4)
+    """prepare_sc.sh (downloading the release archive: a file:// address here, with its SHA-256)
+    makes the official code's random split by default -> train.sh speech/sc_raw -> eval_cls.sh,
+    which prints the test accuracy last."""
+    release = write_speech_commands(tmp_path / "release", per_word=7)
+    wav(release / "no" / "s0000004_nohash_0.wav", tone(1, length=15000))  # short: dropped before splitting
     archive = tmp_path / "speech_commands_v0.02.tar.gz"
     run(["tar", "-czf", archive, "-C", release, "."])
     raw = tmp_path / "raw"  # empty: prepare_sc.sh downloads and extracts the archive into it
     data = tmp_path / "sc10"
-    output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, data], env={"SPEECH_COMMANDS_URL": f"file://{archive}"})[1]
-    assert "downloading file://" in output and (raw / "validation_list.txt").is_file()
-    assert "train: 20 clips" in output and not list(tmp_path.glob(".sc10.tmp.*"))
+    output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, data],
+                 env={"SPEECH_COMMANDS_URL": f"file://{archive}",
+                      "SPEECH_COMMANDS_SHA256": hashlib.sha256(archive.read_bytes()).hexdigest()})[1]
+    assert "downloading file://" in output and "checking the SHA-256" in output
+    assert (raw / "validation_list.txt").is_file() and not list(tmp_path.glob(".sc10.tmp.*"))
+    assert "train: 48 clips; short clips (under 16000 samples) dropped before the random split: 1" in output
     meta = json.loads((data / "meta.json").read_text())
     assert meta["words"] == list(SC10_WORDS) and meta["input_type"] == "waveform"
+    assert meta["split_protocol"] == "random" and meta["examples"] == {"train": 48, "valid": 10, "test": 11}
+    for split, (clips, labels) in official_sc10_split(release).items():
+        np.testing.assert_array_equal(np.load(data / "input0" / f"{split}.npy"), clips)
+        assert (data / "label" / f"{split}.label").read_text().split() == [str(label) for label in labels]
     save = tmp_path / "run"
     run(["bash", SCRIPTS / "train.sh", "speech/sc_raw", data, save, "++model.encoder_layers=1",
          "++model.encoder_embed_dim=16", "++model.encoder_hidden_dim=32", "++model.encoder_z_dim=8",
@@ -288,12 +355,39 @@ def test_prepare_train_and_evaluate_with_the_scripts(tmp_path):
     assert re.fullmatch(r"test accuracy: [0-9.]+", output.strip().splitlines()[-1]), output[-2000:]
 
 
+def test_prepare_downloads_over_https_and_extracts_only_the_release_archive(tmp_path):
+    """A stand-in curl serves an archive that is not the release: prepare_sc.sh asks for an https
+    address and stops at the SHA-256 check, before extracting or decoding anything."""
+    release = write_speech_commands(tmp_path / "release", words=("yes", "no"), per_word=2)
+    archive = tmp_path / "other.tar.gz"
+    run(["tar", "-czf", archive, "-C", release, "."])
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "curl").write_text(f"""#!/usr/bin/env bash
+while [[ $# -gt 0 ]]; do case "$1" in -o) out="$2"; shift ;; -*) ;; *) url="$1" ;; esac; shift; done
+echo "$url" > {tmp_path / "url"}
+cp {archive} "$out"
+""")
+    (shims / "curl").chmod(0o755)
+    raw = tmp_path / "raw"
+    code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "sc10"], check=False,
+                       env={"PATH": f"{shims}:{os.environ['PATH']}"})
+    url = (tmp_path / "url").read_text().strip()
+    assert url.startswith("https://") and url.endswith("/speech_commands_v0.02.tar.gz"), url
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert code != 0 and f"has SHA-256 {digest}, expected " \
+        "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58" in output, output
+    assert sorted(path.name for path in raw.iterdir()) == ["speech_commands_v0.02.tar.gz"]  # not extracted
+    assert not (tmp_path / "sc10").exists()
+
+
 def test_prepare_refuses_existing_output_and_names_bad_files(tmp_path):
     raw = write_speech_commands(tmp_path / "raw", per_word=3)
     (tmp_path / "out").mkdir()
     code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "out"], check=False)
     assert code != 0 and "already exists" in output
     wav(raw / "up" / "s0000002_nohash_0.wav", tone(2, length=8000, rate=8000), rate=8000)
-    code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "new"], check=False)
+    code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "new", "--split-protocol", "lists"],
+                       check=False)
     assert code != 0 and "s0000002_nohash_0.wav: sample rate 8000 Hz" in output
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new.tmp.*"))

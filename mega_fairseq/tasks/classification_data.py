@@ -17,23 +17,26 @@ it came from, ``file:line``), so that every error names the file and line (or im
   ``metadata/*.npy`` (text despite the name: ``folder file index label ...`` per image) and the
   PNGs; split 80/10/10 in metadata order.
 - ``speech_commands``: the Speech Commands v0.02 release (a folder of WAV files per word,
-  ``validation_list.txt``, ``testing_list.txt``), read with soundfile; see
-  :func:`read_speech_commands` for the clip rules.
+  ``validation_list.txt``, ``testing_list.txt``), read with soundfile; see :func:`read_clip` for
+  the clip rules and :func:`speech_commands_split` for the splits.
 
 fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by the task itself.
 """
 
 import io
+import logging
 import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 INPUT_TYPES = ("tokens", "bytes", "pixels", "waveform")
 SPLITS = ("train", "valid", "test")
+
+logger = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -262,10 +265,11 @@ def speech_words(spec: str) -> Tuple[str, ...]:
 def read_clip(path: Path, cfg) -> Optional[np.ndarray]:
     """A clip as float32 samples at 16 kHz, exactly ``cfg.max_positions`` long, by these rules:
     several channels are averaged to mono; another sample rate is an error unless ``--resample``
-    (scipy's polyphase resampler); a longer clip keeps its first ``max_positions`` samples; a
-    shorter one is dropped (None; ``--short-clips drop``, the official SC10 protocol) or padded
-    with zeros at the end (``--short-clips pad``, the official 35-word protocol). PCM of 8, 16,
-    24 or 32 bits and float WAVs are read as floats in [-1, 1] (16-bit: value / 2**15)."""
+    (scipy's polyphase resampler); a longer clip is an error naming ``--max-positions`` unless
+    ``--shorten-method truncate``, which keeps its first ``max_positions`` samples; a shorter one
+    is dropped (None; ``--short-clips drop``, the official SC10 protocol) or padded with zeros at
+    the end (``--short-clips pad``, the official 35-word protocol). PCM of 8, 16, 24 or 32 bits
+    and float WAVs are read as floats in [-1, 1] (16-bit: value / 2**15)."""
     import soundfile
 
     try:
@@ -288,11 +292,29 @@ def read_clip(path: Path, cfg) -> Optional[np.ndarray]:
         divisor = gcd(SAMPLE_RATE, rate)
         audio = resample_poly(audio, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
     length = cfg.max_positions
+    if len(audio) > length and str(getattr(cfg, "shorten_method", "none")) != "truncate":
+        raise DataError(f"{path}: a clip of {len(audio)} samples is longer than --max-positions {length} (set "
+                        f"--max-positions to the clip length, {SAMPLE_RATE} for one second, or pass --shorten-method "
+                        f"truncate to keep the first {length} samples)")
     if len(audio) >= length:
         return np.ascontiguousarray(audio[:length])
     if str(getattr(cfg, "short_clips", "drop")) == "drop":
         return None
     return np.concatenate([audio, np.zeros(length - len(audio), dtype=np.float32)])
+
+
+def _is_short(path: Path, cfg) -> bool:
+    """Whether a clip is shorter than ``cfg.max_positions`` samples at 16 kHz, from its header
+    (:func:`read_clip` drops or pads exactly these)."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise DataError(f"{path}: not a readable audio file ({error})") from None
+    if info.frames == 0:  # an error, not a short clip to drop
+        raise DataError(f"{path}: empty audio (no samples)")
+    return info.frames * SAMPLE_RATE < cfg.max_positions * info.samplerate
 
 
 def _sc_list(path: Path, words: Sequence[str]) -> Dict[str, str]:
@@ -312,52 +334,84 @@ def _sc_list(path: Path, words: Sequence[str]) -> Dict[str, str]:
     return entries
 
 
-def speech_commands_split(data: Path, cfg) -> Dict[str, List[Tuple[Path, int]]]:
-    """(file, label) of every clip per split. ``--split-protocol lists``: the release's
-    validation and testing lists, the rest trains; ``random``: the official code's stratified
-    70/15/15 split (scikit-learn, seeds 0 and 1) of the files in sorted order, after dropping
-    short clips (with ``--short-clips drop``)."""
-    import soundfile
+class SpeechCommandsSplit(NamedTuple):
+    """The clips of each split, and the clips shorter than ``--max-positions`` samples."""
 
+    clips: Dict[str, List[Tuple[Path, int]]]  # split -> (file, label) of each clip it holds
+    short: Dict[str, int]  # split -> its short clips: dropped from it (--short-clips drop) or padded in it
+    dropped_before_split: int  # short clips dropped before a random split (counted in no split)
+
+    def describe(self, split: str, cfg) -> str:
+        """A line for the log: how many clips the split holds and what became of its short ones."""
+        held = f"{split}: {len(self.clips[split])} clips; short clips (under {cfg.max_positions} samples)"
+        if str(getattr(cfg, "short_clips", "drop")) == "pad":
+            return f"{held} padded with zeros: {self.short[split]}"
+        if str(getattr(cfg, "split_protocol", "random")) == "random":
+            return f"{held} dropped before the random split: {self.dropped_before_split}"
+        return f"{held} dropped: {self.short[split]}"
+
+
+def speech_commands_split(data: Path, cfg) -> SpeechCommandsSplit:
+    """The clips of every split. ``--split-protocol random`` (the paper's SC10 protocol, as the
+    official code, S4 and Kidger et al.): clips shorter than one second are dropped (with
+    ``--short-clips drop``), then the files, sorted by name within each word folder in label
+    order, are split at random, stratified by word, 70/15/15 (:func:`_random_split`).
+    ``lists``: the release's validation and testing lists, the rest trains (its own protocol)."""
     words = speech_words(str(getattr(cfg, "words", "sc10")))
-    clips: List[Tuple[Path, int]] = []
+    clips: List[Tuple[Path, int, bool]] = []
     for label, word in enumerate(words):
         folder = data / word
         if not folder.is_dir():
             raise DataError(f"{folder}: no such word folder (--words {getattr(cfg, 'words', 'sc10')})")
-        clips += [(path, label) for path in sorted(folder.glob("*.wav"))]
-    if str(getattr(cfg, "split_protocol", "lists")) == "lists":
-        valid = _sc_list(data / "validation_list.txt", words)
-        test = _sc_list(data / "testing_list.txt", words)
-        splits = {"train": [], "valid": [], "test": []}
-        for path, label in clips:
-            relative = f"{path.parent.name}/{path.name}"
-            splits["valid" if relative in valid else "test" if relative in test else "train"].append((path, label))
-        return splits
+        clips += [(path, label, _is_short(path, cfg)) for path in sorted(folder.glob("*.wav"))]
+    drop = str(getattr(cfg, "short_clips", "drop")) == "drop"
+    if str(getattr(cfg, "split_protocol", "random")) == "lists":
+        return _list_split(data, words, clips, drop)
+    kept = [(path, label) for path, label, is_short in clips if not (drop and is_short)]
+    splits = _random_split(data, kept, len(words))
+    padded = {path for path, _, is_short in clips if is_short and not drop}
+    short = {split: sum(path in padded for path, _ in splits[split]) for split in SPLITS}
+    return SpeechCommandsSplit(splits, short, len(clips) - len(kept))
+
+
+def _list_split(data: Path, words: Sequence[str], clips: List[Tuple[Path, int, bool]],
+                drop: bool) -> SpeechCommandsSplit:
+    """The release's protocol: the clips its validation and testing lists name, the rest trains;
+    ``clips`` holds (file, label, whether it is short)."""
+    valid = _sc_list(data / "validation_list.txt", words)
+    test = _sc_list(data / "testing_list.txt", words)
+    splits: Dict[str, List[Tuple[Path, int]]] = {split: [] for split in SPLITS}
+    short = dict.fromkeys(SPLITS, 0)
+    for path, label, is_short in clips:
+        relative = f"{path.parent.name}/{path.name}"
+        split = "valid" if relative in valid else "test" if relative in test else "train"
+        short[split] += is_short
+        if not (drop and is_short):
+            splits[split].append((path, label))
+    return SpeechCommandsSplit(splits, short, 0)
+
+
+def _random_split(data: Path, clips: List[Tuple[Path, int]], classes: int) -> Dict[str, List[Tuple[Path, int]]]:
+    """The official code's split (its ``split_data``): 70% trains (scikit-learn's stratified
+    ``train_test_split``, seed 0), the other 30% is halved into valid and test (seed 1)."""
     from sklearn.model_selection import train_test_split
 
-    if str(getattr(cfg, "short_clips", "drop")) == "drop":
-        kept = []
-        for path, label in clips:
-            try:
-                frames, rate = soundfile.info(str(path)).frames, soundfile.info(str(path)).samplerate
-            except (RuntimeError, soundfile.LibsndfileError) as error:
-                raise DataError(f"{path}: not a readable audio file ({error})") from None
-            if frames * SAMPLE_RATE >= cfg.max_positions * rate:
-                kept.append((path, label))
-        clips = kept
-    labels = [label for _, label in clips]
-    train, rest = train_test_split(clips, train_size=0.7, random_state=0, shuffle=True, stratify=labels)
-    valid, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True,
-                                   stratify=[label for _, label in rest])
+    try:
+        train, rest = train_test_split(clips, train_size=0.7, random_state=0, shuffle=True,
+                                       stratify=[label for _, label in clips])
+        valid, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True,
+                                       stratify=[label for _, label in rest])
+    except ValueError as error:
+        raise DataError(f"{data}: {len(clips)} clips of {classes} words are too few for the stratified random "
+                        f"70/15/15 split ({error}); --split-protocol lists uses the release's lists") from None
     return {"train": train, "valid": valid, "test": test}
 
 
 def read_speech_commands(data: Path, split: str, cfg=None) -> Iterator[Record]:
-    for path, label in speech_commands_split(data, cfg)[split]:
-        audio = read_clip(path, cfg)
-        if audio is not None:
-            yield Record((audio,), label, str(path))
+    split_clips = speech_commands_split(data, cfg)
+    logger.info(split_clips.describe(split, cfg))
+    for path, label in split_clips.clips[split]:
+        yield Record((read_clip(path, cfg),), label, str(path))
 
 
 # Formats ---------------------------------------------------------------------------------------

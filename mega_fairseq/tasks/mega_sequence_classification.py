@@ -87,8 +87,9 @@ class SequenceClassificationConfig(FairseqDataclass):
                                                          "right, on, off, stop, go), all (the 35 words of v0.02), "
                                                          "or a comma-separated list"})
     split_protocol: ChoiceEnum(["lists", "random"]) = field(
-        default="lists", metadata={"help": "Speech Commands splits: the release's validation/testing lists, or the "
-                                           "official code's stratified random 70/15/15 split"})
+        default="random", metadata={"help": "Speech Commands splits: random, the paper's SC10 protocol (the official "
+                                            "code's stratified random 70/15/15 split, after dropping short clips), or "
+                                            "lists, the release's validation_list.txt and testing_list.txt"})
     short_clips: ChoiceEnum(["drop", "pad"]) = field(
         default="drop", metadata={"help": "Speech Commands clips shorter than --max-positions samples: dropped (the "
                                           "official SC10 protocol) or padded with zeros at the end"})
@@ -317,14 +318,15 @@ def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
             path = prefix.with_suffix(".npy")
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such file")
-            inputs.append(ArrayListDataset(np.load(path, mmap_mode="r")))
-            continue
-        dataset = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
-        if dataset is None:
-            raise FileNotFoundError(f"{prefix}.bin/.idx: no such binarised data")
+            dataset = ArrayListDataset(np.load(path, mmap_mode="r"))
+        else:
+            path = Path(f"{prefix}.bin")
+            dataset = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
+            if dataset is None:
+                raise FileNotFoundError(f"{prefix}.bin/.idx: no such binarised data")
         sizes = np.asarray(dataset.sizes, dtype=np.int64)
         for index in np.flatnonzero((sizes == 0) | (sizes > cfg.max_positions))[:1]:
-            check_length(int(sizes[index]), cfg, f"{prefix}.bin (example {index})")
+            check_length(int(sizes[index]), cfg, f"{path} (example {index})")
         if sizes.size and sizes.max() > cfg.max_positions:
             dataset = TruncateDataset(dataset, cfg.max_positions)
         inputs.append(dataset)
