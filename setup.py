@@ -9,9 +9,10 @@ setup(
     packages=find_packages(include=["mega_fairseq", "mega_fairseq.*"]),
     python_requires=">=3.9",
     install_requires=[
-        # a range, so that an existing (e.g. CUDA) build of torch is kept; 2.4 brings
-        # torch.serialization.add_safe_globals (safe checkpoint loading)
-        "torch>=2.4,<3",
+        # a range, so that an existing (e.g. CUDA) build of torch is kept; from 2.6 torch loads
+        # weights-only by default and has the safe-globals API the plugin's loading uses
+        # (mega_fairseq/checkpoint_loading.py, MIN_TORCH: the plugin refuses an older torch)
+        "torch>=2.6,<3",
         "numpy<2",  # fairseq 0.12 uses np.compat
         # fairseq 0.12 for current Python; build it against the installed torch (see Makefile)
         "fairseq-fixed>=0.12.3",

@@ -1,10 +1,13 @@
 """Mega (Moving Average Equipped Gated Attention) for fairseq: ``--user-dir mega_fairseq``."""
 
 from . import checkpoint_loading
-from . import checkpoint_saving
-from . import criterions  # noqa: F401
-from . import models  # noqa: F401
-from . import tasks  # noqa: F401
+
+checkpoint_loading.require_torch()  # a clear error before any module meets an older torch
+
+from . import checkpoint_saving  # noqa: E402
+from . import criterions  # noqa: E402,F401
+from . import models  # noqa: E402,F401
+from . import tasks  # noqa: E402,F401
 
 checkpoint_loading.allow_fairseq_checkpoints()
 checkpoint_loading.refuse_unsafe_checkpoints()

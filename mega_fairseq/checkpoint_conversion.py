@@ -22,6 +22,12 @@ them into ours by symbol. The official ``<CLS>`` row becomes our learned first p
 (``pooling first``). The official Retrieval head reads [second document, first document]; ours
 reads [first, second]: :func:`swap_pair_halves` swaps the halves of its first weight.
 
+Classes. The official ``lra-text`` task numbers a class by its label's row in the label dictionary
+(``label-bin/dict.txt``, ordered by fairseq-preprocess by frequency, e.g. ``0 9 8 1 4 ...`` for
+ListOps); ours by the label's value. :func:`official_class_rows` gives the official row of each of
+our classes, and the head's output rows are reordered by it. (``lra-image`` and the speech task
+number classes as we do.)
+
 Pure: no fairseq import; ``convert_official_args`` reads the benchmark settings of
 ``tasks/mega_sequence_classification.py`` when it needs them.
 """
@@ -106,6 +112,7 @@ def check_seq2seq_names(state: Dict[str, Tensor]):
 # Classifiers (the official ``lra`` and ``sc_raw`` models)
 
 HEAD = "classification_heads.sentence_classification_head"
+OUTPUT = HEAD + ".out_proj.weight"
 FIRST_TOKEN = "encoder.first_token"
 TOKEN_TABLE = "encoder.embedding.embed_tokens.weight"
 POSITIONS = "encoder.stack.positions.weight"
@@ -124,7 +131,7 @@ CLASSIFIER_RULES: List[Tuple[str, str, Optional[str]]] = [
     (r"encoder\.encoder\.emb_layer_norm\.(weight|bias)", r"encoder.stack.embedding_norm.\1", None),
     (r"encoder\.encoder\.embed_positions\.weight", POSITIONS, None),
     (r"classifier\.(\d+)\.0\.(weight|bias)", HEAD + r".hidden.\1.\2", None),
-    (r"sentence_projection_layer\.weight", HEAD + ".out_proj.weight", None),
+    (r"sentence_projection_layer\.weight", OUTPUT, None),
 ]
 
 
@@ -160,6 +167,15 @@ def remap_rows(table: Tensor, official: Sequence[str], ours: Sequence[str],
     return table[rows].clone(), RowReport(len(ours) - len(missing), missing, unused)
 
 
+def official_class_rows(labels: Sequence[int], num_classes: int) -> List[int]:
+    """The official class of each of our classes 0 .. C-1: the row of its label in ``labels``, the
+    official label dictionary's labels in row order (without fairseq's special symbols)."""
+    if sorted(labels) != list(range(num_classes)):
+        raise ConversionError(f"the official label dictionary holds the labels {' '.join(map(str, labels))}, not "
+                              f"each of the {num_classes} classes 0 .. {num_classes - 1} once")
+    return [list(labels).index(label) for label in range(num_classes)]
+
+
 def swap_pair_halves(weight: Tensor) -> Tensor:
     """The first head weight (out x 2D) for [u, v] from one trained on [v, u]."""
     first, second = weight.chunk(2, dim=1)
@@ -183,13 +199,14 @@ def _classifier_name(name: str, inputs: str) -> str:
 
 
 def convert_official_classifier(state: Dict[str, Tensor], *, real_valued: bool, paired: bool,
-                                vocabulary: Optional[Vocabulary] = None,
-                                position_offset: int = 0) -> Tuple[Dict[str, Tensor], List[str]]:
+                                vocabulary: Optional[Vocabulary] = None, position_offset: int = 0,
+                                class_rows: Optional[Sequence[int]] = None) -> Tuple[Dict[str, Tensor], List[str]]:
     """An official ``lra`` or ``sc_raw`` state dict with our names; returns it and notes.
 
     ``vocabulary``: the dictionaries of a token input (required when the checkpoint has a token
     table); ``position_offset``: the rows of learned Transformer positions that come before the
-    first position (the official text models offset them by padding index + 1).
+    first position (the official text models offset them by padding index + 1); ``class_rows``:
+    the official class of each of ours (:func:`official_class_rows`; None: the same numbering).
     """
     inputs = "real" if real_valued else "tokens"
     converted = {}
@@ -221,8 +238,12 @@ def convert_official_classifier(state: Dict[str, Tensor], *, real_valued: bool, 
             notes.append(f"{len(unused)} official symbols have no row here (never input): {' '.join(unused[:20])}")
     if POSITIONS in converted and position_offset:
         converted[POSITIONS] = converted[POSITIONS][position_offset:].clone()
+    if class_rows is not None and list(class_rows) != list(range(len(class_rows))):
+        converted[OUTPUT] = converted[OUTPUT][list(class_rows)].clone()
+        notes.append(f"classes: the official output rows {' '.join(map(str, class_rows))} are our classes 0 .. "
+                     f"{len(class_rows) - 1} (the official task numbers them by label dictionary row)")
     if paired:
-        first = f"{HEAD}.hidden.0.weight" if f"{HEAD}.hidden.0.weight" in converted else f"{HEAD}.out_proj.weight"
+        first = f"{HEAD}.hidden.0.weight" if f"{HEAD}.hidden.0.weight" in converted else OUTPUT
         converted[first] = swap_pair_halves(converted[first])
         notes.append("pair head: official [second, first] halves swapped to [first, second]")
     return converted, notes

@@ -1,19 +1,25 @@
 """Safe ``torch.load`` for fairseq checkpoints.
 
-torch.load unpickles weights only by default and refuses other objects. Checkpoints from
-fairseq <= 0.10 (the official Mega checkpoints among them) also hold an
-``argparse.Namespace`` of arguments and numpy scalars and arrays (e.g. the best validation loss).
-Rather than turning safe loading off, allow-list exactly those classes.
+Every load passes ``weights_only=True`` explicitly: torch's own default is weights-only only
+from torch 2.6 on, and ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns that default off (an explicit
+``weights_only=True`` overrides it; torch/serialization.py, ``load``). The weights-only unpickler
+refuses every object but tensors and allow-listed classes. Checkpoints from fairseq <= 0.10 (the
+official Mega checkpoints among them) also hold an ``argparse.Namespace`` of arguments and numpy
+scalars and arrays (e.g. the best validation loss): rather than turning safe loading off,
+allow-list exactly those classes.
 
 Every path that reads a checkpoint through fairseq (``--restore-file``,
-``--finetune-from-model``, fairseq-generate, -interactive, -eval-lm, -validate and the scripts
-built on them) goes through ``checkpoint_utils.load_checkpoint_to_cpu``; the plugin wraps it so
-that a refused checkpoint (one holding, say, a pickled call to ``os.system``) is an error naming
-the file (:class:`UnsafeCheckpointError`) instead of a bare unpickling traceback.
+``--finetune-from-model``, fairseq-generate, -interactive, -eval-lm, -validate, ``from_pretrained``
+and the scripts built on them) goes through ``checkpoint_utils.load_checkpoint_to_cpu``, which
+calls ``torch.load`` without ``weights_only``. The plugin gives fairseq's checkpoint module a
+``torch`` whose ``load`` is weights-only, and wraps the reader so that a refused checkpoint (one
+holding, say, a pickled call to ``os.system``) is an error naming the file
+(:class:`UnsafeCheckpointError`) instead of a bare unpickling traceback.
 """
 
 import argparse
 import pickle
+import types
 
 import numpy as np
 import torch
@@ -28,13 +34,19 @@ def fairseq_checkpoint_globals():
     return [argparse.Namespace, scalar, _reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
-MIN_TORCH = "2.4"  # torch.serialization.add_safe_globals
+# torch 2.6: weights-only loading by default (also for loads outside fairseq's checkpoint module),
+# torch.serialization.add_safe_globals; the oldest torch the tests have run on
+MIN_TORCH = "2.6"
+
+
+def require_torch():
+    """Refuses to run on a torch older than ``MIN_TORCH`` (setup.py's floor)."""
+    if torch.__version__ < MIN_TORCH:  # TorchVersion compares as a version, "2.10" > "2.6"
+        raise ImportError(f"mega_fairseq needs torch >= {MIN_TORCH} (weights-only checkpoint loading); this is "
+                          f"torch {torch.__version__}: upgrade torch (pip install 'torch>={MIN_TORCH}')")
 
 
 def allow_fairseq_checkpoints():
-    if not hasattr(torch.serialization, "add_safe_globals"):
-        raise ImportError(f"mega_fairseq needs torch >= {MIN_TORCH} (safe checkpoint loading with "
-                          f"torch.serialization.add_safe_globals); this is torch {torch.__version__}")
     torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
 
 
@@ -61,13 +73,32 @@ def safe_load(path):
         raise _refusal(path, error) from None
 
 
+class _WeightsOnlyTorch(types.ModuleType):
+    """torch as fairseq's checkpoint module sees it: torch itself, except that ``load`` is
+    weights-only whatever the caller and the environment say."""
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        return torch.load(f, map_location=map_location, **{**kwargs, "weights_only": True})
+
+
 def refuse_unsafe_checkpoints():
-    """Wraps fairseq's checkpoint reader (see the module docstring)."""
+    """Makes fairseq's checkpoint reader weights-only, with refusals naming the file (see the
+    module docstring)."""
     from fairseq import checkpoint_utils
 
     original = checkpoint_utils.load_checkpoint_to_cpu
     if getattr(original, "refuses_unsafe_checkpoints", False):
         return
+    # fairseq's checkpoint module calls torch.load (load_checkpoint_to_cpu, load_ema_from_checkpoint)
+    # through its module-level name torch: replace that name, not torch.load for everyone
+    checkpoint_utils.torch = _WeightsOnlyTorch()
 
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         try:

@@ -18,9 +18,12 @@ Translation (mega_wmt_en_de*, fairseq's translation task; the arguments are kept
 
 LRA (the official lra-text / lra-image tasks, mega_lra_* and transformer_lra_* models): the
 classifier moves to mega_sequence_classification. Text inputs need the official dictionary the
-checkpoint was trained with (its data's src-bin/dict.txt), whose rows are put in our order; ListOps
-also needs our data folder, whose dictionary is ours. The official Retrieval head reads
-[second, first] document: its first weight's halves are swapped for our [first, second].
+checkpoint was trained with (its data's src-bin/dict.txt), whose rows are put in our order, and its
+label dictionary (label-bin/dict.txt beside src-bin/, or --official-labels): the official task
+numbers the classes by their rows there, ours by the label's value, and the head's output rows
+are put in our order. ListOps also needs our data folder, whose dictionary is ours. The official
+Retrieval head reads [second, first] document: its first weight's halves are swapped for our
+[first, second].
 
     python scripts/convert_official_checkpoint.py lra/listops.pt listops.pt \\
         --official-dict lra_data/listops/src-bin/dict.txt --data data/lra/listops
@@ -39,7 +42,7 @@ To fine-tune from a converted checkpoint, pass ``--restore-file converted.pt --r
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -48,8 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mega_fairseq  # noqa: E402,F401  (allow-lists the checkpoint's argparse.Namespace for safe loading)
 from mega_fairseq.checkpoint_conversion import (ConversionError, Vocabulary, check_seq2seq_names,  # noqa: E402
                                                 convert_official_args, convert_official_classifier,
-                                                convert_official_state_dict, official_byte_symbol)
+                                                convert_official_state_dict, official_byte_symbol,
+                                                official_class_rows)
 from mega_fairseq.checkpoint_loading import UnsafeCheckpointError, safe_load  # noqa: E402
+from mega_fairseq.tasks.classification_data import DataError, parse_label  # noqa: E402
 
 OFFICIAL_CLS = "<CLS>"  # the symbol the official lra-text task appends to its dictionary
 
@@ -89,8 +94,33 @@ def classifier_vocabulary(args: argparse.Namespace, official_dict: Optional[Path
     return Vocabulary(official, our_symbols(args), first_token=first_token), pad + 1
 
 
+def read_official_labels(path: Path) -> List[int]:
+    """The labels of an official lra-text label dictionary (label-bin/dict.txt) in row order: the
+    official class k is the label in row k."""
+    from fairseq.data import Dictionary
+
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file; pass --official-labels, the label-bin/dict.txt of the data the "
+                              f"official model was trained on (the official task numbers the classes by its rows)")
+    dictionary = Dictionary.load(str(path))
+    return [parse_label(symbol, f"{path}:{line}")
+            for line, symbol in enumerate(dictionary.symbols[dictionary.nspecial:], start=1)]
+
+
+def classifier_class_rows(args: argparse.Namespace, official_dict: Optional[Path],
+                          labels: Optional[Path]) -> Optional[List[int]]:
+    """The official class of each of ours for a text input (lra-text); None for the other tasks,
+    which number classes as we do. ``labels`` defaults to label-bin/dict.txt beside the
+    src-bin/ of ``official_dict``."""
+    if args.input_type not in ("tokens", "bytes"):
+        return None
+    if labels is None:  # text inputs come with official_dict (classifier_vocabulary)
+        labels = official_dict.parent.parent / "label-bin" / "dict.txt"
+    return official_class_rows(read_official_labels(labels), args.num_classes)
+
+
 def convert(source: Path, target: Path, *, official_dict: Optional[Path] = None, data: Optional[Path] = None,
-            benchmark: Optional[str] = None) -> dict:
+            benchmark: Optional[str] = None, official_labels: Optional[Path] = None) -> dict:
     state = safe_load(source)
     if "model" not in state:
         raise SystemExit(f"{source}: no 'model' entry; is this a fairseq checkpoint?")
@@ -107,7 +137,8 @@ def convert(source: Path, target: Path, *, official_dict: Optional[Path] = None,
         vocabulary, offset = classifier_vocabulary(args, official_dict)
         model, model_notes = convert_official_classifier(
             state["model"], real_valued=args.input_type in ("pixels", "waveform"), paired=args.paired,
-            vocabulary=vocabulary, position_offset=offset)
+            vocabulary=vocabulary, position_offset=offset,
+            class_rows=classifier_class_rows(args, official_dict, official_labels))
         notes += model_notes
     else:
         check_seq2seq_names(state["model"])
@@ -130,6 +161,9 @@ def main(argv=None):
     parser.add_argument("target", type=Path, help="where to write the converted checkpoint")
     parser.add_argument("--official-dict", type=Path,
                         help="LRA text tasks: the official data's src-bin/dict.txt (the embedding rows follow it)")
+    parser.add_argument("--official-labels", type=Path,
+                        help="LRA text tasks: the official data's label-bin/dict.txt (the official classes follow its "
+                             "rows; default: label-bin/dict.txt beside the --official-dict's src-bin/)")
     parser.add_argument("--data", type=Path,
                         help="the data folder the converted model is for (required for ListOps tokens, whose "
                              "dictionary is read from it); stored as the checkpoint's data path")
@@ -143,8 +177,8 @@ def main(argv=None):
         parser.error(f"{args.target} exists; pass --force to overwrite it")
     try:
         converted = convert(args.source, args.target, official_dict=args.official_dict, data=args.data,
-                            benchmark=args.benchmark)
-    except (UnsafeCheckpointError, ConversionError) as error:
+                            benchmark=args.benchmark, official_labels=args.official_labels)
+    except (UnsafeCheckpointError, ConversionError, DataError) as error:
         sys.exit(f"convert_official_checkpoint.py: error: {error}")
     for note in converted["extra_state"]["conversion_notes"]:
         print(f"note: {note}")

@@ -3,7 +3,8 @@ the language model's ``.score()`` against fairseq-eval-lm and the model's forwar
 greedy ``.sample()``; ``.translate()`` with fairseq's sentencepiece hook against
 fairseq-generate's detokenised hypotheses; the classifiers' ``.predict()`` on raw examples
 (ListOps text, AAN text pairs, Pathfinder images, Speech Commands WAV files) against the model's
-forward on the task's own batches and fairseq-validate's accuracy; unsafe checkpoints refused."""
+forward on the task's own batches and fairseq-validate's accuracy. Unsafe checkpoints are refused
+by ``from_pretrained`` as on every loading path (tests/test_safe_loading.py)."""
 
 import json
 import os
@@ -21,13 +22,11 @@ from fairseq.hub_utils import GeneratorHubInterface
 
 from conftest import ROOT, USER_DIR
 from lra_fixtures import script, tone, write_aan, write_listops, write_pathfinder, write_speech_commands
-from mega_fairseq.checkpoint_loading import UnsafeCheckpointError
 from mega_fairseq.hub import ClassifierHubInterface
 from mega_fairseq.models.mega_classifier import MegaSequenceClassifier
 from mega_fairseq.models.mega_lm import MegaLanguageModel
 from mega_fairseq.models.mega_translation import MegaTranslationModel
 from mega_fairseq.tasks.classification_data import DataError, read_pathfinder, speech_commands_split
-from test_safe_loading import craft
 
 LM_WORDS = [f"w{i}" for i in range(24)]
 NUMBERS = {"one": "eins", "two": "zwei", "three": "drei", "four": "vier", "five": "fuenf", "six": "sechs",
@@ -244,14 +243,6 @@ def test_greedy_sample_is_the_argmax_of_the_forward(lm_hub):
             logits = model(source[None])[0][0, -1]
             logits[vocab.pad()] = -float("inf")
             assert hypo[t] == logits.argmax(), t
-
-
-def test_unsafe_checkpoint_is_refused(data, trained, tmp_path):
-    marker = tmp_path / "code_ran"
-    craft(checkpoint_dir(data, "lm") / "checkpoint_last.pt", tmp_path / "model.pt", marker)
-    with pytest.raises(UnsafeCheckpointError, match=f"^{tmp_path / 'model.pt'}: refusing to load"):
-        MegaLanguageModel.from_pretrained(tmp_path, data_name_or_path=str(data["lm"] / "bin"))
-    assert not marker.exists()
 
 
 # ---------------------------------------------------------------- translation

@@ -266,12 +266,19 @@ def test_readme_table_is_the_preset_table():
     assert table in (ROOT / "README.md").read_text(), f"update the README's table of named architectures:\n{table}"
 
 
-def test_torch_without_safe_globals_is_a_clear_import_error(monkeypatch):
-    import re as regex
+def test_torch_below_the_floor_is_a_clear_import_error(monkeypatch):
+    """Importing the plugin on a torch older than setup.py's floor fails at once, naming both versions."""
+    from torch.torch_version import TorchVersion
+
     from mega_fairseq import checkpoint_loading
 
-    monkeypatch.delattr(torch.serialization, "add_safe_globals")
-    with pytest.raises(ImportError, match="needs torch >= 2.4"):
-        checkpoint_loading.allow_fairseq_checkpoints()
-    floor = regex.search(r'"torch>=([0-9.]+)', (ROOT / "setup.py").read_text()).group(1)
-    assert floor == checkpoint_loading.MIN_TORCH
+    floor = re.search(r'"torch>=([0-9.]+)', (ROOT / "setup.py").read_text()).group(1)
+    assert floor == checkpoint_loading.MIN_TORCH == "2.6"
+    older = ("import torch; from torch.torch_version import TorchVersion; "
+             "torch.__version__ = TorchVersion('2.5.1+cu124'); import mega_fairseq")
+    proc = subprocess.run([sys.executable, "-c", older], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "ImportError: mega_fairseq needs torch >= 2.6" in proc.stderr and "this is torch 2.5.1+cu124" in proc.stderr
+    for version in ("2.6.0+cu124", "2.10.0"):
+        monkeypatch.setattr(torch, "__version__", TorchVersion(version))
+        checkpoint_loading.require_torch()

@@ -244,22 +244,30 @@ def data_dirs(tmp_path_factory):
 
 
 def official_dictionary(path, symbols):
-    """An official src-bin/dict.txt (fairseq's format: symbol count)."""
+    """An official src-bin/dict.txt or label-bin/dict.txt (fairseq's format: symbol count)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{s} {100 - i}\n" for i, s in enumerate(symbols)))
     return path
 
 
+# official label dictionaries (label-bin/dict.txt): fairseq-preprocess orders labels by frequency
+LABELS = {10: "0 9 8 1 4 7 5 3 6 2".split(), 2: ["1", "0"]}
+
+
 @pytest.fixture(scope="module")
 def dictionaries(data_dirs, tmp_path_factory):
-    """Official dictionaries in another order than ours: ListOps misses one of our tokens and has one
-    we lack; the byte dictionary holds ASCII characters and one that is no single byte."""
+    """Official data folders (src-bin/dict.txt, label-bin/dict.txt) with dictionaries in another order
+    than ours: ListOps misses one of our tokens and has one we lack; the byte dictionary holds ASCII
+    characters and one that is no single byte; the labels are not in numeric order."""
     from mega_fairseq.tasks.classification_data import token_dictionary, FORMATS
 
     root = tmp_path_factory.mktemp("official_dicts")
     records = list(FORMATS["listops"].read(data_dirs["listops"], "train", argparse.Namespace()))
     ours = token_dictionary(records).symbols[4:]
-    listops = official_dictionary(root / "listops.txt", list(reversed(ours[1:])) + ["[XOR"])
-    text = official_dictionary(root / "text.txt", list("zyxwvutsrqponmlkjihgfedcba.<>/") + ["é"])
+    listops = official_dictionary(root / "listops" / "src-bin" / "dict.txt", list(reversed(ours[1:])) + ["[XOR"])
+    text = official_dictionary(root / "text" / "src-bin" / "dict.txt", list("zyxwvutsrqponmlkjihgfedcba.<>/") + ["é"])
+    official_dictionary(root / "listops" / "label-bin" / "dict.txt", LABELS[10])
+    official_dictionary(root / "text" / "label-bin" / "dict.txt", LABELS[2])
     return {"listops": listops, "text": text, "missing": ours[0]}
 
 
@@ -280,15 +288,16 @@ def converted_classifier(arch, data_dirs, dictionaries, **changes):
     official = official_args(arch, data_dirs, **changes)
     converted = convert_official_args(official)
     args = converted.args
-    vocabulary, offset = None, 0
+    vocabulary, offset, official_dict = None, 0, None
     if args.input_type in ("tokens", "bytes"):
-        vocabulary, offset = converter.classifier_vocabulary(
-            args, dictionaries["listops" if args.input_type == "tokens" else "text"])
+        official_dict = dictionaries["listops" if args.input_type == "tokens" else "text"]
+        vocabulary, offset = converter.classifier_vocabulary(args, official_dict)
     rows = len(vocabulary.official) if vocabulary else None
     state = random_tensors(official_classifier_shapes(official, rows))
     model, _ = build_ours(args)
     ours, notes = convert_official_classifier(state, real_valued=vocabulary is None, paired=args.paired,
-                                              vocabulary=vocabulary, position_offset=offset)
+                                              vocabulary=vocabulary, position_offset=offset,
+                                              class_rows=converter.classifier_class_rows(args, official_dict, None))
     return official, state, model, ours, converted.notes + notes, vocabulary
 
 
@@ -355,12 +364,13 @@ def test_retrieval_head_reads_the_pair_as_the_official_model(data_dirs, dictiona
     with torch.no_grad():
         logits, _ = model(first, lengths[0], second, lengths[1])
         u, v = model.encode(first, lengths[0]), model.encode(second, lengths[1])
-    # the official LRAModel.forward: cat([second, first]), (linear, dropout, GELU), projection
+    # the official LRAModel.forward: cat([second, first]), (linear, dropout, GELU), projection to the
+    # classes in label dictionary order
     weight, bias = state["classifier.0.0.weight"].double(), state["classifier.0.0.bias"].double()
-    hidden = F.gelu(torch.cat([v, u], -1) @ weight.T + bias)
-    expected = hidden @ state["sentence_projection_layer.weight"].double().T
+    projection = state["sentence_projection_layer.weight"].double()[[LABELS[2].index(str(c)) for c in range(2)]]
+    expected = F.gelu(torch.cat([v, u], -1) @ weight.T + bias) @ projection.T
     torch.testing.assert_close(logits, expected)
-    unswapped = F.gelu(torch.cat([u, v], -1) @ weight.T + bias) @ state["sentence_projection_layer.weight"].double().T
+    unswapped = F.gelu(torch.cat([u, v], -1) @ weight.T + bias) @ projection.T
     assert not torch.allclose(logits, unswapped)
     assert any("swapped" in note for note in notes)
 
@@ -391,6 +401,93 @@ def test_listops_tokens_and_the_transformer_first_position(data_dirs, dictionari
     positions = state["encoder.encoder.embed_positions.weight"]
     assert torch.equal(ours["encoder.stack.positions.weight"], positions[2:])
     assert model.encoder.first_token is not None and model.max_positions() == 2001
+
+
+def official_transformer_logits(state, a, tokens):
+    """The official Transformer classifier with learned positions (transformer_lra_encoder.py, then
+    LRAModel.forward's head) on official ids B x T (<CLS> first, right-padded with 1), computed from
+    the official tensors: one logit per official class (label dictionary row)."""
+    from fairseq import utils
+    from fairseq.modules import TransformerSentenceEncoderLayer
+
+    enc, pad = "encoder.encoder.", 1
+    x = F.embedding(tokens, state[enc + "embed_tokens.weight"])  # embed_scale None: no sqrt(d)
+    x = x + F.embedding(utils.make_positions(tokens, pad), state[enc + "embed_positions.weight"])
+    x = F.layer_norm(x, x.shape[-1:], state[enc + "emb_layer_norm.weight"], state[enc + "emb_layer_norm.bias"])
+    padding = tokens.eq(pad)
+    x = x.masked_fill(padding.unsqueeze(-1), 0.0).transpose(0, 1)
+    layer = TransformerSentenceEncoderLayer(a.encoder_embed_dim, a.encoder_ffn_embed_dim, a.encoder_attention_heads,
+                                            activation_fn=a.activation_fn).double().eval()
+    prefix = enc + "layers.0."
+    layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        for _ in range(a.encoder_layers):  # tie_layer_weights: one layer, applied encoder_layers times
+            x, _ = layer(x, self_attn_padding_mask=padding)
+    hidden = F.gelu(x[0] @ state["classifier.0.0.weight"].T + state["classifier.0.0.bias"])
+    return hidden @ state["sentence_projection_layer.weight"].T
+
+
+def test_transformer_with_learned_positions_computes_the_official_logits(data_dirs, dictionaries):
+    """Unscaled embeddings with learned positions, the <CLS> row as first position, the official
+    positions from padding index + 1, and the classes in label order instead of label dictionary rows."""
+    official, state, model, ours, notes, vocabulary = converted_classifier("transformer_lra_listop", data_dirs,
+                                                                           dictionaries)
+    assert official.encoder_learned_pos
+    state = {name: value.double() for name, value in state.items()}
+    model = model.double()
+    model.load_state_dict(ours)
+    shared = [symbol for symbol in vocabulary.ours[4:] if symbol in vocabulary.official]
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([9, 6, 3])
+    picks = torch.randint(len(shared), (3, 9), generator=generator)
+    ids = {"ours": torch.ones(3, 9, dtype=torch.long), "official": torch.ones(3, 10, dtype=torch.long)}
+    for b, length in enumerate(lengths.tolist()):
+        symbols = [shared[k] for k in picks[b, :length].tolist()]
+        ids["ours"][b, :length] = torch.tensor([list(vocabulary.ours).index(s) for s in symbols])
+        ids["official"][b, :length + 1] = torch.tensor([list(vocabulary.official).index(s)
+                                                        for s in ["<CLS>", *symbols]])
+    with torch.no_grad():
+        logits, _ = model(ids["ours"], lengths)
+    expected = official_transformer_logits(state, official, ids["official"])
+    rows = [LABELS[10].index(str(label)) for label in range(10)]  # the official class of each of ours
+    torch.testing.assert_close(logits, expected[:, rows])
+    assert any(note.startswith("classes: the official output rows 0 3 9 7 4 6 8 5 2 1") for note in notes), notes
+
+
+@pytest.mark.parametrize("arch", ["mega_lra_listop", "mega_lra_imdb", "mega_lra_aan"])
+def test_classes_follow_the_official_label_dictionary(arch, data_dirs, dictionaries, tmp_path, capsys):
+    """The official lra-text class k is the label in row k of label-bin/dict.txt (found beside
+    src-bin/); ours is the label's value: the converter puts the output rows in label order."""
+    official = official_args(arch, data_dirs)
+    args = convert_official_args(official).args
+    tokens = args.input_type == "tokens"
+    official_dict = dictionaries["listops" if tokens else "text"]
+    vocabulary, _ = converter.classifier_vocabulary(args, official_dict)
+    state = random_tensors(official_classifier_shapes(official, len(vocabulary.official)))
+    source = save_official(tmp_path / "official.pt", official, state)
+    converter.main([str(source), str(tmp_path / "ours.pt"), "--official-dict", str(official_dict),
+                    *(["--data", str(data_dirs["listops"])] if tokens else [])])
+    output = torch.load(tmp_path / "ours.pt", weights_only=True)["model"][f"{HEAD}.out_proj.weight"]
+    labels = LABELS[args.num_classes]
+    assert labels != sorted(labels)
+    for row, label in enumerate(labels):
+        assert torch.equal(output[int(label)], state["sentence_projection_layer.weight"][row]), (row, label)
+    assert "note: classes: the official output rows" in capsys.readouterr().out
+
+
+def test_bad_official_label_dictionaries_are_errors(data_dirs, dictionaries, tmp_path):
+    official = official_args("mega_lra_imdb", data_dirs)
+    vocabulary, _ = converter.classifier_vocabulary(convert_official_args(official).args, dictionaries["text"])
+    source = save_official(tmp_path / "official.pt", official,
+                           random_tensors(official_classifier_shapes(official, len(vocabulary.official))))
+    convert = [str(source), str(tmp_path / "ours.pt"), "--official-dict", str(dictionaries["text"]), "--force"]
+    for labels, message in ((["1", "pos"], r"labels\.txt:2: the label 'pos' is not an integer"),
+                            (["1", "2"], "holds the labels 1 2, not each of the 2 classes 0 .. 1 once")):
+        path = official_dictionary(tmp_path / "labels.txt", labels)
+        with pytest.raises(SystemExit, match=message):
+            converter.main([*convert, "--official-labels", str(path)])
+    with pytest.raises(SystemExit, match="no-such.txt: no such file; pass --official-labels"):
+        converter.main([*convert, "--official-labels", str(tmp_path / "no-such.txt")])
 
 
 def test_real_valued_embedding_and_speech_arguments(data_dirs, dictionaries):

@@ -1,9 +1,11 @@
 """A checkpoint crafted to run code when unpickled (a pickled call to os.system) is refused, with
 an error naming the file, on every path that loads checkpoints: fairseq-train --restore-file and
 --finetune-from-model, fairseq-eval-lm, fairseq-interactive, fairseq-generate, fairseq-validate
-(scripts/eval_cls.sh), the checkpoint averaging and conversion scripts. The genuine checkpoints
-the crafted ones are made from still load (with --finetune-from-model here; the family tests load
-genuine checkpoints on the other paths)."""
+(scripts/eval_cls.sh), ``from_pretrained``, the checkpoint averaging and conversion scripts. Each
+path runs with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which turns torch's weights-only default off:
+only an explicit ``weights_only=True`` still refuses. The genuine checkpoints the crafted ones are
+made from still load (with --finetune-from-model here; the family tests load genuine checkpoints on
+the other paths)."""
 
 import json
 import os
@@ -37,6 +39,8 @@ def craft(genuine, crafted, marker):
 COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--num-workers", "0"]
 TRAIN = ["--optimizer", "adam", "--lr", "1e-3", "--max-update", "1", "--no-epoch-checkpoints",
          "--required-batch-size-multiple", "1"]
+# torch's switch that turns its weights-only default off (it yields to an explicit weights_only)
+NO_WEIGHTS_ONLY_DEFAULT = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +95,14 @@ def runs(tmp_path_factory, lm_data, mt_data):
     (root / "jobs2.json").write_text(json.dumps(jobs))
     proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs2.json"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          env={**os.environ, "OMP_NUM_THREADS": "2", NO_WEIGHTS_ONLY_DEFAULT: "1"})
     results = {}
     for index, name in enumerate(names):
         found = re.search(rf"^JOB (OK|ERROR) {index}\b(.*)$", proc.stdout, flags=re.M)
         results[name] = found.group(0) if found else None
     results["genuine_finetune_from_model"] = bool(re.search(rf"^JOB OK {len(names)}$", proc.stdout, flags=re.M))
     return dict(results=results, crafted=crafted, genuine=genuine, marker=marker, root=root,
-                tail=proc.stdout[-3000:], listops=listops)
+                tail=proc.stdout[-3000:], listops=listops, lm_data=lm_data)
 
 
 def kind_of(name):
@@ -121,7 +125,20 @@ def test_genuine_checkpoint_loads_with_finetune_from_model(runs):
     assert runs["results"]["genuine_finetune_from_model"], runs["tail"]
 
 
-def test_scripts_refuse_crafted_checkpoints(runs, tmp_path, capsys):
+def test_from_pretrained_refuses_crafted_checkpoints(runs, monkeypatch):
+    from mega_fairseq.checkpoint_loading import UnsafeCheckpointError
+    from mega_fairseq.models.mega_lm import MegaLanguageModel
+
+    monkeypatch.setenv(NO_WEIGHTS_ONLY_DEFAULT, "1")
+    crafted = runs["crafted"]["lm"]
+    with pytest.raises(UnsafeCheckpointError, match=f"^{re.escape(str(crafted))}: refusing to load"):
+        MegaLanguageModel.from_pretrained(crafted.parent, checkpoint_file=crafted.name,
+                                          data_name_or_path=str(runs["lm_data"]))
+    assert not runs["marker"].exists()
+
+
+def test_scripts_refuse_crafted_checkpoints(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(NO_WEIGHTS_ONLY_DEFAULT, "1")
     crafted = runs["crafted"]["lm"]
     with pytest.raises(SystemExit):
         script("average_checkpoints").load(crafted)

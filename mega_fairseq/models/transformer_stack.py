@@ -2,10 +2,11 @@
 behind the same interface as :class:`~mega_fairseq.modules.MegaStack`, so that one classifier
 (and one :class:`~mega_fairseq.models.mega_encoder.MegaEncoder`) serves both.
 
-As the official LRA baseline: the input is scaled by sqrt(d), sinusoidal (or learned) absolute
-positions are added, optionally layer-normalised (``embedding_norm``, the official
-``--encoder-normalize-before``), dropout, then the layers; the layers can share one set of
-weights (``tie_layer_weights``, the official ListOps baseline).
+As the official LRA baseline (``TransformerLRAEncoder``): sinusoidal absolute positions are added
+to the input scaled by sqrt(d), learned ones to the input as it is; the sum is optionally
+layer-normalised (``embedding_norm``, the official ``--encoder-normalize-before``), dropout, then
+the layers; the layers can share one set of weights (``tie_layer_weights``, the official ListOps
+baseline).
 """
 
 import math
@@ -30,7 +31,8 @@ class TransformerStack(nn.Module):
                              f"attention heads")
         self.embed_dim = embed_dim
         self.num_layers = layers
-        self.embed_scale = math.sqrt(embed_dim)
+        # the official encoder sets its embed_scale sqrt(d) only for sinusoidal positions (None otherwise)
+        self.embed_scale = 1.0 if learned_positions else math.sqrt(embed_dim)
         if learned_positions:
             self.positions = nn.Embedding(max_positions, embed_dim)
             nn.init.normal_(self.positions.weight, mean=0.0, std=embed_dim ** -0.5)
