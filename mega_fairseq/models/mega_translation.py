@@ -109,7 +109,7 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
                               MegaStack(decoder_layers, causal=True, cross_attention=True),
                               output_projection=projection, adaptive_softmax=adaptive_softmax,
                               max_target_positions=max_target, alignment_layer=cfg.alignment_layer)
-        # alignment-supervised training reads the weights from every training step
+        # --load-alignments: alignment-supervised training reads the weights at every step
         decoder.need_attn = bool(safe_getattr(safe_getattr(task, "cfg", None), "load_alignments", False))
         model = cls(encoder, decoder)
         data = str(safe_getattr(safe_getattr(task, "cfg", None), "data", "") or "").split(os.pathsep)[0]
@@ -119,8 +119,8 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
         return model
 
     def prepare_for_inference_(self, cfg):
-        """fairseq computes alignments only with --print-alignment (hard): --replace-unk, which
-        copies the source word aligned with each <unk>, fails without them at the first <unk>."""
+        """Refuses --replace-unk without --print-alignment (hard) before generating: fairseq
+        computes the alignments it reads only then, and would fail at the first <unk>."""
         generation = safe_getattr(cfg, "generation", None)
         if safe_getattr(generation, "replace_unk", None) is not None \
                 and str(safe_getattr(generation, "print_alignment", None)) != "hard":
