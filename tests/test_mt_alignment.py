@@ -42,12 +42,13 @@ def write_aligned_pairs(folder, split, count, seed, name_share):
 
 
 def lines_by_id(output, tag):
-    """{sentence id: text} of fairseq's "<tag>-<id>\\t..." output lines (the text after the last tab)."""
+    """{sentence id: text} of fairseq's "<tag>-<id>\\t..." output lines (after the score on H lines)."""
     return {int(m.group(1)): m.group(2) for m in re.finditer(rf"^{tag}-(\d+)\t(?:\S+\t)?(.*)$", output, re.M)}
 
 
 def alignments(output):
-    return {i: [tuple(map(int, pair.split("-"))) for pair in text.split()] for i, text in lines_by_id(output, "A").items()}
+    return {n: [tuple(map(int, pair.split("-"))) for pair in text.split()]
+            for n, text in lines_by_id(output, "A").items()}
 
 
 def word_by_word(hypothesis):
@@ -69,12 +70,15 @@ def driven(tmp_path_factory):
                 "--required-batch-size-multiple", "1"]
     raw = ["--dataset-impl", "raw"]
     jobs = {
-        # names are seen once on each side: <unk> (3 is the smallest count kept in the joined dictionary)
+        # a name is seen once in the source and once in the target: below --thresholdsrc 3, so <unk>
         "preprocess": ["preprocess", [*LANGS, "--trainpref", root / "train", "--testpref", root / "test",
                                       "--align-suffix", "align", "--joined-dictionary", "--thresholdsrc", "3",
                                       "--destdir", root / "bin", "--workers", "1"]],
-        "preprocess_raw": ["preprocess", [*LANGS, "--testpref", root / "test", "--srcdict", root / "bin" / "dict.src.txt",
-                                          "--joined-dictionary", *raw, "--destdir", root / "raw", "--workers", "1"]],
+        # --replace-unk reads the source text: the test split again, as text, with the same dictionary
+        "preprocess_raw": ["preprocess", [*LANGS, "--testpref", root / "test", "--joined-dictionary",
+                                          "--srcdict", root / "bin" / "dict.src.txt", *raw, "--destdir", root / "raw",
+                                          "--workers", "1"]],
+        # --alignment-lambda 1: with the default 0.05 the weights learn the alignment more slowly
         "train": ["train", [root / "bin", *common, "--task", "translation", "--arch", "mega_mt_tiny", *TINY,
                             "--share-all-embeddings", "--load-alignments",
                             "--criterion", "label_smoothed_cross_entropy_with_alignment", "--alignment-lambda", "1",
