@@ -8,7 +8,9 @@ from . import checkpoint_saving  # noqa: E402
 from . import criterions  # noqa: E402,F401
 from . import models  # noqa: E402,F401
 from . import tasks  # noqa: E402,F401
+from . import unk_replacement  # noqa: E402
 
 checkpoint_loading.allow_fairseq_checkpoints()
 checkpoint_loading.refuse_unsafe_checkpoints()
 checkpoint_saving.write_checkpoints_atomically()
+unk_replacement.make_replace_unk_work()

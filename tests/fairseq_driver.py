@@ -2,8 +2,8 @@
 
     python tests/fairseq_driver.py JOBS.json
 
-Each job is [command, [arguments]] for the command train, validate, generate, eval_lm or
-interactive (the real fairseq entry points, fairseq_cli.<command>.cli_main), or ["hydra",
+Each job is [command, [arguments]] for the command preprocess, train, validate, generate, eval_lm
+or interactive (the real fairseq entry points, fairseq_cli.<command>.cli_main), or ["hydra",
 config_dir, config_name, [overrides]] (a recipe composed the way fairseq-hydra-train composes it
 and passed to fairseq_cli.train.main). Prints "JOB OK <n>" after each job and stops at the first
 failure, except for jobs ["expect_error", command, [arguments]], which print
@@ -47,7 +47,7 @@ def run_job(job):
     progress_bar._tensorboard_writers.clear()
     if job[0] == "hydra":
         hydra_job(*job[1:])
-    elif job[0] in ("train", "validate", "generate", "eval_lm", "interactive"):
+    elif job[0] in ("preprocess", "train", "validate", "generate", "eval_lm", "interactive"):
         sys.argv = [f"fairseq-{job[0].replace('_', '-')}", *job[1]]
         importlib.import_module(f"fairseq_cli.{job[0]}").cli_main()
     else:

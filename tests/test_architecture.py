@@ -222,6 +222,64 @@ def test_decoder_reads_the_encoder_output_incrementally_with_beam_reordering(tin
     torch.testing.assert_close(torch.cat(steps, 1), full[:, 4:])
 
 
+def test_alignment_weights_are_in_the_source_order_alone_and_in_a_left_padded_batch(tiny_dictionary):
+    """With need_attn (--print-alignment) the decoder returns the cross-attention weights of
+    alignment_layer over the source as fairseq padded it: a left-padded sentence's weights are its
+    weights alone, moved right, zero at padding; decoding step by step gives the same weights."""
+    torch.manual_seed(0)
+    encoder, decoder = encoder_and_decoder(tiny_dictionary)
+    pad = tiny_dictionary.pad()
+    lengths = [8, 3, 6]
+    sources = [torch.randint(4, 30, (n,)) for n in lengths]
+    left = torch.full((3, 8), pad)
+    for i, (n, source) in enumerate(zip(lengths, sources)):
+        left[i, 8 - n:] = source
+    target = torch.randint(4, 30, (3, 5))
+    memory = encoder(left, torch.tensor(lengths))
+    assert decoder(target, memory)[1]["attn"] == [None]  # not asked for
+    decoder.make_generation_fast_(need_attn=True)
+    weights = decoder(target, memory)[1]["attn"][0]
+    assert weights.shape == (3, 5, 8)
+    for i, (n, source) in enumerate(zip(lengths, sources)):
+        alone = decoder(target[i:i + 1], encoder(source.unsqueeze(0)))[1]["attn"][0][0]
+        torch.testing.assert_close(weights[i, :, 8 - n:], alone)
+        assert (weights[i, :, :8 - n] == 0).all()
+        torch.testing.assert_close(alone.sum(-1), torch.ones(5, dtype=DTYPE))  # softmax rows
+    state = {}
+    steps = [decoder(target[:, :t + 1], memory, incremental_state=state)[1]["attn"][0] for t in range(5)]
+    torch.testing.assert_close(torch.cat(steps, 1), weights)
+    decoder.alignment_layer = 0
+    assert not torch.allclose(decoder(target, memory)[1]["attn"][0], weights)  # another layer's
+
+
+def test_only_the_alignment_layer_forms_attention_weights(tiny_dictionary, monkeypatch):
+    """Without need_attn no layer forms explicit weights (the fused kernels run); with it, only
+    the cross-attention of alignment_layer does."""
+    from mega_fairseq.modules import attention
+
+    calls = []
+    original = attention.attention_weights
+    monkeypatch.setattr(attention, "attention_weights", lambda *a, **k: calls.append(1) or original(*a, **k))
+    encoder, decoder = encoder_and_decoder(tiny_dictionary)
+    source, target = torch.randint(4, 30, (2, 6)), torch.randint(4, 30, (2, 5))
+    memory = encoder(source)
+    calls.clear()
+    decoder(target, memory)
+    assert calls == []
+    decoder.need_attn = True
+    decoder(target, memory)
+    assert calls == [1]
+
+
+def test_alignment_layer_out_of_range_is_named(tiny_dictionary):
+    from mega_fairseq.models.mega_decoder import MegaDecoder
+
+    _, decoder = encoder_and_decoder(tiny_dictionary)
+    with pytest.raises(ValueError, match="--alignment-layer 2 is not a layer of this 2-layer decoder"):
+        MegaDecoder(tiny_dictionary, decoder.embedding, decoder.stack, output_projection=decoder.output_projection,
+                    adaptive_softmax=None, max_target_positions=64, alignment_layer=2)
+
+
 class DeviceReads(torch.utils._python_dispatch.TorchDispatchMode):
     """Counts reads of a tensor's value by the host (``int(t)``, ``bool(t)``, ``.item()``): each
     is a device synchronisation on a GPU."""

@@ -308,22 +308,50 @@ def test_masked_batch_norm_equals_batch_norm_of_the_unpadded_positions():
 
 
 @pytest.mark.parametrize("norm", ["batchnorm", "syncbatchnorm"])
-def test_padding_does_not_leak_into_batch_norm_statistics(norm):
+@pytest.mark.parametrize("stack_kind", ["encoder", "decoder_with_cross_attention"])
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_padding_does_not_leak_into_batch_norm_statistics(norm, stack_kind, prenorm):
     """Training mode: the outputs and running statistics of a padded batch do not depend on how
-    much padding there is or what it holds."""
+    much padding there is or what it holds, in every block of a layer (the cross-attention's
+    norm too)."""
     cfg = MegaLayerConfig(layers=2, embed_dim=8, hidden_dim=12, z_dim=4, n_dim=2, chunk_size=4, dropout=0.0,
-                          normalization_type=norm, normalize_before=True, attention_activation_fn="laplace")
+                          normalization_type=norm, normalize_before=prenorm, attention_activation_fn="laplace")
+    decoder = stack_kind == "decoder_with_cross_attention"
     torch.manual_seed(0)
-    stacks = [MegaStack(cfg, causal=False).double().train() for _ in range(2)]
+    stacks = [MegaStack(cfg, causal=decoder, cross_attention=decoder).double().train() for _ in range(2)]
     stacks[1].load_state_dict(stacks[0].state_dict())
+    memory = dict(memory=torch.randn(2, 5, 8, dtype=torch.float64), memory_padding_mask=_padding(2, 5, [5, 3])) \
+        if decoder else {}
     lengths = torch.tensor([9, 4])
     x = torch.randn(2, 9, 8, dtype=torch.float64)
     short_mask = torch.arange(9).unsqueeze(0) >= lengths.unsqueeze(1)
-    wide = torch.cat([x, 100 * torch.randn(2, 11, 8, dtype=torch.float64)], dim=1)
+    wide = torch.cat([x, 100 * torch.randn(2, 3, 8, dtype=torch.float64)], dim=1)
     wide[1, 4:9] = 50.0  # other padding content
-    wide_mask = torch.arange(20).unsqueeze(0) >= lengths.unsqueeze(1)
-    a = stacks[0](x, short_mask).out
-    b = stacks[1](wide, wide_mask).out[:, :9]
+    wide_mask = torch.arange(12).unsqueeze(0) >= lengths.unsqueeze(1)
+    a = stacks[0](x, short_mask, **memory).out
+    b = stacks[1](wide, wide_mask, **memory).out[:, :9]
     torch.testing.assert_close(a, b)
     for (name, buffer), (_, other) in zip(stacks[0].named_buffers(), stacks[1].named_buffers()):
         torch.testing.assert_close(buffer, other, msg=name)
+
+
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_every_norm_of_a_decoder_layer_gets_the_padding_mask(prenorm):
+    """Each SequenceNorm of a decoder layer with cross-attention (self-attention, cross-attention,
+    FFN) is called with the target's padding mask."""
+    layer = MegaLayer(_config(normalize_before=prenorm), causal=True, cross_attention=True)
+    calls = []
+
+    def record(name):
+        def hook(module, args, kwargs, out):
+            calls.append((name, args[1] if len(args) > 1 else kwargs.get("padding_mask")))
+        return hook
+
+    for name, module in layer.named_modules():
+        if isinstance(module, SequenceNorm):
+            module.register_forward_hook(record(name), with_kwargs=True)
+    mask = _padding(2, 6, [6, 4])
+    layer(torch.randn(2, 6, 8), mask, memory=torch.randn(2, 5, 8))
+    assert sorted(name for name, _ in calls) == ["cross_attn.norm", "mega_layer.norm", "nffn.norm"]
+    for name, given in calls:
+        assert given is mask, name

@@ -87,6 +87,8 @@ def tiny(command: str, sandbox: Path):
         words += ["--max-update", "2", "--num-workers", "0"]
     elif words[0] == "fairseq-preprocess":
         words += ["--workers", "1"]
+    elif words[0] == "fairseq-generate":
+        words += ["--cpu"]
     elif command in APPEND:
         words += APPEND[command]
     return words, sandbox, {**env, **assignments}
@@ -133,7 +135,8 @@ def test_every_readme_command_is_known():
     for command in COMMANDS:
         words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=.*", w)]
         assert command in SKIPPED or words[0] in ("make", "python", "fairseq-preprocess", "fairseq-train",
-                                                   "fairseq-eval-lm") or words[0].startswith("scripts/"), command
+                                                   "fairseq-eval-lm", "fairseq-generate") \
+            or words[0].startswith("scripts/"), command
     assert len(COMMANDS) >= 20 and "make demo" in COMMANDS
 
 
@@ -155,6 +158,10 @@ def test_readme_command_runs(results, command):
             assert re.fullmatch(pattern, last), f"{command}: last line {last!r}"
     if command.startswith("make demo"):
         assert re.search(r"^\| (mega|mega_lm|mega_sc_raw_tiny) ", proc.stdout, re.M), proc.stdout[-2000:]
+    if "--print-alignment" in command:
+        hypotheses = re.findall(r"^H-(\d+)\t", proc.stdout, re.M)
+        aligned = re.findall(r"^A-(\d+)\t\d+-\d+", proc.stdout, re.M)
+        assert hypotheses and aligned == hypotheses, proc.stdout[-2000:]
     if "DRY_RUN=1" in command:
         assert "torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=host0" in proc.stdout
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 from ..modules import MegaStack, TokenEmbedding
 from ..modules.incremental import IncrementalState
-from .mega_encoder import EncoderOut
+from .mega_encoder import EncoderOut, in_source_order
 
 def build_embedding_table(dictionary, dim: int) -> nn.Embedding:
     """A token embedding table initialised as the official code's: N(0, 1/dim), zero at padding."""
@@ -62,14 +62,24 @@ class MegaDecoder(FairseqIncrementalDecoder):
     ``first_segment`` (given by the stream evaluation data of ``mega_language_modeling``)
     switches to stream mode: the state is kept across calls, so consecutive segments of
     long streams are scored with the whole history, as one long forward pass would be.
+
+    Alignments: with ``need_attn`` (fairseq sets it for --print-alignment through
+    ``make_generation_fast_``; translation models trained with --load-alignments set it) the
+    output's ``"attn"`` holds the cross-attention weights of layer ``alignment_layer`` (B x T x S,
+    in the order of the source as given: see :func:`in_source_order`), as fairseq's transformer
+    gives them; otherwise ``[None]``, and no layer computes weights.
     """
 
     def __init__(self, dictionary, embedding: TokenEmbedding, stack: MegaStack, *,
                  output_projection: Optional[nn.Module], adaptive_softmax: Optional[nn.Module],
-                 max_target_positions: int):
+                 max_target_positions: int, alignment_layer: int = -1):
         super().__init__(dictionary)
         if not stack.causal:
             raise ValueError("a decoder needs a causal MegaStack")
+        layers = len(stack.layers)
+        if not -layers <= alignment_layer < layers:
+            raise ValueError(f"--alignment-layer {alignment_layer} is not a layer of this {layers}-layer decoder: "
+                             f"give 0..{layers - 1}, or -1 for the last")
         self.embedding = embedding
         self.stack = stack
         self.output_projection = output_projection
@@ -77,6 +87,8 @@ class MegaDecoder(FairseqIncrementalDecoder):
         self.padding_idx = dictionary.pad()
         self.chunk_size = stack.cfg.chunk_size
         self.max_target_positions = max_target_positions
+        self.alignment_layer = alignment_layer
+        self.need_attn = False
         self._stream_state: IncrementalState = {}
 
     @property
@@ -95,7 +107,8 @@ class MegaDecoder(FairseqIncrementalDecoder):
                          incremental_state: Optional[IncrementalState] = None,
                          first_segment: Optional[Tensor] = None, **unused):
         """Shapes: prev_output_tokens: B x T; returns (B x T' x D, {"inner_states", "attn"}) where
-        T' = T, or the number of positions not yet seen in incremental decoding."""
+        T' = T, or the number of positions not yet seen in incremental decoding, and "attn" is
+        [B x T' x S weights] with ``need_attn`` and an encoder output, else [None]."""
         if first_segment is not None:
             if incremental_state is not None:
                 raise ValueError("stream evaluation and incremental decoding cannot be combined")
@@ -115,14 +128,17 @@ class MegaDecoder(FairseqIncrementalDecoder):
             memory = encoder_out["encoder_out"][0]  # B x S x D
             if len(encoder_out["encoder_padding_mask"]) > 0:
                 memory_padding_mask = encoder_out["encoder_padding_mask"][0]
+        weights_layer = self.alignment_layer if self.need_attn and memory is not None else None
         out = self.stack(self.embedding(prev_output_tokens), prev_output_tokens.eq(self.padding_idx), memory=memory,
-                         memory_padding_mask=memory_padding_mask, incremental_state=incremental_state)
+                         memory_padding_mask=memory_padding_mask, incremental_state=incremental_state,
+                         weights_layer=weights_layer)
         if first_segment is not None:  # carry values, not the graph, into the next segment
             for saved in self._stream_state.values():
                 for key, value in saved.items():
                     if value is not None:
                         saved[key] = value.detach()
-        return out.out, {"inner_states": out.inner_states, "attn": [out.attn]}
+        attn = None if out.attn is None else in_source_order(out.attn, encoder_out)
+        return out.out, {"inner_states": out.inner_states, "attn": [attn]}
 
     def output_layer(self, features: Tensor) -> Tensor:
         if self.adaptive_softmax is not None:
@@ -131,6 +147,11 @@ class MegaDecoder(FairseqIncrementalDecoder):
 
     def max_positions(self) -> int:
         return self.max_target_positions
+
+    def make_generation_fast_(self, need_attn: bool = False, **kwargs):
+        """fairseq's preparation for generation (``prepare_for_inference_``): ``need_attn`` is
+        --print-alignment."""
+        self.need_attn = bool(need_attn)
 
     def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor):
         pass  # the count of decoded positions is shared by all sequences; the layers reorder their own state

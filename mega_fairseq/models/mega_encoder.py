@@ -10,6 +10,10 @@ classifier heads), written down once here. ``encoder_out`` is fairseq's dict of 
   alone), zero at padding;
 - ``encoder_padding_mask``: ``[B x S]`` bool, True at padding;
 - ``src_lengths``: ``[B x 1]``;
+- ``source_order``: ``[B x S]`` long: for each position of ``encoder_out``, its position in the
+  input as given (``src_tokens``, left-padded or not; with a first token, that token is 0 and
+  the input follows it), so that attention weights can be read in the input's own order
+  (:func:`in_source_order`), as fairseq reads alignments;
 - ``encoder_states``: the input and every layer's output, ``B x S x D`` each, when asked for
   (``return_all_hiddens``), else ``[]``.
 
@@ -36,10 +40,22 @@ def padding_mask_from_lengths(lengths: Tensor, max_length: int) -> Tensor:
 def right_padded(values: Tensor, padding_mask: Tensor):
     """Moves the positions that are not padding to the left edge of each row (a stable sort by
     the mask: a no-op for right padding, no device sync). Shapes: values: B x S (...);
-    padding_mask: B x S; returns both reordered."""
+    padding_mask: B x S; returns both reordered and the order: B x S, the position in the input
+    of each position of the output."""
     order = torch.sort(padding_mask.to(torch.uint8), dim=1, stable=True).indices  # B x S
     index = order.view(*order.shape, *([1] * (values.dim() - 2))).expand_as(values)
-    return values.gather(1, index), padding_mask.gather(1, order)
+    return values.gather(1, index), padding_mask.gather(1, order), order
+
+
+def in_source_order(weights: Tensor, encoder_out: EncoderOut) -> Tensor:
+    """Attention weights over the encoder's positions moved to the positions of its input as
+    given (``source_order``): fairseq reads alignments against ``src_tokens`` as it padded them.
+    Weights at padding (zero) go to the input's padding. Shapes: weights: B x T x S; returns
+    B x T x S."""
+    if not encoder_out.get("source_order"):
+        return weights  # an encoder output without the key is in its input's order
+    order = encoder_out["source_order"][0]
+    return weights.new_zeros(weights.shape).scatter(-1, order.unsqueeze(1).expand_as(weights), weights)
 
 
 class MegaEncoder(FairseqEncoder):
@@ -82,17 +98,19 @@ class MegaEncoder(FairseqEncoder):
                 return_all_hiddens: bool = False, **unused) -> EncoderOut:
         """Shapes: src_tokens: B x S (token ids, or real values); returns the contract above."""
         padding_mask = self.padding_mask(src_tokens, src_lengths)
-        src_tokens, padding_mask = right_padded(src_tokens, padding_mask)
+        src_tokens, padding_mask, order = right_padded(src_tokens, padding_mask)
         x = self.embedding(src_tokens)
         if self.first_token is not None:
             x = torch.cat([self.first_token.to(x.dtype).expand(x.size(0), 1, -1), x], dim=1)
             padding_mask = torch.cat([padding_mask.new_zeros(x.size(0), 1), padding_mask], dim=1)
+            order = torch.cat([order.new_zeros(x.size(0), 1), order + 1], dim=1)
         out = self.stack(x, padding_mask)
         src_lengths = (~padding_mask).sum(dim=1)
         return {
             "encoder_out": [out.out],
             "encoder_padding_mask": [padding_mask],
             "src_lengths": [src_lengths.view(-1, 1)],
+            "source_order": [order],
             "encoder_states": out.inner_states if return_all_hiddens else [],
         }
 

@@ -47,6 +47,11 @@ class MegaTranslationConfig(layer_options_config("MegaTranslationLayerOptions", 
     share_all_embeddings: bool = field(
         default=False, metadata={"help": "share the encoder, decoder and output embeddings (needs a joined "
                                          "dictionary, fairseq-preprocess --joined-dictionary, and equal dims)"})
+    alignment_layer: int = field(
+        default=-1, metadata={"help": "the decoder layer (0-based; -1: the last) whose cross-attention weights are "
+                                      "the alignments of --print-alignment and --replace-unk, and those that "
+                                      "--load-alignments with --criterion label_smoothed_cross_entropy_with_alignment "
+                                      "supervises"})
     max_source_positions: Optional[int] = II("task.max_source_positions")
     max_target_positions: Optional[int] = II("task.max_target_positions")
 
@@ -103,13 +108,25 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
         decoder = MegaDecoder(tgt_dict, embedding(decoder_table, cfg.decoder_embed_dim),
                               MegaStack(decoder_layers, causal=True, cross_attention=True),
                               output_projection=projection, adaptive_softmax=adaptive_softmax,
-                              max_target_positions=max_target)
+                              max_target_positions=max_target, alignment_layer=cfg.alignment_layer)
+        # --load-alignments: alignment-supervised training reads the weights at every step
+        decoder.need_attn = bool(safe_getattr(safe_getattr(task, "cfg", None), "load_alignments", False))
         model = cls(encoder, decoder)
         data = str(safe_getattr(safe_getattr(task, "cfg", None), "data", "") or "").split(os.pathsep)[0]
         model.dictionary_files = {side: os.path.join(data, f"dict.{lang}.txt") for side, lang in
                                   (("encoder", safe_getattr(task, "source_lang", None) or task.cfg.source_lang),
                                    ("decoder", safe_getattr(task, "target_lang", None) or task.cfg.target_lang))}
         return model
+
+    def prepare_for_inference_(self, cfg):
+        """Refuses --replace-unk without --print-alignment (hard) before generating: fairseq
+        computes the alignments it reads only then, and would fail at the first <unk>."""
+        generation = safe_getattr(cfg, "generation", None)
+        if safe_getattr(generation, "replace_unk", None) is not None \
+                and str(safe_getattr(generation, "print_alignment", None)) != "hard":
+            raise ValueError("--replace-unk copies the source word aligned with each <unk> and needs the "
+                             "alignments of --print-alignment (hard), which fairseq computes only then")
+        super().prepare_for_inference_(cfg)
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """A checkpoint trained with another dictionary is named as such, not as a size mismatch."""

@@ -34,17 +34,18 @@ class GatedCrossAttention(GatedBlock):
         init_linear(self.k_proj, self.v_proj, self.q_proj, self.h_proj)
 
     def forward(self, query: Tensor, memory: Tensor, memory_padding_mask: Optional[Tensor] = None,
-                incremental_state: Optional[IncrementalState] = None,
-                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                incremental_state: Optional[IncrementalState] = None, need_weights: bool = False, *,
+                padding_mask: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """Shapes: query: B x L x D; memory: B x S x D; memory_padding_mask: B x S (True at
-        padding); returns (B x L x D, weights B x L x S if need_weights else None)."""
+        padding); padding_mask: B x L, the query's (left out of batch norm statistics); returns
+        (B x L x D, weights B x L x S if need_weights else None)."""
         bsz, length, _ = query.size()
         first = 0
         saved = None
         if incremental_state is not None:
             saved = self.get_incremental_state(incremental_state)
             first = saved.get("steps", 0)  # a Python int, the same for every example: no device sync
-        x = self.block_input(query)
+        x = self.block_input(query, padding_mask)
         phi, r, q = self.q_proj(x).split([self.embed_dim, self.embed_dim, self.zdim], dim=-1)
         phi = torch.sigmoid(phi)
         r = F.silu(r)  # reset gate
@@ -62,4 +63,4 @@ class GatedCrossAttention(GatedBlock):
         bias = self.rel_pos_bias(positions, max(first + length, src_len))[:, :src_len]
         visible = None if memory_padding_mask is None else ~memory_padding_mask.unsqueeze(1)
         h, weights = self.attend(q, k, v, bias.to(q.dtype), visible, need_weights)
-        return self.gated_residual(query, phi, self.activation(self.h_proj(h * r))), weights
+        return self.gated_residual(query, phi, self.activation(self.h_proj(h * r)), padding_mask), weights

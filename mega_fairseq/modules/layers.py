@@ -29,14 +29,18 @@ class MegaLayer(nn.Module):
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
                 memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
                 need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-        """Shapes: x: B x L x D; padding_mask: B x L; memory: B x S x D; returns (B x L x D,
-        attention weights of the last attention, or None)."""
-        x, weights = self.mega_layer(x, padding_mask, incremental_state=incremental_state, need_weights=need_weights)
-        if self.cross_attn is not None:
+        """Shapes: x: B x L x D; padding_mask: B x L (True at padding; every block's norm leaves it out
+        of batch norm statistics); memory: B x S x D; returns (B x L x D, with ``need_weights`` the
+        weights of the layer's last attention, computed for it alone: the cross-attention's
+        (B x L x S) when the layer has one, else the self-attention's; otherwise None)."""
+        cross = self.cross_attn is not None
+        x, weights = self.mega_layer(x, padding_mask, incremental_state=incremental_state,
+                                     need_weights=need_weights and not cross)
+        if cross:
             if memory is None:
                 raise ValueError("this decoder layer has cross-attention and needs the encoder output (memory)")
             x, weights = self.cross_attn(x, memory, memory_padding_mask, incremental_state=incremental_state,
-                                         need_weights=need_weights)
+                                         need_weights=need_weights, padding_mask=padding_mask)
         if self.nffn is not None:
             x = self.nffn(x, padding_mask)
         return x, weights

@@ -13,7 +13,7 @@ from .norm import SequenceNorm
 class StackOutput(NamedTuple):
     out: Tensor  # B x L x D, zero at padding
     inner_states: List[Tensor]  # the input and each layer's output, B x L x D
-    attn: Optional[Tensor]  # the last layer's attention weights, when asked for
+    attn: Optional[Tensor]  # the attention weights of layer ``weights_layer``, when asked for
 
 
 class MegaStack(nn.Module):
@@ -41,18 +41,25 @@ class MegaStack(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
                 memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
-                need_weights: bool = False) -> StackOutput:
+                weights_layer: Optional[int] = None) -> StackOutput:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None; memory: B x S x D;
-        memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions."""
+        memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions.
+
+        ``weights_layer``: the layer (an index into ``layers``, negative from the end) whose attention
+        weights are returned (see :class:`MegaLayer`); the other layers, and all of them when it is
+        None, compute none (the fused attention kernels never form them)."""
         if padding_mask is not None and padding_mask.device.type == "cpu" and not bool(padding_mask.any()):
             padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         inner_states = [x]
+        wanted = None if weights_layer is None else range(len(self.layers))[weights_layer]
         attn = None
-        for layer in self.layers:
-            x, attn = layer(x, padding_mask, memory=memory, memory_padding_mask=memory_padding_mask,
-                            incremental_state=incremental_state, need_weights=need_weights)
+        for index, layer in enumerate(self.layers):
+            x, weights = layer(x, padding_mask, memory=memory, memory_padding_mask=memory_padding_mask,
+                               incremental_state=incremental_state, need_weights=index == wanted)
+            if index == wanted:
+                attn = weights
             inner_states.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x, padding_mask)
