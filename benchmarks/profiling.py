@@ -59,3 +59,12 @@ def profile(work: Callable[[], object], device: str, top: int = 5) -> dict:
             torch.cuda.synchronize()
     events = profiler.key_averages()
     return {"sdpa_backend": sdpa_backend(event.key for event in events), "kernels": busiest(events, device, top)}
+
+
+def sdpa_backend_of(work: Callable[[], object]) -> str:
+    """The SDPA backend that ``work()`` runs (see :func:`sdpa_backend`), from the operators alone
+    (recorded where they are called, whatever the device): cheaper than :func:`profile` on CUDA,
+    which traces the kernels too."""
+    with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as profiler:
+        work()
+    return sdpa_backend(event.key for event in profiler.key_averages())

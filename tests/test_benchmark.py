@@ -157,6 +157,8 @@ def test_profile_records_the_sdpa_backend_on_cpu():
                                "cpu")
     assert record["sdpa_backend"] in ("flash_cpu", "math")  # torch's choice; both are CPU backends
     check_profile(record, "cpu")
+    assert profiling.sdpa_backend_of(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) in (
+        "flash_cpu", "math")
 
 
 def test_report_names_the_device():
