@@ -135,7 +135,8 @@ def machine(log: Log, device: str):
     facts = {"python": platform.python_version(), "torch": torch.__version__, "torch CUDA": torch.version.cuda,
              "fairseq": fairseq.__version__, "device": device}
     if device == "cuda":
-        facts.update(gpu=torch.cuda.get_device_name(), capability=".".join(map(str, torch.cuda.get_device_capability())),
+        facts.update(gpu=torch.cuda.get_device_name(),
+                     capability=".".join(map(str, torch.cuda.get_device_capability())),
                      memory_gb=round(torch.cuda.get_device_properties(0).total_memory / 2 ** 30, 1),
                      tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
     for key, value in facts.items():
@@ -329,7 +330,8 @@ def accuracy(log: Log, device: str):
     attend_sizes = (2, 2, 32, 16, 32) if cpu else (2, 4, 256, 64, 256)  # B, chunks, c, z, h
     log.write(f"attend (fused softmax path) on B x nc x c x z / h = {' x '.join(map(str, attend_sizes))}, "
               f"limits {ATTEND_LIMITS}")
-    log.write("\n| precision | mask | SDPA backend | output | dq | dk | dv | dbias |\n|---|---|---|---|---|---|---|---|")
+    log.write("\n| precision | mask | SDPA backend | output | dq | dk | dv | dbias |")
+    log.write("|---|---|---|---|---|---|---|---|")
     for precision in (CPU_PRECISIONS if cpu else ("fp32", "bf16", "fp16")):
         for causal, padded in ((False, False), (False, True), (True, False)):
             mask = "causal" if causal else ("padded" if padded else "none")
@@ -339,7 +341,8 @@ def accuracy(log: Log, device: str):
                       + " | ".join(f"{value:.1e}" for value in figures.values()) + " |")
             worst = max(figures, key=figures.get)
             log.result(f"attend {precision} {mask}", OK if figures[worst] <= ATTEND_LIMITS[precision] else FAIL,
-                       f"{errors['backend']}; worst {worst} {figures[worst]:.1e} (limit {ATTEND_LIMITS[precision]:.0e})")
+                       f"{errors['backend']}; worst {worst} {figures[worst]:.1e} "
+                       f"(limit {ATTEND_LIMITS[precision]:.0e})")
     block_sizes = dict(d=16, z=8, h=32, n=4, chunk=16, length=48) if cpu else \
         dict(d=128, z=64, h=256, n=16, chunk=128, length=512)
     log.write(f"\nMovingAverageGatedAttention {block_sizes}, float32 weights under autocast, limits {BLOCK_LIMITS}")
@@ -436,8 +439,8 @@ def training(log: Log, device: str, work: Path, updates: int):
             code, output = log.run(["fairseq-train", *arguments, "--user-dir", USER_DIR, "--optimizer", "adam",
                                     "--lr", "1e-3", "--max-update", updates, "--log-format", "simple",
                                     "--log-interval", max(1, updates // 4), "--num-workers", "0", "--seed", "1",
-                                    "--distributed-world-size", "1", *save, *flags, *(["--cpu", "--max-valid-steps", "2"] if cpu else [])],
-                                   timeout=300)
+                                    "--distributed-world-size", "1", *save, *flags,
+                                    *(["--cpu", "--max-valid-steps", "2"] if cpu else [])], timeout=300)
             status, detail = training_status(code, output, updates)
             if precision == "bf16" and status == FAIL and "xla" in output.lower():
                 # fairseq 0.12's options.parse_args_and_arch sets args.tpu when --bf16 is given

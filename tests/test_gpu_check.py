@@ -82,8 +82,9 @@ def test_training_decoding_and_benchmark(dry_run):
 def test_make_target_passes_the_dry_run_flag(tmp_path):
     """`make -n` prints the recipes (install's included) and runs none."""
     def recipe(*arguments):
-        proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "gpu-check", f"GPU_CHECK_LOG={tmp_path / 'x.log'}",
-                               *arguments], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "gpu-check",
+                               f"GPU_CHECK_LOG={tmp_path / 'x.log'}", *arguments],
+                              capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip().splitlines()[-1]
 
