@@ -2,14 +2,18 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .installed
-# the torch to install; `make install TORCH=` keeps the torch already installed (e.g. a CUDA build)
+# the torch to install when none is installed within setup.py's range (an installed one is kept, a CUDA build above
+# all: scripts/torch_requirement.py); `make install TORCH=SPEC` installs SPEC, `make install TORCH=` keeps any torch
 TORCH ?= torch==2.13.0
 # test processes (pytest-xdist; each test file stays in one process)
 TEST_WORKERS ?= 2
 # extra arguments of scripts/demo.py, e.g. make demo DEMO_ARGS="--updates 50 --out /tmp/demo"
 DEMO_ARGS ?=
 
-.PHONY: install demo demo-mt demo-lra demo-speech test bench clean
+# where `make gpu-check` writes its log; CPU=1 makes it a quick dry run on CPU
+GPU_CHECK_LOG ?= gpu_check.log
+
+.PHONY: install demo demo-mt demo-lra demo-speech test bench gpu-check clean
 
 # The stamp skips the downloads; the editable install is redone when mega_fairseq does not
 # import from this checkout (for example after installing another clone).
@@ -18,14 +22,16 @@ install: $(STAMP)
 		sys.exit(os.path.dirname(os.path.realpath(mega_fairseq.__file__)) != os.path.realpath('$(CURDIR)/mega_fairseq'))" \
 		2>/dev/null) || $(PIP) install --no-build-isolation --no-deps -e .
 
-# torch first (pinned: a CPU build; an unpinned torch pulls a multi-GB CUDA build; TORCH= keeps yours), then
-# fairseq built against it without build isolation, then fairseq's runtime dependencies.
+# torch first (an installed torch within setup.py's range is kept, e.g. a CUDA build; else the pinned CPU build:
+# an unpinned torch pulls a multi-GB CUDA build), then fairseq built against it without build isolation, then
+# fairseq's runtime dependencies.
 # numpy < 2: fairseq 0.12 still calls np.compat (gone in numpy 2). transformers < 4.41 ships
 # the port of the official Mega code that the parity tests and the benchmark compare against.
 # espeak-ng (a Debian package, installed when running as root with apt-get) speaks the words of
 # the speech demo.
 $(STAMP): setup.py Makefile
-	$(PIP) install $(TORCH) "numpy<2" cython setuptools wheel
+	requirement="$$($(PYTHON) scripts/torch_requirement.py '$(TORCH)' $(if $(filter file,$(origin TORCH)),,--explicit))" \
+		&& $(PIP) install $$requirement "numpy<2" cython setuptools wheel
 	MAX_JOBS=2 $(PIP) install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) install hydra-core==1.3.2 omegaconf==2.3.0 cffi regex sacrebleu tqdm bitarray scikit-learn \
 		packaging sentencepiece sacremoses tensorboard tensorboardX soundfile scipy pillow pytest pytest-xdist matplotlib \
@@ -55,6 +61,11 @@ test: install
 # make bench BENCH_ARGS="--device cpu --json bench.json --plot bench.png"
 bench: install
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
+
+# Validates a GPU machine in at most 10 minutes: the CUDA tests, the SDPA backend of every preset's shapes, fused
+# attention against float64, training in every precision, decoding, the benchmark; one log (benchmarks/gpu_check.py)
+gpu-check: install
+	$(PYTHON) -m benchmarks.gpu_check --log $(GPU_CHECK_LOG) $(if $(filter 1,$(CPU)),--cpu)
 
 clean:
 	rm -rf $(STAMP) data/demo data/demo_mt data/demo_lra data/demo_speech build *.egg-info

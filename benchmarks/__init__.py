@@ -30,6 +30,19 @@ cache or the CUDA context. The default step is 32768 tokens on CUDA (8192 on CPU
 short lengths' batches keep the GPU busy; ``--threads`` and ``--omp-wait-policy`` still apply to
 the workers but matter only on CPU.
 
+Precision (``--precision``): what models train in, by default bfloat16 autocast on CUDA (the
+forward pass under ``torch.autocast``; ``fp16`` for float16 autocast) and float32 on CPU, where
+bfloat16 matmuls are emulated unless the CPU has AVX512-BF16 or AMX (``--precision bf16`` runs
+bfloat16 autocast there too). ``fp32`` on CUDA keeps torch's default of TF32 off for matmuls (the
+JSON records ``machine.tf32_matmul``). The plain matmul's operands are in the same dtype.
+
+What ran: after the timed steps, one more step of every training configuration, each matmul and
+one decoded token of each decoder run under torch.profiler, and the JSON records beside each
+figure the backend of torch's scaled_dot_product_attention (``sdpa_backend``: flash, efficient,
+cudnn, math, flash_cpu, or none, "none (blocked CPU kernel)" for Mega's own CPU kernel) and the
+busiest kernels with their share of the time (``kernels``: CUDA kernels on CUDA, aten operators
+on CPU); the report prints them as a table.
+
 Models: ``mega`` and ``mega_chunk`` (the library's ``MegaStack``, prenorm, full attention and
 chunks of ``--chunk-size``), ``hf_mega`` / ``hf_mega_chunk`` (the Hugging Face ``transformers``
 port of the official code, skipped when transformers < 4.41 is not installed),
@@ -42,5 +55,6 @@ with an ``incremental_state`` after a context of 256, 4K and 16K tokens, against
 ``transformer_lm`` decoder of the same size with its key/value cache.
 
 Files: ``harness`` (command line, worker subprocesses, measurements), ``cases`` (the models
-and the FLOP count), ``report`` (ratios, tables, plot).
+and the FLOP count), ``report`` (ratios, tables, plot), ``profiling`` (SDPA backend and kernels);
+``gpu_check`` validates a GPU machine (``make gpu-check``, see its docstring).
 """

@@ -9,6 +9,12 @@ On CUDA (``--device cuda``, or ``auto`` with a GPU) kernels run asynchronously: 
 region starts and ends with ``torch.cuda.synchronize()``, and peak memory is the allocator's
 peak (``torch.cuda.max_memory_allocated()`` after ``torch.cuda.reset_peak_memory_stats()``)
 above ``torch.cuda.memory_allocated()`` just before the step.
+
+Precision (``--precision``): the forward passes run under autocast in bfloat16 or float16 (the
+backward pass follows autocast's dtypes), or in float32; the plain matmul uses operands of the
+same dtype. After the timed steps, one more step of every configuration runs under
+torch.profiler to record what ran: the backend of torch's scaled_dot_product_attention and
+the busiest kernels (``profiling``).
 """
 
 import argparse
@@ -24,7 +30,8 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List, Optional
+from contextlib import AbstractContextManager
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +40,7 @@ from mega_fairseq.modules import NORM_TYPES
 
 from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, MegaDecoder, arch_sizes, build_model,
                     fairseq_transformer_lm, hf_available)
+from .profiling import profile
 from .report import by_key, compute_ratios, flops_rows, format_report, plot
 
 # the folder holding the ``benchmarks`` package, put on the workers' PYTHONPATH
@@ -43,6 +51,10 @@ DEFAULT_CHUNK_LENGTHS = (32768, 65536)
 DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
 DEFAULT_TOKENS_PER_STEP = {"cpu": 8192, "cuda": 32768}
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# What models train in on each device: bfloat16 autocast on GPUs; float32 on CPUs, where
+# bfloat16 matmuls are emulated unless the CPU has AVX512-BF16 or AMX.
+DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "bf16"}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -104,6 +116,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      help="where the models run: 'auto' (default) is cuda when torch.cuda.is_available(), else "
                           "cpu; on cuda every timed step is bracketed by torch.cuda.synchronize() and peak memory "
                           "is the CUDA allocator's (max_memory_allocated growth), on cpu the resident set's")
+    env.add_argument("--precision", choices=PRECISIONS, default=None,
+                     help="forward passes under bf16 or fp16 autocast, or in fp32 (on CUDA with TF32 off, "
+                          "torch's default); default: bf16 on CUDA, fp32 on CPU. fp16 needs CUDA (CPU autocast "
+                          "does not cover float16 for every operator)")
     env.add_argument("--threads", type=int, default=2,
                      help="torch/OpenMP threads in the workers (what matters on CPU; set on CUDA too)")
     env.add_argument("--omp-wait-policy", default="active", choices=("active", "passive", "inherit"),
@@ -121,6 +137,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     elif args.device == "cuda" and not cuda:
         parser.error(f"--device cuda: torch.cuda.is_available() is False here (torch {torch.__version__}); "
                      "use --device cpu or auto")
+    if args.precision is None:
+        args.precision = DEFAULT_PRECISION[args.device]
+    elif args.precision == "fp16" and args.device == "cpu":
+        parser.error("--precision fp16 needs --device cuda (CPU autocast does not cover float16 for every "
+                     "operator); use bf16 or fp32 on CPU")
     if args.tokens_per_step is None:
         args.tokens_per_step = DEFAULT_TOKENS_PER_STEP[args.device]
     if args.lengths is None:
@@ -153,9 +174,16 @@ def batch_size(length: int, tokens_per_step: int) -> int:
     return max(1, tokens_per_step // length)
 
 
-def train_step(model: nn.Module, x: Tensor):
+def autocast(device: str, precision: str) -> AbstractContextManager:
+    """Autocast to the precision's dtype (the forward pass only); disabled for fp32."""
+    return torch.autocast(device, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+
+
+def train_step(model: nn.Module, x: Tensor, precision: str = "fp32"):
     model.zero_grad(set_to_none=True)
-    model(x).sum().backward()
+    with autocast(x.device.type, precision):
+        loss = model(x).float().sum()
+    loss.backward()
 
 
 def synchronize(device: str):
@@ -174,54 +202,66 @@ def timed(work: Callable[[], object], device: str) -> float:
 
 
 def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: int, repeats: int,
-                  device: str = "cpu") -> List[dict]:
+                  device: str = "cpu", precision: str = "fp32") -> List[dict]:
     """Training steps of several models at one length, timed in turns (one step of each model
     per round, ``repeats`` rounds after a warm-up round), so that every model meets the same
-    spells of a shared machine's load and their ratios stay comparable."""
+    spells of a shared machine's load and their ratios stay comparable; then one profiled step
+    of each (its SDPA backend and busiest kernels)."""
     torch.manual_seed(0)
     batch = batch_size(length, tokens_per_step)
     x = torch.randn(batch, length, sizes["embed_dim"], device=device)
     models = {name: build_model(name, sizes, length).to(device).train() for name in names}
     for model in models.values():
-        train_step(model, x)  # warm-up
+        train_step(model, x, precision)  # warm-up
     synchronize(device)
     times = {name: [] for name in names}
     for _ in range(repeats):
         for name, model in models.items():
-            times[name].append(timed(lambda: train_step(model, x), device))
+            times[name].append(timed(lambda: train_step(model, x, precision), device))
+    profiles = {name: profile(lambda: train_step(model, x, precision), device) for name, model in models.items()}
     per_1k = 1000.0 / (batch * length)
     return [{"model": name, "length": length, "batch": batch, "tokens": batch * length,
              "step_s": min(times[name]), "ms_per_1k_tokens": 1e3 * min(times[name]) * per_1k,
-             "ms_per_1k_tokens_median": 1e3 * statistics.median(times[name]) * per_1k, "repeats": repeats}
+             "ms_per_1k_tokens_median": 1e3 * statistics.median(times[name]) * per_1k, "repeats": repeats,
+             **profiles[name]}
             for name in names]
 
 
-def matmul_rate(shape: List[int], repeats: int = 10, device: str = "cpu") -> dict:
-    """GFLOP/s of one plain torch.matmul (... x m x k) @ (... x k x n), shape [..., m, k, n], best of ``repeats``."""
+def matmul_rate(shape: List[int], repeats: int = 10, device: str = "cpu", precision: str = "fp32") -> dict:
+    """GFLOP/s of one plain torch.matmul (... x m x k) @ (... x k x n), shape [..., m, k, n], best of
+    ``repeats``, operands in the precision's dtype (what autocast runs a matmul in), and its kernels."""
     *batch, rows, inner, cols = shape
-    a, b = torch.randn(*batch, rows, inner, device=device), torch.randn(*batch, inner, cols, device=device)
+    dtype = PRECISIONS[precision]
+    a = torch.randn(*batch, rows, inner, device=device, dtype=dtype)
+    b = torch.randn(*batch, inner, cols, device=device, dtype=dtype)
     torch.matmul(a, b)  # warm-up
     best = min(timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
-    return {"shape": list(shape), "gflops": 2.0 * math.prod(shape) / best / 1e9}
+    return {"shape": list(shape), "gflops": 2.0 * math.prod(shape) / best / 1e9,
+            "kernels": profile(lambda: torch.matmul(a, b), device)["kernels"]}
 
 
-def median_step_time(step: Callable[[int], object], steps: int, device: str = "cpu") -> float:
-    """Median seconds of ``step(i)`` for i < steps (robust to other processes' bursts); on CUDA
-    each step is synchronised, so that it counts until its token's logits are computed."""
-    return statistics.median(timed(lambda: step(i), device) for i in range(steps))
+def step_latency(step: Callable[[int], object], steps: int, device: str = "cpu") -> Tuple[float, dict]:
+    """Median seconds of ``step(i)`` for i < steps (robust to other processes' bursts), and the
+    profile of one more step, ``step(steps)``; on CUDA each step is synchronised, so that it
+    counts until its token's logits are computed."""
+    latency = statistics.median(timed(lambda: step(i), device) for i in range(steps))
+    return latency, profile(lambda: step(steps), device)
 
 
-def mega_decode_latency(model: MegaDecoder, context: int, steps: int, vocab_size: int, device: str = "cpu") -> float:
-    """Seconds per token (median) after a real prefill of ``context`` tokens (one call, incremental)."""
+def mega_decode_latency(model: MegaDecoder, context: int, steps: int, vocab_size: int,
+                        device: str = "cpu") -> Tuple[float, dict]:
+    """Seconds per token (median) after a real prefill of ``context`` tokens (one call, incremental),
+    and the profile of one more token."""
     state: dict = {}
     model(torch.randint(vocab_size, (1, context), device=device), state)
-    tokens = torch.randint(vocab_size, (steps, 1, 1), device=device)
-    return median_step_time(lambda i: model(tokens[i], state), steps, device)
+    tokens = torch.randint(vocab_size, (steps + 1, 1, 1), device=device)
+    return step_latency(lambda i: model(tokens[i], state), steps, device)
 
 
 def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: int, vocab_size: int,
-                           device: str = "cpu") -> float:
-    """Seconds per token (median) with a key/value cache of ``context`` positions.
+                           device: str = "cpu") -> Tuple[float, dict]:
+    """Seconds per token (median) with a key/value cache of ``context`` positions, and the profile
+    of one more token.
 
     fairseq's decoder runs only the last token when given an incremental state, so the cache is
     filled directly with random keys and values of the right shape (the cost of a step does not
@@ -235,24 +275,26 @@ def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: i
             "prev_key": torch.randn(1, heads, context, head_dim, device=device),
             "prev_value": torch.randn(1, heads, context, head_dim, device=device),
             "prev_key_padding_mask": None})
-    tokens = torch.randint(4, vocab_size, (1, context + steps), device=device)
-    return median_step_time(lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state), steps,
-                            device)
+    tokens = torch.randint(4, vocab_size, (1, context + steps + 1), device=device)
+    return step_latency(lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state), steps, device)
 
 
 def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: int,
-                     device: str = "cpu") -> List[dict]:
+                     device: str = "cpu", precision: str = "fp32") -> List[dict]:
+    """Per-token latency of both decoders after each context, with the SDPA backend and the
+    busiest kernels of one profiled token of each (``profiles``)."""
     torch.manual_seed(0)
     mega = MegaDecoder(sizes, vocab_size).to(device).eval()
-    transformer = fairseq_transformer_lm(sizes, vocab_size, max(contexts) + steps + 1).to(device).eval()
+    transformer = fairseq_transformer_lm(sizes, vocab_size, max(contexts) + steps + 2).to(device).eval()
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for context in contexts:
-            rows.append({"context": context,
-                         "mega_chunk_ms_per_token": 1e3 * mega_decode_latency(mega, context, steps, vocab_size,
-                                                                              device),
-                         "fairseq_transformer_ms_per_token": 1e3 * fairseq_decode_latency(
-                             transformer, sizes, context, steps, vocab_size, device)})
+            mega_latency, mega_profile = mega_decode_latency(mega, context, steps, vocab_size, device)
+            fairseq_latency, fairseq_profile = fairseq_decode_latency(transformer, sizes, context, steps, vocab_size,
+                                                                      device)
+            rows.append({"context": context, "mega_chunk_ms_per_token": 1e3 * mega_latency,
+                         "fairseq_transformer_ms_per_token": 1e3 * fairseq_latency,
+                         "profiles": {"mega_chunk": mega_profile, "fairseq_transformer": fairseq_profile}})
     return rows
 
 
@@ -263,7 +305,7 @@ def timing_worker(spec: dict) -> dict:
     for length in lengths:
         names = [name for name, config_length in configs if config_length == length]
         for row in time_training(names, sizes, length, spec["tokens_per_step"], spec["repeats"],
-                                 device):
+                                 device, spec["precision"]):
             results["train"].append(row)
             print(f"  timed {row['model']} L={length}: {row['ms_per_1k_tokens']:.1f} ms/1K tokens",
                   file=sys.stderr, flush=True)
@@ -271,11 +313,11 @@ def timing_worker(spec: dict) -> dict:
     d, z, h, c = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["chunk_size"]
     tokens = spec["tokens_per_step"]
     # the [phi, z, gamma, h] projection, and a chunk's weights times values
-    results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device),
-                         matmul_rate([max(1, tokens // c), c, c, h], device=device)]
+    results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device, precision=spec["precision"]),
+                         matmul_rate([max(1, tokens // c), c, c, h], device=device, precision=spec["precision"])]
     if spec["decode_contexts"]:
         results["decode"] = measure_decoding(sizes, spec["decode_contexts"], spec["decode_steps"],
-                                             spec["vocab_size"], device)
+                                             spec["vocab_size"], device, spec["precision"])
     return results
 
 
@@ -288,13 +330,13 @@ def _peak_resident_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
-def cuda_step_peak_mb(model: nn.Module, x: Tensor) -> dict:
+def cuda_step_peak_mb(model: nn.Module, x: Tensor, precision: str) -> dict:
     """Peak of the CUDA allocator's tensor memory during one training step, above what is
     allocated just before it (parameters, the input and warm-up state such as cuBLAS workspaces)."""
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    train_step(model, x)
+    train_step(model, x, precision)
     torch.cuda.synchronize()
     return {"peak_mb": (torch.cuda.max_memory_allocated() - before) / 2 ** 20, "allocated_before_mb": before / 2 ** 20}
 
@@ -307,16 +349,17 @@ def memory_worker(spec: dict) -> dict:
     (thread pools, FFT and BLAS buffers, cuBLAS handles), which a long training run pays once, not per step.
     """
     name, length, sizes, device = spec["model"], spec["length"], spec["sizes"], spec["device"]
+    precision = spec["precision"]
     torch.manual_seed(0)
     model = build_model(name, sizes, length).to(device).train()
-    train_step(model, torch.randn(1, min(length, sizes["chunk_size"]), sizes["embed_dim"], device=device))
+    train_step(model, torch.randn(1, min(length, sizes["chunk_size"]), sizes["embed_dim"], device=device), precision)
     x = torch.randn(batch_size(length, spec["tokens_per_step"]), length, sizes["embed_dim"], device=device)
     model.zero_grad(set_to_none=True)
     gc.collect()
     if device == "cuda":
-        return {"model": name, "length": length, **cuda_step_peak_mb(model, x)}
+        return {"model": name, "length": length, **cuda_step_peak_mb(model, x, precision)}
     before = _resident_mb()
-    train_step(model, x)
+    train_step(model, x, precision)
     return {"model": name, "length": length, "peak_mb": _peak_resident_mb() - before, "resident_before_mb": before}
 
 
@@ -393,7 +436,8 @@ def machine_description(args: argparse.Namespace) -> dict:
                "omp_wait_policy": args.omp_wait_policy, "torch": torch.__version__,
                "python": platform.python_version(), "device": args.device}
     if args.device == "cuda":
-        machine.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
+        machine.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda,
+                       tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
     return machine
 
 
@@ -405,8 +449,8 @@ def best_of_workers(timings: List[dict]) -> dict:
                       key=lambda r: r["ms_per_1k_tokens"]) for row in first["train"]],
         "matmul": [max((t["matmul"][i] for t in timings), key=lambda r: r["gflops"])
                    for i in range(len(first["matmul"]))],
-        "decode": [{"context": row["context"], **{key: min(t["decode"][i][key] for t in timings)
-                                                  for key in row if key != "context"}}
+        "decode": [{**row, **{key: min(t["decode"][i][key] for t in timings)
+                              for key in row if key.endswith("_ms_per_token")}}
                    for i, row in enumerate(first["decode"])],
     }
 
@@ -429,11 +473,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     sizes = model_sizes(args)
     configs = training_configs(args, models)
     common = {"sizes": sizes, "tokens_per_step": args.tokens_per_step, "threads": args.threads,
-              "device": args.device}
+              "device": args.device, "precision": args.precision}
     timings = []
     for index in range(args.timing_workers):
         print(f"timing {len(configs)} training configurations and decoding in one worker on {args.device} "
-              f"({args.threads} threads; worker {index + 1} of {args.timing_workers})", flush=True)
+              f"in {args.precision} ({args.threads} threads; worker {index + 1} of {args.timing_workers})", flush=True)
         timing = run_worker(dict(common, kind="timing", configs=configs, repeats=args.repeats,
                                  decode_contexts=args.decode_contexts, decode_steps=args.decode_steps,
                                  vocab_size=args.vocab_size), args)
@@ -449,7 +493,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         for row in timing["train"]:
             row["peak_mb"] = memory.get((row["model"], row["length"]), {}).get("peak_mb")
     results = {"machine": machine_description(args), "sizes": dict(sizes, arch=args.arch),
-               "settings": {"device": args.device, "tokens_per_step": args.tokens_per_step, "repeats": args.repeats,
+               "settings": {"device": args.device, "precision": args.precision,
+                            "tokens_per_step": args.tokens_per_step, "repeats": args.repeats,
                             "timing_workers": args.timing_workers,
                             "lengths": args.lengths, "chunk_lengths": args.chunk_lengths},
                **timing}

@@ -63,8 +63,51 @@ def device_label(machine: dict) -> str:
     return f"CPU {machine.get('cpu') or 'unknown'}, {threads} thread{'' if threads == 1 else 's'}"
 
 
+PRECISION_LABELS = {"fp32": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}
+# kernels named in the report's table (all of them are in the JSON), and their names' length
+REPORTED_KERNELS = 3
+KERNEL_NAME_CHARS = 70
+
+
+def precision_label(results: dict) -> str:
+    """What the models computed in; on CUDA float32 also says whether matmuls used TF32
+    (results written before the precision was recorded ran in float32)."""
+    precision = results.get("settings", {}).get("precision", "fp32")
+    machine = results.get("machine", {})
+    label = PRECISION_LABELS[precision]
+    if precision == "fp32" and machine.get("device") == "cuda":
+        label += f", TF32 {'on' if machine.get('tf32_matmul') else 'off'}"
+    return label
+
+
 def _fmt(value: Optional[float], digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _kernels(kernels: List[list]) -> str:
+    """'name share%, ...' of the busiest kernels, long (templated) names shortened."""
+    def short(name: str) -> str:
+        return name if len(name) <= KERNEL_NAME_CHARS else name[:KERNEL_NAME_CHARS - 3] + "..."
+
+    return ", ".join(f"`{short(name)}` {100 * share:.0f}%" for name, share in kernels[:REPORTED_KERNELS])
+
+
+def what_ran(results: dict, device: str) -> List[str]:
+    """The table of what ran for each figure: SDPA backend and busiest kernels (results written
+    before they were recorded have none: no table)."""
+    rows = [(f"train {row['model']} L={row['length']}", row) for row in results["train"] if "kernels" in row]
+    rows += [(f"matmul {' x '.join(map(str, row['shape']))}", dict(row, sdpa_backend="-"))
+             for row in results.get("matmul", []) if "kernels" in row]
+    rows += [(f"decode {model} context {row['context']}", profile) for row in results.get("decode", [])
+             for model, profile in row.get("profiles", {}).items()]
+    if not rows:
+        return []
+    time = "CUDA kernels, share of GPU time" if results["machine"].get("device") == "cuda" else \
+        "aten operators, share of CPU time"
+    lines = ["", f"## What ran on {device}: SDPA backend and busiest kernels ({time}) of one profiled step", "",
+             "| measurement | SDPA backend | busiest kernels |", "|---|---|---|"]
+    lines += [f"| {label} | {row['sdpa_backend']} | {_kernels(row['kernels'])} |" for label, row in rows]
+    return lines
 
 
 def format_report(results: dict) -> str:
@@ -74,7 +117,8 @@ def format_report(results: dict) -> str:
     machine = results.get("machine", {})
     device = device_label(machine)
     memory = "CUDA allocator" if machine.get("device") == "cuda" else "resident set"
-    lines = [f"## Training on {device}: forward + backward, ms per 1K tokens (peak MB of one step, {memory})", "",
+    lines = [f"## Training on {device} ({precision_label(results)}): forward + backward, ms per 1K tokens "
+             f"(peak MB of one step, {memory})", "",
              "| L | B | " + " | ".join(models) + " |", "|---" * (len(models) + 2) + "|"]
     for length in lengths:
         cells = []
@@ -94,11 +138,13 @@ def format_report(results: dict) -> str:
         for mm in results.get("matmul", []):
             lines.append(f"\nplain torch.matmul {' x '.join(map(str, mm['shape']))}: {_fmt(mm['gflops'])} GFLOP/s")
     if results.get("decode"):
-        lines += ["", f"## Decoding on {device}: ms per token after a context of L tokens (batch 1)", "",
+        lines += ["", f"## Decoding on {device} ({precision_label(results)}): ms per token after a context of L "
+                      "tokens (batch 1)", "",
                   "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) |", "|---|---|---|"]
         for row in results["decode"]:
             lines.append(f"| {row['context']} | {_fmt(row['mega_chunk_ms_per_token'], 2)} | "
                          f"{_fmt(row['fairseq_transformer_ms_per_token'], 2)} |")
+    lines += what_ran(results, device)
     lines += ["", "## Ratios", ""]
     lines += [f"- {key}: {_fmt(value, 2)}" for key, value in results["ratios"].items() if value is not None]
     return "\n".join(lines)
@@ -131,7 +177,8 @@ def plot(results: dict, path: str) -> bool:
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
     time_axis.legend(fontsize=8)
-    figure.suptitle(f"{device_label(results['machine'])}, {results['settings']['tokens_per_step']} tokens per step")
+    figure.suptitle(f"{device_label(results['machine'])}, {precision_label(results)}, "
+                    f"{results['settings']['tokens_per_step']} tokens per step")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return True

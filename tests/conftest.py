@@ -12,6 +12,20 @@ USER_DIR = str(ROOT / "mega_fairseq")
 sys.path.insert(0, str(ROOT))  # test this checkout, whichever copy is installed
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU, skipped without one (pytest -m cuda runs them all)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The cuda marker is the one place that says a test needs a GPU: it is skipped without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
 def run(cmd, cwd=None, check=True, timeout=600, env=None):
     """Run a CLI; return (returncode, combined output). Fails the test on error when check."""
     full_env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2", **(env or {}))

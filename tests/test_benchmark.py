@@ -1,14 +1,26 @@
-"""Smoke test of the benchmark: tiny sizes, every measurement present and positive (timings are not judged)."""
+"""Smoke test of the benchmark: tiny sizes, every measurement present and positive (timings are not judged),
+the precision it runs in, and what ran (SDPA backend, kernels) recorded beside each figure."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
+from torch.autograd import DeviceType
 
-from benchmarks import cases, harness, report
+from benchmarks import cases, harness, profiling, report
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                reason="needs a CUDA GPU"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def check_profile(record: dict, device: str):
+    """A record of what ran: a known SDPA backend and the busiest kernels with their shares."""
+    assert set(record["sdpa_backend"].split("+")) <= set(profiling.SDPA_OPERATORS.values()) or \
+        record["sdpa_backend"].startswith(profiling.NO_SDPA), record
+    assert record["kernels"] and sum(share for _, share in record["kernels"]) <= 1 + 1e-9
+    if device == "cpu":
+        assert all(name.startswith("aten::") for name, _ in record["kernels"]), record
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -25,20 +37,32 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
     assert {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "ratios"} <= set(results)
     assert results["settings"]["timing_workers"] == 2
     assert results["settings"]["device"] == results["machine"]["device"] == device
+    assert results["settings"]["precision"] == harness.DEFAULT_PRECISION[device]
     assert ("gpu" in results["machine"]) == (device == "cuda")
     label = report.device_label(results["machine"])
     assert label == (f"GPU {torch.cuda.get_device_name()}" if device == "cuda"
                      else f"CPU {results['machine']['cpu']}, 1 thread")
-    assert report.format_report(results).count(label) == 3  # training, FLOP and decoding headings
+    text = report.format_report(results)
+    assert text.count(label) == 4  # training, FLOP, decoding and what-ran headings
+    assert text.count(f"({report.precision_label(results)})") == 2  # training and decoding headings
     assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
     for row in results["train"]:
         assert row["batch"] * row["length"] == row["tokens"]
         assert row["ms_per_1k_tokens"] > 0 and row["step_s"] > 0 and row["peak_mb"] > 0
+        check_profile(row, device)
+        assert f"| train mega_chunk L={row['length']} | {row['sdpa_backend']} | `" in text
+        if device == "cpu":  # softmax attention without dropout: Mega's blocked kernel, no SDPA
+            assert row["sdpa_backend"] == "none (blocked CPU kernel)"
     assert all(row["gflops"] > 0 and row["total_gflop"] > 0 for row in results["flops"])
-    assert all(row["gflops"] > 0 for row in results["matmul"])
+    for row in results["matmul"]:
+        assert row["gflops"] > 0
+        check_profile(dict(row, sdpa_backend=profiling.NO_SDPA), device)
     assert [row["context"] for row in results["decode"]] == [8, 40]
-    assert all(row["mega_chunk_ms_per_token"] > 0 and row["fairseq_transformer_ms_per_token"] > 0
-               for row in results["decode"])
+    for row in results["decode"]:
+        assert row["mega_chunk_ms_per_token"] > 0 and row["fairseq_transformer_ms_per_token"] > 0
+        assert set(row["profiles"]) == {"mega_chunk", "fairseq_transformer"}
+        for record in row["profiles"].values():
+            check_profile(record, device)
     assert results["ratios"]["mega_chunk_time_per_token@128_vs@64"] > 0
     memory = {row["length"]: row["peak_mb"] / row["tokens"] for row in results["train"]}
     assert results["ratios"]["mega_chunk_memory_per_token@128_vs@64"] == memory[128] / memory[64]
@@ -71,16 +95,70 @@ def test_device_choice(monkeypatch, capsys):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, like this one
     args = harness.parse_args(["--device", "auto"])
-    assert (args.device, args.tokens_per_step) == ("cpu", 8192)
+    assert (args.device, args.tokens_per_step, args.precision) == ("cpu", 8192, "fp32")
+    assert harness.parse_args(["--precision", "bf16"]).precision == "bf16"
     with pytest.raises(SystemExit) as error:
         harness.parse_args(["--device", "cuda"])
     assert error.value.code == 2  # argparse's usage error, before any worker starts
     assert "--device cuda: torch.cuda.is_available() is False" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        harness.parse_args(["--precision", "fp16"])
+    assert "--precision fp16 needs --device cuda" in capsys.readouterr().err
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # parsing alone touches no GPU
     args = harness.parse_args([])
-    assert (args.device, args.tokens_per_step) == ("cuda", 32768)
+    assert (args.device, args.tokens_per_step, args.precision) == ("cuda", 32768, "bf16")  # what GPUs train in
     assert harness.parse_args(["--device", "cuda"]).device == "cuda"
+    assert harness.parse_args(["--precision", "fp16"]).precision == "fp16"
+    assert harness.parse_args(["--precision", "fp32"]).precision == "fp32"
+    assert harness.parse_args(["--device", "cpu"]).precision == "fp32"
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_training_step_runs_in_the_precision(precision, dtype):
+    """The forward pass under autocast (CPU here: bfloat16), the backward pass reaching the float32 weights."""
+    model = nn.Linear(4, 4)
+    seen = []
+    model.register_forward_hook(lambda module, inputs, out: seen.append(out.dtype))
+    harness.train_step(model, torch.randn(2, 4), precision)
+    assert seen == [dtype] and model.weight.grad.dtype == torch.float32
+    assert harness.matmul_rate([8, 4, 4], repeats=1, precision=precision)["gflops"] > 0
+
+
+def test_sdpa_backend_names():
+    assert profiling.sdpa_backend(["aten::linear", "aten::_scaled_dot_product_efficient_attention"]) == "efficient"
+    assert profiling.sdpa_backend(["aten::_scaled_dot_product_flash_attention",
+                                   "aten::_scaled_dot_product_attention_math"]) == "flash+math"
+    assert profiling.sdpa_backend(["aten::_scaled_dot_product_flash_attention_for_cpu"]) == "flash_cpu"
+    assert profiling.sdpa_backend(["aten::_scaled_dot_product_cudnn_attention"]) == "cudnn"
+    assert profiling.sdpa_backend(["aten::bmm"]) == "none"
+    assert profiling.sdpa_backend(["_SoftmaxAttentionBlocks", "aten::bmm"]) == "none (blocked CPU kernel)"
+
+
+def test_busiest_kernels_on_cuda_are_device_kernels_by_device_time():
+    """The CUDA branch, on recorded events: kernels (device events) by their own GPU time, not the CPU
+    operators that launched them."""
+    def event(key, device_type, device_time=0.0, cpu_time=0.0):
+        return SimpleNamespace(key=key, device_type=device_type, self_device_time_total=device_time,
+                               self_cpu_time_total=cpu_time)
+
+    events = [event("aten::mm", DeviceType.CPU, cpu_time=50.0),
+              event("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n", DeviceType.CUDA, device_time=30.0),
+              event("fmha_cutlassF_bf16_aligned_64x64_rf_sm80", DeviceType.CUDA, device_time=60.0),
+              event("Memset (Device)", DeviceType.CUDA, device_time=10.0)]
+    assert profiling.busiest(events, "cuda", top=2) == [["fmha_cutlassF_bf16_aligned_64x64_rf_sm80", 0.6],
+                                                         ["sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n", 0.3]]
+    assert profiling.busiest(events, "cpu") == [["aten::mm", 1.0]]
+
+
+def test_profile_records_the_sdpa_backend_on_cpu():
+    q = torch.randn(1, 2, 8, 16, requires_grad=True)
+    record = profiling.profile(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward(),
+                               "cpu")
+    assert record["sdpa_backend"] in ("flash_cpu", "math")  # torch's choice; both are CPU backends
+    check_profile(record, "cpu")
+    assert profiling.sdpa_backend_of(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) in (
+        "flash_cpu", "math")
 
 
 def test_report_names_the_device():
@@ -88,6 +166,13 @@ def test_report_names_the_device():
     assert report.device_label(cpu) == "CPU Some CPU, 2 threads"
     assert report.device_label({"cpu": "Some CPU", "threads": 2}) == "CPU Some CPU, 2 threads"  # older JSON
     assert report.device_label(dict(cpu, device="cuda", gpu="NVIDIA H200")) == "GPU NVIDIA H200"
+
+
+def test_report_names_the_precision():
+    gpu = {"device": "cuda", "gpu": "NVIDIA H200", "tf32_matmul": False}
+    assert report.precision_label({"machine": gpu, "settings": {"precision": "bf16"}}) == "bfloat16 autocast"
+    assert report.precision_label({"machine": gpu, "settings": {"precision": "fp32"}}) == "float32, TF32 off"
+    assert report.precision_label({"machine": {"device": "cpu"}, "settings": {}}) == "float32"  # older JSON
 
 
 def test_unknown_arch_is_a_clear_error(capsys):

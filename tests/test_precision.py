@@ -128,7 +128,7 @@ def test_half_precision_model_attends_in_float32():
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("config", CONFIGS)
 def test_cuda_autocast_matches_float64_as_well_as_the_plain_path(config, dtype, monkeypatch):
