@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, USER_DIR, run
-from fairseq_driver import job_on
+from fairseq_driver import checked, job_on
 
 TRAIN = ["train", ["data", "--user-dir", USER_DIR, "--arch", "mega_lm_tiny"]]
 
@@ -35,9 +35,9 @@ def test_the_driver_refuses_a_job_that_does_not_choose_its_device(tmp_path, jobs
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machines without CUDA")
-def test_a_cuda_job_needs_cuda(tmp_path):
-    code, output = driver(tmp_path, [job_on("cuda", TRAIN)])
-    assert code != 0 and "job 0 (train) is a CUDA run and no CUDA device is available" in output
+def test_a_cuda_job_needs_cuda():
+    with pytest.raises(RuntimeError, match=r"job 0 \(train\) is a CUDA run and no CUDA device is available"):
+        checked(0, job_on("cuda", TRAIN))
 
 
 @pytest.mark.parametrize("cmd,env", [
