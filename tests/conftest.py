@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from fairseq_driver import COMMANDS, check_device
+
 ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(ROOT / "mega_fairseq")
 sys.path.insert(0, str(ROOT))  # test this checkout, whichever copy is installed
+FAIRSEQ_CLIS = {f"fairseq-{command.replace('_', '-')}" for command in COMMANDS} | {"fairseq-hydra-train"}
+FAIRSEQ_SCRIPTS = {"train.sh", "eval_lm.sh", "eval_cls.sh", "eval_bleu.sh"}  # of scripts/; CPU=1: on the CPU
 
 
 def pytest_configure(config):
@@ -26,8 +30,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def run(cmd, cwd=None, check=True, timeout=600, env=None):
-    """Run a CLI; return (returncode, combined output). Fails the test on error when check."""
+def fairseq_launched(cmd):
+    """The fairseq command, or the script of scripts/ that runs one, that cmd launches; else None."""
+    for word in map(Path, map(str, cmd)):
+        if word.name in FAIRSEQ_CLIS or (word.name in FAIRSEQ_SCRIPTS and word.parent.name == "scripts"):
+            return word.name
+    return None
+
+
+def run(cmd, cwd=None, check=True, timeout=600, env=None, device="cpu"):
+    """Run a CLI; return (returncode, combined output). Fails the test on error when check. A
+    command that runs fairseq must choose ``device`` by its arguments or ``env`` (check_device)."""
+    launched = fairseq_launched(cmd)
+    if launched:
+        check_device(launched, cmd, device, env)
     full_env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2", **(env or {}))
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=full_env)

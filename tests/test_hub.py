@@ -34,7 +34,7 @@ NUMBERS = {"one": "eins", "two": "zwei", "three": "drei", "four": "vier", "five"
 CLIP = 2000  # samples per clip: the first eighth of a second of the fixture's clips keeps the tests fast
 SPEECH_WORDS = ("yes", "no", "up")
 COMMON = ["--user-dir", USER_DIR, "--num-workers", "0", "--no-progress-bar", "--log-format", "simple",
-          "--required-batch-size-multiple", "1"]
+          "--required-batch-size-multiple", "1", "--cpu"]
 TRAIN = ["--optimizer", "adam", "--no-epoch-checkpoints", "--disable-validation", "--seed", "1", "--log-interval", "50"]
 MT_UPDATES = 150
 

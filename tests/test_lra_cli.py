@@ -36,7 +36,7 @@ def task_args(task, data):
     return [str(data), "--user-dir", USER_DIR, "--task", "mega_sequence_classification", "--input-type",
             spec.input_type, *(["--paired"] if spec.paired else []), "--num-classes", str(spec.num_classes),
             "--max-positions", str(spec.max_positions), "--shorten-method", spec.shorten_method,
-            "--pixel-mean", str(spec.pixel_mean), "--pixel-std", str(spec.pixel_std)]
+            "--pixel-mean", str(spec.pixel_mean), "--pixel-std", str(spec.pixel_std), "--cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +69,14 @@ def driven(raw, tmp_path_factory):
         best = root / f"mega_lra_{task}" / "checkpoint_best.pt"
         jobs.append(["validate", [str(raw[task]), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
                                   "--path", str(best), "--valid-subset", "test", "--batch-size", "4",
-                                  "--required-batch-size-multiple", "1", "--num-workers", "0"]])
+                                  "--required-batch-size-multiple", "1", "--num-workers", "0", "--cpu"]])
         names.append(("validate", task))
         saves.append(None)
     for task in TASKS:
         save = root / f"recipe_{task}"
         jobs.append(["hydra", str(ROOT / "configs" / "lra"), task,
                      [f"task.data={raw[task]}", f"common.user_dir={USER_DIR}", f"checkpoint.save_dir={save}",
-                      *TINY_HYDRA]])
+                      *TINY_HYDRA, "common.cpu=true"]])
         names.append(("recipe", task))
         saves.append(save)
     (root / "jobs.json").write_text(json.dumps(jobs))
@@ -201,5 +201,5 @@ def test_bad_data_stops_fairseq_train_before_training(raw, tmp_path):
 
 
 def test_eval_cls_names_a_missing_checkpoint(tmp_path):
-    code, output = run(["bash", SCRIPTS / "eval_cls.sh", tmp_path / "none.pt", tmp_path], check=False)
+    code, output = run(["bash", SCRIPTS / "eval_cls.sh", tmp_path / "none.pt", tmp_path], check=False, env={"CPU": "1"})
     assert code != 0 and "no such checkpoint" in output

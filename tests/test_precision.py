@@ -4,12 +4,13 @@ close to a float64 computation as the plain implementation in the same precision
 factor, flash-attention's rule), where the plain implementation runs attention as the official
 code does under autocast: half-precision matmuls, float32 softmax."""
 
+import copy
 import itertools
 
 import pytest
 import torch
 
-from mega_fairseq.modules import MegaLayer, MegaLayerConfig, gated_attention
+from mega_fairseq.modules import NORM_TYPES, MegaLayer, MegaLayerConfig, SequenceNorm, gated_attention, pool
 from mega_fairseq.modules.attention import attention_weights, toeplitz_rows
 
 CONFIGS = list(itertools.product(
@@ -67,6 +68,15 @@ def layer_for(causal, chunk, function, bias, norm, cross=False):
     return layer
 
 
+def projection_loss(out):
+    """A fixed random projection of the output, in at least float32: every gradient depends on
+    every output value (the mean square would be constant after a postnorm ScaleNorm, leaving
+    gradients of rounding noise to compare)."""
+    dtype = torch.promote_types(out.dtype, torch.float32)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    return (out.to(dtype) * weights.to(out.device, dtype)).sum()
+
+
 def outputs_and_gradients(layer, x, mask, device, dtype=None, memory=None):
     layer = layer.to(device)
     x = x.to(device).requires_grad_()
@@ -75,8 +85,7 @@ def outputs_and_gradients(layer, x, mask, device, dtype=None, memory=None):
     params = [p for p in layer.parameters()]
     with torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         out, _ = layer(x, None if layer.mega_layer.causal else mask, memory=memory)
-        loss = out.float().square().mean()
-    grads = torch.autograd.grad(loss, [x] + params, allow_unused=True)
+    grads = torch.autograd.grad(projection_loss(out), [x] + params, allow_unused=True)
     return [out.detach().double().cpu()] + [None if g is None else g.double().cpu() for g in grads]
 
 
@@ -126,6 +135,73 @@ def test_half_precision_model_attends_in_float32():
     torch.testing.assert_close(weights.float().sum(-1), torch.ones(2, 1, 9), rtol=0, atol=1e-2)
     out, _ = layer(x)  # the blocked kernel (no weights returned)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the gradient scaled by 1.1 backward (a wrong backward pass)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 1.1
+
+
+def test_a_fast_path_with_a_gradient_error_fails_the_check(monkeypatch):
+    """The comparison is sensitive behind a postnorm ScaleNorm, whose output's mean square does
+    not depend on its input: a fast attention whose gradient is 10% off fails it."""
+    def wrong_attend(q, k, v, **kwargs):
+        return _ATTEND(q, k, _ScaleGradient.apply(v) if v.dtype != torch.float64 else v, **kwargs)
+
+    monkeypatch.setattr(gated_attention, "attend", wrong_attend)
+    with pytest.raises(AssertionError, match="v_proj"):
+        check_against_plain((False, -1, "laplace", "simple", ("scalenorm", False)), "cpu", torch.bfloat16,
+                            monkeypatch)
+
+
+# ---------------------------------------------------------------- models converted to float16
+
+
+@pytest.mark.parametrize("norm_type", NORM_TYPES)
+def test_float16_norms_of_activations_whose_squares_overflow(norm_type):
+    """fairseq --fp16 converts the model to float16, where x^2 overflows from |x| >= 256: every
+    norm (training mode, padded batch) matches float64 in output, gradient and running averages."""
+    torch.manual_seed(0)
+    norm = SequenceNorm(norm_type, 8).train()
+    with torch.no_grad():
+        for parameter in norm.parameters():
+            parameter.uniform_(0.5, 1.5)
+    reference = copy.deepcopy(norm).double()
+    x = torch.randn(3, 40, 8, dtype=torch.float64) * 300.0  # a batch variance of 9e4 > 65504 too
+    mask = torch.arange(40) >= torch.tensor([[40], [25], [7]])
+    keep = ~mask
+    weights = torch.randn(3, 40, 8, dtype=torch.float64)
+    results = []
+    for module, dtype in ((norm.half(), torch.float16), (reference, torch.float64)):
+        inputs = x.to(dtype).requires_grad_()
+        out = module(inputs, mask)
+        grad, = torch.autograd.grad((out.double() * weights)[keep].sum(), inputs)
+        results.append((out, grad, [buffer for buffer in module.buffers() if buffer.is_floating_point()]))
+    (out, grad, buffers), (expected, expected_grad, expected_buffers) = results
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out[keep].double(), expected[keep], rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(grad[keep].double(), expected_grad[keep], rtol=1e-2, atol=1e-5)
+    for buffer, expected_buffer in zip(buffers, expected_buffers):
+        torch.testing.assert_close(buffer.double(), expected_buffer, rtol=1e-2, atol=1e-2)
+
+
+def test_float16_mean_pooling_of_a_long_sequence():
+    """16384 positions of about 5 sum past float16's 65504 (Path-X, raw speech): the mean is
+    accumulated in float32."""
+    torch.manual_seed(0)
+    x = 5.0 + torch.rand(2, 16384, 4, dtype=torch.float64)
+    mask = torch.arange(16384) >= torch.tensor([[16384], [12000]])
+    for padding_mask in (mask, None):
+        pooled = pool("mean", x.half(), padding_mask)
+        assert pooled.dtype == torch.float16
+        torch.testing.assert_close(pooled.double(), pool("mean", x, padding_mask), rtol=1e-3, atol=0)
 
 
 @pytest.mark.cuda

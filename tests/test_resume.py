@@ -39,12 +39,13 @@ import pytest
 import torch
 
 from conftest import ROOT, USER_DIR, tensors
+from fairseq_driver import check_device
 from lra_fixtures import write_listops
 
 COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
           "--num-workers", "0", "--optimizer", "adam", "--lr", "1e-3", "--no-epoch-checkpoints",
           "--required-batch-size-multiple", "1", "--seed", "7", "--dropout", "0.1", "--batch-size", "4",
-          "--max-valid-steps", "1"]
+          "--max-valid-steps", "1", "--cpu"]
 # family: (fairseq-train arguments after the data, the update after which the first run is killed,
 #          the file being written when the second run is killed)
 FAMILIES = {
@@ -135,6 +136,8 @@ def die_while_writing(prefix: str, nth: int):
 
 
 def start(context, argv, log, command="train", **options):
+    if command in ("train", "hydra_train"):
+        check_device(f"fairseq-{command}", argv, "cpu")
     process = context.Process(target=fairseq_cli, args=(command, argv, log), kwargs=options)
     process.start()
     return process

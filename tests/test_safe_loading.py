@@ -36,7 +36,7 @@ def craft(genuine, crafted, marker):
     torch.save(state, crafted)
 
 
-COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--num-workers", "0"]
+COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--num-workers", "0", "--cpu"]
 TRAIN = ["--optimizer", "adam", "--lr", "1e-3", "--max-update", "1", "--no-epoch-checkpoints",
          "--required-batch-size-multiple", "1"]
 # torch's switch that turns its weights-only default off (it yields to an explicit weights_only)
@@ -76,7 +76,7 @@ def runs(tmp_path_factory, lm_data, mt_data):
             "eval_lm": ["eval_lm", lm_args + ["--path", lm, "--gen-subset", "test"]],
             "interactive": ["interactive", [str(lm_data), "--user-dir", USER_DIR, "--task", "language_modeling",
                                             "--path", lm, "--input", str(root / "input.txt"), "--beam", "1",
-                                            "--max-len-b", "3"]],
+                                            "--max-len-b", "3", "--cpu"]],
             "generate": ["generate", mt_args + ["--path", mt, "--gen-subset", "test", "--beam", "2"]],
             "validate": ["validate", cls_args + ["--path", cls, "--valid-subset", "test"]],
         }

@@ -253,7 +253,7 @@ def test_recipes_have_the_official_settings():
 CLI_TINY = ["--arch", "mega_sc_raw_tiny", "--encoder-chunk-size", "100", "--criterion", "sentence_prediction",
             "--optimizer", "adam", "--lr", "1e-2", "--batch-size", "4", "--max-update", "2", "--no-progress-bar",
             "--log-format", "simple", "--log-interval", "1", "--required-batch-size-multiple", "1", "--num-workers",
-            "0", "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric",
+            "0", "--cpu", "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric",
             "--no-epoch-checkpoints"]
 
 

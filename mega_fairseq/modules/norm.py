@@ -9,6 +9,19 @@ from torch import Tensor, nn
 NORM_TYPES = ("layernorm", "scalenorm", "rmsnorm", "batchnorm", "syncbatchnorm")
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype sums over a sequence or a channel run in: float32 for half-precision inputs (a sum
+    of squares reaches float16's largest value, 65504, from |x| >= 256), float64 kept."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def inverse_rms(x: Tensor, eps: float) -> Tensor:
+    """1 / sqrt(mean(x^2) + eps) over the last dim, accumulated in float32 without a float32 copy
+    of x. Shapes: x: ... x D; returns ... x 1 in ``accumulation_dtype(x.dtype)``."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=accumulation_dtype(x.dtype))
+    return torch.rsqrt(norm.square() / x.size(-1) + eps)
+
+
 class ScaleNorm(nn.Module):
     """x * g / rms(x) with one learned scalar g (Nguyen & Salazar, 2019)."""
 
@@ -18,10 +31,11 @@ class ScaleNorm(nn.Module):
         self.scalar = nn.Parameter(torch.ones(1)) if affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        factor = torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + self.eps)
+        """Shapes: x: ... x D, returned in its dtype."""
+        factor = inverse_rms(x, self.eps)  # ... x 1, at least float32
         if self.scalar is not None:
-            factor = factor * self.scalar  # on the B x L x 1 factor: one pass over x, not two
-        return x * factor
+            factor = factor * self.scalar  # on the ... x 1 factor: one pass over x, not two
+        return (x * factor).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -33,10 +47,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        mean_square = x.square().mean(dim=-1, keepdim=True)
-        if self.weight is not None:
-            x = x * self.weight
-        return x * torch.rsqrt(mean_square + self.eps)
+        """Shapes: x: ... x D, returned in its dtype."""
+        y = (x * inverse_rms(x, self.eps)).to(x.dtype)  # normalised before the weight: x * w may overflow
+        return y if self.weight is None else y * self.weight
 
 
 class SequenceNorm(nn.Module):
@@ -82,7 +95,7 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_
     (all of them if it is None): the same normalisation, running averages (unbiased variance,
     momentum) and gradients as ``norm`` applied to those positions alone. Statistics are summed
     over processes for ``nn.SyncBatchNorm``."""
-    dtype = torch.promote_types(x.dtype, torch.float32)
+    dtype = accumulation_dtype(x.dtype)
     xf = x.to(dtype)
     if padding_mask is None:
         count = xf.new_full((1,), x.size(0) * x.size(1))
@@ -102,8 +115,10 @@ def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_
             norm.num_batches_tracked.add_(1)
             momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
             unbiased = var * count / (count - 1).clamp(min=1.0)
-            norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
-            norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+            # averaged in float32 and then rounded: a half-precision buffer (fairseq --fp16) holds an
+            # average of 16000 but not a batch variance of 160000
+            norm.running_mean.copy_(norm.running_mean.to(dtype).lerp(mean, momentum))
+            norm.running_var.copy_(norm.running_var.to(dtype).lerp(unbiased, momentum))
     y = (xf - mean) * torch.rsqrt(var + norm.eps)
     if norm.affine:
         y = y * norm.weight + norm.bias
