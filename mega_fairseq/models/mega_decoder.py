@@ -62,11 +62,15 @@ class MegaDecoder(FairseqIncrementalDecoder):
     ``first_segment`` (given by the stream evaluation data of ``mega_language_modeling``)
     switches to stream mode: the state is kept across calls, so consecutive segments of
     long streams are scored with the whole history, as one long forward pass would be.
+
+    ``left_pad``: whether ``prev_output_tokens`` come left-padded (translation's
+    --left-pad-target); fairseq's collaters pad them on the right by default, and then causal
+    attention needs no padding mask (see :class:`MegaStack`).
     """
 
     def __init__(self, dictionary, embedding: TokenEmbedding, stack: MegaStack, *,
                  output_projection: Optional[nn.Module], adaptive_softmax: Optional[nn.Module],
-                 max_target_positions: int):
+                 max_target_positions: int, left_pad: bool = False):
         super().__init__(dictionary)
         if not stack.causal:
             raise ValueError("a decoder needs a causal MegaStack")
@@ -77,6 +81,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         self.padding_idx = dictionary.pad()
         self.chunk_size = stack.cfg.chunk_size
         self.max_target_positions = max_target_positions
+        self.left_pad = left_pad
         self._stream_state: IncrementalState = {}
 
     @property
@@ -116,7 +121,8 @@ class MegaDecoder(FairseqIncrementalDecoder):
             if len(encoder_out["encoder_padding_mask"]) > 0:
                 memory_padding_mask = encoder_out["encoder_padding_mask"][0]
         out = self.stack(self.embedding(prev_output_tokens), prev_output_tokens.eq(self.padding_idx), memory=memory,
-                         memory_padding_mask=memory_padding_mask, incremental_state=incremental_state)
+                         memory_padding_mask=memory_padding_mask, incremental_state=incremental_state,
+                         right_padded=not self.left_pad)
         if first_segment is not None:  # carry values, not the graph, into the next segment
             for saved in self._stream_state.values():
                 for key, value in saved.items():

@@ -100,10 +100,12 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
                               MegaStack(encoder_layers, causal=False), padding_idx=src_dict.pad(),
                               max_source_positions=max_source)
         projection, adaptive_softmax = build_output_layer(cfg, tgt_dict, decoder_table, cfg.decoder_embed_dim)
+        left_pad_target = bool(safe_getattr(safe_getattr(task, "cfg", None), "left_pad_target", False))
         decoder = MegaDecoder(tgt_dict, embedding(decoder_table, cfg.decoder_embed_dim),
                               MegaStack(decoder_layers, causal=True, cross_attention=True),
                               output_projection=projection, adaptive_softmax=adaptive_softmax,
-                              max_target_positions=max_target)
+                              max_target_positions=max_target,
+                              left_pad=left_pad_target)
         model = cls(encoder, decoder)
         data = str(safe_getattr(safe_getattr(task, "cfg", None), "data", "") or "").split(os.pathsep)[0]
         model.dictionary_files = {side: os.path.join(data, f"dict.{lang}.txt") for side, lang in

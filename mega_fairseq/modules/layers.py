@@ -28,10 +28,12 @@ class MegaLayer(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
                 memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
-                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                need_weights: bool = False, right_padded: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
         """Shapes: x: B x L x D; padding_mask: B x L; memory: B x S x D; returns (B x L x D,
-        attention weights of the last attention, or None)."""
-        x, weights = self.mega_layer(x, padding_mask, incremental_state=incremental_state, need_weights=need_weights)
+        attention weights of the last attention, or None). ``right_padded``: see
+        :class:`MovingAverageGatedAttention`."""
+        x, weights = self.mega_layer(x, padding_mask, incremental_state=incremental_state, need_weights=need_weights,
+                                     right_padded=right_padded)
         if self.cross_attn is not None:
             if memory is None:
                 raise ValueError("this decoder layer has cross-attention and needs the encoder output (memory)")

@@ -41,9 +41,12 @@ class MegaStack(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
                 memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
-                need_weights: bool = False) -> StackOutput:
+                need_weights: bool = False, right_padded: bool = False) -> StackOutput:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None; memory: B x S x D;
-        memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions."""
+        memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions.
+        ``right_padded``: the caller knows that padding only follows each sequence's end, so that
+        causal attention can ignore the mask (a real query sees only real keys); it still hides
+        padding from the EMA and the norms."""
         if padding_mask is not None and padding_mask.device.type == "cpu" and not bool(padding_mask.any()):
             padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
         if padding_mask is not None:
@@ -52,7 +55,8 @@ class MegaStack(nn.Module):
         attn = None
         for layer in self.layers:
             x, attn = layer(x, padding_mask, memory=memory, memory_padding_mask=memory_padding_mask,
-                            incremental_state=incremental_state, need_weights=need_weights)
+                            incremental_state=incremental_state, need_weights=need_weights,
+                            right_padded=right_padded)
             inner_states.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x, padding_mask)
