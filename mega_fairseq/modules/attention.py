@@ -144,7 +144,8 @@ def fused_softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, bias: Tensor, vi
       is smaller than the padding feature's columns (a few keys, as in incremental decoding).
 
     When the bias requires grad, the queries run in blocks of rows (``_BIAS_GRAD_BYTES``), so
-    that the bias gradient allocated by the memory-efficient backward stays bounded.
+    that the bias gradient allocated by the memory-efficient backward stays bounded; except with
+    ``mask_mode="explicit"``, the reference, which makes one call.
 
     Shapes: as ``attend``; returns ... x Q x h.
     """
@@ -160,7 +161,7 @@ def fused_softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, bias: Tensor, vi
         mask = bias if causal is None else bias.masked_fill(~causal, float("-inf"))  # Q x K
     else:
         mask = torch.where(_ensure_nonempty_rows(_combine(visible, causal)), bias, float("-inf"))  # ... x Q x K
-    rows = _rows_per_call(q, k, mask)
+    rows = q.size(-2) if mask_mode == "explicit" else _rows_per_call(q, k, mask)
     outs = [_sdpa(q[..., start:start + rows, :], k, v, mask[..., start:start + rows, :], dropout, scale)
             for start in range(0, q.size(-2), rows)]
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
