@@ -115,7 +115,7 @@ def _combine(visible: Optional[Tensor], causal: Optional[Tensor]) -> Optional[Te
 MASK_MODES = ("auto", "features", "explicit")
 
 # Added to the scores of padded keys by the padding feature: exp(-1e4) is 0 in every floating
-# dtype, and the value is finite (a row of padded keys stays finite) and exact in half precision.
+# dtype, and the value is finite in every dtype (a row of padded keys stays finite).
 _PADDING_SCORE = -1e4
 # The padding feature widens q and k to a multiple of this many columns: the memory-efficient
 # kernel takes head dimensions divisible by 8 in half precision (4 in float32).
