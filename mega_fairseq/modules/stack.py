@@ -24,8 +24,8 @@ class MegaStack(nn.Module):
     cross-attention over an encoder's output when ``cross_attention``.
 
     Padding: positions marked in ``padding_mask`` are zero on input and output, are never
-    attended to, and do not enter the EMA, so a right-padded batch computes what each example
-    would alone (tested). Left padding would shift the chunk boundaries and the EMA's start:
+    attended to by real positions, and do not enter the EMA, so a right-padded batch computes
+    what each example would alone (tested). Left padding would shift the chunk boundaries and the EMA's start:
     :class:`MegaEncoder` moves left-padded inputs to the left edge first.
     """
 
