@@ -55,6 +55,9 @@ with an ``incremental_state`` after a context of 256, 4K and 16K tokens, against
 ``transformer_lm`` decoder of the same size with its key/value cache.
 
 Files: ``harness`` (command line, worker subprocesses, measurements), ``cases`` (the models
-and the FLOP count), ``report`` (ratios, tables, plot), ``profiling`` (SDPA backend and kernels);
-``gpu_check`` validates a GPU machine (``make gpu-check``, see its docstring).
+and the FLOP count), ``report`` (ratios, tables, plot), ``profiling`` (SDPA backend and kernels),
+and ``fused_attention``, a comparison of its own (``python -m benchmarks.fused_attention``;
+``fused_attention.compare`` and ``format_table`` to call it): the masks that fused softmax attention
+(the CUDA dispatch) passes to torch against the explicit score-sized mask, per shape, memory kept
+and time side by side. ``gpu_check`` validates a GPU machine (``make gpu-check``, see its docstring).
 """

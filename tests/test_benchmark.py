@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.autograd import DeviceType
 
-from benchmarks import cases, harness, profiling, report
+from benchmarks import cases, fused_attention, harness, profiling, report
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
@@ -179,3 +179,21 @@ def test_unknown_arch_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         harness.parse_args(["--arch", "transformer_lm"])
     assert "not a registered Mega architecture" in capsys.readouterr().err
+
+
+def test_fused_attention_comparison_counts_the_explicit_mask():
+    """The fused-vs-explicit table on tiny shapes, untimed (memory is counted, so it can be
+    judged): the explicit path keeps its B x 1 x L x L mask (and the where's B x 1 x 1 x L
+    condition); the fused path keeps the L x L bias and one 8-column feature of q and k instead."""
+    shapes = [fused_attention.Shape("full", 8, 64, -1, False, "right"),
+              fused_attention.Shape("decoder", 2, 64, 16, True, "right")]
+    rows = fused_attention.compare(shapes, "cpu", max_timed_scores=0)
+    assert [(row["name"], row["path"]) for row in rows] == [(shape.name, path) for shape in shapes
+                                                           for path in fused_attention.PATHS]
+    explicit, fused = rows[0], rows[1]
+    mask, condition, bias, feature = 8 * 64 * 64 * 4, 8 * 64, 64 * 64 * 4, 2 * 8 * 64 * 8 * 4
+    assert (explicit["kept_mb"] - fused["kept_mb"]) * 2 ** 20 == mask + condition - bias - feature
+    assert (explicit["mask"], fused["mask"], rows[3]["mask"]) == ("explicit", "bias + feature", "bias")
+    assert "ms" not in explicit
+    table = fused_attention.format_table(rows)
+    assert table.count("\n| full |") == 1 and f"{explicit['kept_mb']:.1f} / {fused['kept_mb']:.1f}" in table

@@ -172,28 +172,3 @@ def test_query_blocks_recompute_the_same_dropout(monkeypatch):
 
     # gradients from the recomputed blocks match finite differences only if their masks are the same
     assert torch.autograd.gradcheck(seeded, (torch.randn(1, 9, 4, dtype=DTYPE, requires_grad=True),))
-
-
-@pytest.mark.parametrize("causal,chunk,padded", itertools.product([False, True], [-1, 4], [False, True]))
-def test_fused_attention_path_of_cuda_matches_the_cpu_kernel_and_the_reference(causal, chunk, padded, monkeypatch):
-    """The dispatch of CUDA (torch's fused attention on whole chunks), run here on CPU, against the
-    CPU blocked kernel and the explicit weights (need_weights), outputs and gradients."""
-    torch.manual_seed(0)
-    layer = MegaLayer(MegaLayerConfig(embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=0, n_dim=3, chunk_size=chunk,
-                                      dropout=0.0, max_positions=32), causal=causal).to(DTYPE)
-    x = torch.randn(2, 13, 8, dtype=DTYPE, requires_grad=True)
-    mask = torch.arange(13) >= torch.tensor([[13], [6]]) if padded else None
-    params = [x] + list(layer.parameters())
-
-    def run(need_weights=False):
-        out, _ = layer(x, mask if not causal else None, need_weights=need_weights)
-        return out, torch.autograd.grad(out.square().sum(), params)
-
-    kernel, kernel_grads = run()
-    reference, reference_grads = run(need_weights=True)  # explicit weights
-    monkeypatch.setattr(gated_attention, "uses_cpu_kernel", lambda device: False)
-    fused, fused_grads = run()
-    for out, grads in ((kernel, kernel_grads), (fused, fused_grads)):
-        torch.testing.assert_close(out, reference)
-        for a, b in zip(grads, reference_grads):
-            torch.testing.assert_close(a, b)

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from fairseq import options, tasks
 from fairseq.sequence_generator import SequenceGenerator
 
 from conftest import USER_DIR
+from mega_fairseq.modules import gated_attention
 
 
 def build(data, *extra):
@@ -104,6 +106,26 @@ def test_padded_batch_equals_each_sequence_alone(lm_data):
         batched = log_probs(model, tokens)
         for i, n in enumerate(lengths):
             torch.testing.assert_close(batched[i, :n], log_probs(model, tokens[i:i + 1, :n])[0])
+
+
+def test_right_padded_decoder_attends_without_a_padding_mask(lm_data, monkeypatch):
+    """fairseq's collaters pad targets on the right, where a real query sees no padded key: on the
+    fused dispatch (CUDA's, forced here) SDPA gets q of width z and the c x c bias alone."""
+    task, model = build(lm_data)
+    monkeypatch.setattr(gated_attention, "uses_cpu_kernel", lambda device: False)
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, **kwargs):
+        calls.append((q.size(-1), attn_mask.dim()))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    tokens = torch.randint(4, len(task.dictionary), (2, 20))
+    tokens[1, 9:] = task.dictionary.pad()
+    with torch.no_grad():
+        log_probs(model, tokens)
+    assert calls and set(calls) == {(model.decoder.stack.cfg.z_dim, 2)}
 
 
 def test_adaptive_input_narrower_than_the_model(lm_data):

@@ -81,6 +81,8 @@ def test_shared_embeddings_and_presets(mt_data):
     _, model = build(mt_data, "--share-all-embeddings")
     assert model.encoder.embed_tokens is model.decoder.embed_tokens
     assert model.decoder.output_projection.weight is model.decoder.embed_tokens.weight
+    # right-padded targets (fairseq's default) let causal attention drop the padding mask
+    assert not model.decoder.left_pad and build(mt_data, "--left-pad-target")[1].decoder.left_pad
     _, model = build(mt_data, arch="mega_wmt_en_de")
     layer = model.decoder.stack.layers[0]
     assert layer.cross_attn is not None and model.encoder.stack.layers[0].cross_attn is None

@@ -43,11 +43,14 @@ _AUTOCAST = {}
 _ATTEND = gated_attention.attend
 
 
-def plain_attend(q, k, v, *, function, bias, visible, scaling, dropout=0.0, need_weights=False):
+def plain_attend(q, k, v, *, function, bias, visible, scaling, dropout=0.0, need_weights=False, causal=None,
+                 mask_mode="auto"):
     """``attend`` with its fused softmax path (used on CUDA) replaced by the plain one."""
     if function != "softmax" or need_weights:
         return _ATTEND(q, k, v, function=function, bias=bias, visible=visible, scaling=scaling, dropout=dropout,
-                       need_weights=need_weights)
+                       need_weights=need_weights, causal=causal, mask_mode=mask_mode)
+    if causal is not None:
+        visible = causal if visible is None else visible & causal
     dtype = _AUTOCAST["dtype"]
     with torch.autocast(q.device.type, dtype=dtype):
         weights = attention_weights(q.to(dtype), k.to(dtype), function="softmax", bias=bias, visible=visible,

@@ -68,11 +68,15 @@ class MegaDecoder(FairseqIncrementalDecoder):
     output's ``"attn"`` holds the cross-attention weights of layer ``alignment_layer`` (B x T x S,
     in the order of the source as given: see :func:`in_source_order`), as fairseq's transformer
     gives them; otherwise ``[None]``, and no layer computes weights.
+
+    ``left_pad``: whether ``prev_output_tokens`` come left-padded (translation's
+    --left-pad-target); fairseq's collaters pad them on the right by default, and then causal
+    attention needs no padding mask (see :class:`MegaStack`).
     """
 
     def __init__(self, dictionary, embedding: TokenEmbedding, stack: MegaStack, *,
                  output_projection: Optional[nn.Module], adaptive_softmax: Optional[nn.Module],
-                 max_target_positions: int, alignment_layer: int = -1):
+                 max_target_positions: int, alignment_layer: int = -1, left_pad: bool = False):
         super().__init__(dictionary)
         if not stack.causal:
             raise ValueError("a decoder needs a causal MegaStack")
@@ -89,6 +93,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         self.max_target_positions = max_target_positions
         self.alignment_layer = alignment_layer
         self.need_attn = False
+        self.left_pad = left_pad
         self._stream_state: IncrementalState = {}
 
     @property
@@ -131,7 +136,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         weights_layer = self.alignment_layer if self.need_attn and memory is not None else None
         out = self.stack(self.embedding(prev_output_tokens), prev_output_tokens.eq(self.padding_idx), memory=memory,
                          memory_padding_mask=memory_padding_mask, incremental_state=incremental_state,
-                         weights_layer=weights_layer)
+                         weights_layer=weights_layer, right_padded=not self.left_pad)
         if first_segment is not None:  # carry values, not the graph, into the next segment
             for saved in self._stream_state.values():
                 for key, value in saved.items():

@@ -105,10 +105,12 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
                               MegaStack(encoder_layers, causal=False), padding_idx=src_dict.pad(),
                               max_source_positions=max_source)
         projection, adaptive_softmax = build_output_layer(cfg, tgt_dict, decoder_table, cfg.decoder_embed_dim)
+        left_pad_target = bool(safe_getattr(safe_getattr(task, "cfg", None), "left_pad_target", False))
         decoder = MegaDecoder(tgt_dict, embedding(decoder_table, cfg.decoder_embed_dim),
                               MegaStack(decoder_layers, causal=True, cross_attention=True),
                               output_projection=projection, adaptive_softmax=adaptive_softmax,
-                              max_target_positions=max_target, alignment_layer=cfg.alignment_layer)
+                              max_target_positions=max_target, alignment_layer=cfg.alignment_layer,
+                              left_pad=left_pad_target)
         # --load-alignments: alignment-supervised training reads the weights at every step
         decoder.need_attn = bool(safe_getattr(safe_getattr(task, "cfg", None), "load_alignments", False))
         model = cls(encoder, decoder)

@@ -76,26 +76,138 @@ def attention_weights(q: Tensor, k: Tensor, *, function: str, bias: Tensor, visi
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, *, function: str, bias: Tensor, visible: Optional[Tensor],
-           scaling: Optional[float], dropout: float = 0.0,
-           need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-    """Weights times values. Softmax uses torch's fused scaled_dot_product_attention (flash or
-    memory-efficient kernels on CUDA) unless the weights are wanted; the other functions use the
-    explicit path. Runs in ``compute_dtype`` and returns v's dtype.
+           scaling: Optional[float], dropout: float = 0.0, need_weights: bool = False,
+           causal: Optional[Tensor] = None, mask_mode: str = "auto") -> Tuple[Tensor, Optional[Tensor]]:
+    """Weights times values. Softmax without returned weights goes through ``fused_softmax_attention``
+    (torch's scaled_dot_product_attention); the other functions, and softmax when the weights are
+    wanted, use the explicit path (``attention_weights``). Runs in ``compute_dtype`` and returns v's
+    dtype.
 
-    Shapes: v: ... x K x h; returns (... x Q x h, weights ... x Q x K or None).
+    Shapes: q: B x Q x z or B x H x Q x z (H: heads, or chunks); k: ... x K x z; v: ... x K x h;
+    bias: Q x K; visible: bool, broadcastable to ... x Q x K (a key padding mask has one row:
+    ... x 1 x K); causal: Q x K bool shared by every entry, True where query i may see key j, or
+    None; returns (... x Q x h, weights ... x Q x K or None).
     """
     out_dtype = v.dtype
     dtype = compute_dtype(q, k, v)
     q, k, v, bias = (t.to(dtype) for t in (q, k, v, bias))
     with torch.autocast(q.device.type, enabled=False):  # the dtype is chosen above
         if function == "softmax" and not need_weights:
-            visible = _ensure_nonempty_rows(visible)
-            mask = bias if visible is None else torch.where(visible, bias, float("-inf"))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling)
+            out = fused_softmax_attention(q, k, v, bias=bias, visible=visible, causal=causal, scaling=scaling,
+                                          dropout=dropout, mask_mode=mask_mode)
             return out.to(out_dtype), None
+        visible = _combine(visible, causal)
         weights = attention_weights(q, k, function=function, bias=bias, visible=visible, scaling=scaling)
         out = torch.matmul(F.dropout(weights, p=dropout, training=dropout > 0), v)
     return out.to(out_dtype), (weights if need_weights else None)
+
+
+def _combine(visible: Optional[Tensor], causal: Optional[Tensor]) -> Optional[Tensor]:
+    if causal is None:
+        return visible
+    return causal if visible is None else visible & causal
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax attention through torch's scaled_dot_product_attention (SDPA)
+# ----------------------------------------------------------------------------------------------
+
+MASK_MODES = ("auto", "features", "explicit")
+
+# Added to the scores of padded keys by the padding feature: exp(-1e4) is 0 in every floating
+# dtype, and the value is finite in every dtype (a row of padded keys stays finite).
+_PADDING_SCORE = -1e4
+# The padding feature widens q and k to a multiple of this many columns: the memory-efficient
+# kernel takes head dimensions divisible by 8 in half precision (4 in float32).
+_FEATURE_ALIGNMENT = 8
+# With a bias that requires grad, the memory-efficient backward allocates the bias gradient at
+# the size of the mask broadcast to B x H x Q x K (keys rounded up to 16): queries then run in
+# blocks of rows whose bias gradient stays under this many bytes.
+_BIAS_GRAD_BYTES = 2 ** 26
+
+
+def fused_softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, bias: Tensor, visible: Optional[Tensor],
+                            causal: Optional[Tensor], scaling: float, dropout: float = 0.0,
+                            mask_mode: str = "auto") -> Tensor:
+    """softmax(scaling q k^T + bias) v over visible keys, by F.scaled_dot_product_attention. With
+    a mask SDPA runs the memory-efficient kernel on CUDA (flash attention takes none), which keeps
+    q, k, v, the mask, the output and the row log-sum-exp for the backward pass, never the scores;
+    what is passed to it here is not score-sized either (B x H x Q x K), except on request:
+
+    - ``causal`` is folded into the bias (-inf where a key may not be seen): one Q x K mask that
+      SDPA broadcasts over the entries without a copy;
+    - key padding (``visible`` with one row per entry, ... x 1 x K) becomes one more column of
+      q and k, whose product adds -1e4 to the scores of padded keys (``_padding_feature``);
+      a query whose keys are all padding sees all of them, as in ``attention_weights``;
+    - ``mask_mode="explicit"``, and a ``visible`` mask that varies over queries, pass the mask
+      where(visible, bias, -inf) of size ... x Q x K instead. ``"auto"`` takes it only where it
+      is smaller than the padding feature's columns (a few keys, as in incremental decoding).
+
+    When the bias requires grad, the queries run in blocks of rows (``_BIAS_GRAD_BYTES``), so
+    that the bias gradient allocated by the memory-efficient backward stays bounded; except with
+    ``mask_mode="explicit"``, the reference, which makes one call.
+
+    Shapes: as ``attend``; returns ... x Q x h.
+    """
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"unknown mask mode {mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
+    scale = scaling
+    if visible is not None and visible.size(-2) == 1 and mask_mode != "explicit" and (
+            mask_mode == "features" or not _explicit_mask_is_smaller(q, k)):
+        q, k = _padding_feature(q, k, ~visible.squeeze(-2), scaling)
+        scale = 1.0
+        visible = None
+    if visible is None:
+        mask = bias if causal is None else bias.masked_fill(~causal, float("-inf"))  # Q x K
+    else:
+        mask = torch.where(_ensure_nonempty_rows(_combine(visible, causal)), bias, float("-inf"))  # ... x Q x K
+    rows = q.size(-2) if mask_mode == "explicit" else _rows_per_call(q, k, mask)
+    outs = [_sdpa(q[..., start:start + rows, :], k, v, mask[..., start:start + rows, :], dropout, scale)
+            for start in range(0, q.size(-2), rows)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
+
+
+def _explicit_mask_is_smaller(q: Tensor, k: Tensor) -> bool:
+    """Whether the explicit ... x Q x K mask has no more elements than the padding feature adds to
+    q and k (``_FEATURE_ALIGNMENT`` columns each at most)."""
+    queries, keys = q.size(-2), k.size(-2)
+    return queries * keys <= _FEATURE_ALIGNMENT * (queries + keys)
+
+
+def _padding_feature(q: Tensor, k: Tensor, key_padding: Tensor, scaling: float) -> Tuple[Tensor, Tensor]:
+    """q' = [scaling q, 1, 0, ...] and k' = [k, -1e4 at padding, 0, ...], widened to a multiple of
+    ``_FEATURE_ALIGNMENT`` columns, so that q' k'^T = scaling q k^T, minus 1e4 at padded keys.
+
+    Shapes: q: ... x Q x z; k: ... x K x z; key_padding: bool, True at padding, broadcastable to
+    ... x K; returns ... x Q x z' and ... x K x z'.
+    """
+    extra = _FEATURE_ALIGNMENT - q.size(-1) % _FEATURE_ALIGNMENT
+    marker = q.new_zeros(extra)
+    marker[0] = 1.0
+    q = torch.cat([q * scaling, marker.expand(*q.shape[:-1], extra)], dim=-1)
+    shift = F.pad((key_padding.to(k.dtype) * _PADDING_SCORE).unsqueeze(-1), (0, extra - 1))  # ... x K x extra
+    k = torch.cat([k, shift.expand(*k.shape[:-1], extra)], dim=-1)
+    return q, k
+
+
+def _rows_per_call(q: Tensor, k: Tensor, mask: Tensor) -> int:
+    """Query rows per SDPA call: all of them, unless the mask requires grad and the bias gradient
+    of the memory-efficient backward (entries x Q x K, keys rounded up to 16) would pass
+    ``_BIAS_GRAD_BYTES``."""
+    if not (mask.requires_grad and torch.is_grad_enabled()):
+        return q.size(-2)
+    keys = -(-k.size(-2) // 16) * 16
+    row_bytes = math.prod(q.shape[:-2]) * keys * mask.element_size()
+    return max(1, _BIAS_GRAD_BYTES // row_bytes)
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout: float, scale: float) -> Tensor:
+    """F.scaled_dot_product_attention; B x Q x z inputs get a head dimension (B x 1 x Q x z), as
+    every fused kernel takes only 4-D inputs (3-D ones run the math kernel)."""
+    if q.dim() == 3:
+        mask = mask if mask.dim() < 3 else mask.unsqueeze(1)
+        return _sdpa(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), mask, dropout, scale).squeeze(1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scale)
 
 
 def _add_diagonal_sums_(out: Tensor, grad: Tensor, columns: int, start: int, scratch: Optional[Tensor] = None):

@@ -27,7 +27,8 @@ _BLOCK_SCORE_BYTES = 2 ** 26
 
 def uses_cpu_kernel(device: torch.device) -> bool:
     """Softmax attention without dropout runs the blocked kernel on CPU; on other devices torch's
-    fused attention (flash or memory-efficient kernels), which never materialises the scores."""
+    scaled_dot_product_attention (``fused_softmax_attention``: its memory-efficient kernel never
+    materialises the scores, and neither does what it is given)."""
     return device.type == "cpu"
 
 
@@ -54,6 +55,9 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
         self.hidden_dropout = make_dropout(cfg.hidden_dropout, cfg.feature_dropout)
         self.prenorm = cfg.normalize_before
         self.norm = SequenceNorm(cfg.normalization_type, cfg.embed_dim)
+        # how fused softmax attention passes masks to torch (attention.MASK_MODES); "explicit" is
+        # the score-sized reference, for the benchmark and tests
+        self.mask_mode = "auto"
 
     def block_input(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         return self.norm(x, padding_mask) if self.prenorm else x
@@ -65,9 +69,21 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
         return out if self.prenorm else self.norm(out, padding_mask)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
-               need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+               need_weights: bool = False, causal: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
         return attend(q, k, v, function=self.attention_activation, bias=bias, visible=visible, scaling=self.scaling,
-                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights)
+                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights,
+                      causal=causal, mask_mode=self.mask_mode)
+
+
+def _cat_padding(first: Optional[Tensor], second: Optional[Tensor], first_length: int,
+                 second_length: int) -> Optional[Tensor]:
+    """Two padding masks one after the other (B x L1, B x L2 or None: no padding)."""
+    if first is None and second is None:
+        return None
+    reference = first if first is not None else second
+    first = reference.new_zeros(reference.size(0), first_length) if first is None else first
+    second = reference.new_zeros(reference.size(0), second_length) if second is None else second
+    return torch.cat([first, second], dim=1)
 
 
 class MovingAverageGatedAttention(GatedBlock):
@@ -107,12 +123,16 @@ class MovingAverageGatedAttention(GatedBlock):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None,
                 incremental_state: Optional[IncrementalState] = None,
-                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                need_weights: bool = False, right_padded: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
         """Shapes: x: B x L x D; padding_mask: B x L, True at padding; returns (B x L x D,
         attention weights B x nc x c x c' if need_weights else None).
 
         With ``incremental_state`` (causal only) x holds the L newest positions: the EMA
         continues from its saved state and attention sees the saved keys of the current chunk.
+
+        ``right_padded``: the caller knows that padding only follows each sequence's end. Causal
+        attention then ignores the padding mask: a real query sees only earlier keys, all real
+        (padded queries see padded keys too; their outputs reach no real position).
         """
         residual = x
         x = self.block_input(x, padding_mask)
@@ -130,16 +150,18 @@ class MovingAverageGatedAttention(GatedBlock):
         q = torch.addcmul(self.mu[0], z, self.kappa[0])  # kappa * z + mu, B x L x z
         k = torch.addcmul(self.mu[1], z, self.kappa[1])
         v = self.hidden_dropout(v)
+        key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
-            h, weights = self._attend_incremental(q, k, v, padding_mask, incremental_state, need_weights)
+            h, weights = self._attend_incremental(q, k, v, key_padding, incremental_state, need_weights)
         else:
-            h, weights = self._attend_chunks(q, k, v, padding_mask, need_weights)
+            h, weights = self._attend_chunks(q, k, v, key_padding, need_weights)
         h = self.activation(hx + self.h_proj(h * r))  # B x L x D
         return self.gated_residual(residual, phi, h, padding_mask), weights
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned.
+        ``padding_mask`` (B x L, True at padding) hides keys.
 
         On CPU, softmax attention without dropout or returned weights uses the blocked kernel
         (``softmax_attention_blocks``), which never materialises the weights of more than one
@@ -151,9 +173,12 @@ class MovingAverageGatedAttention(GatedBlock):
         pad = -length % chunk
         if pad:
             q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-            if padding_mask is None:
-                padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
-            padding_mask = F.pad(padding_mask, (0, pad), value=True)
+            # the positions added at the end are hidden from bidirectional queries; causal
+            # queries never see them
+            if padding_mask is not None or not self.causal:
+                if padding_mask is None:
+                    padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
+                padding_mask = F.pad(padding_mask, (0, pad), value=True)
         nc = (length + pad) // chunk
         offset_bias = self.rel_pos_bias.offsets(chunk)  # 2c - 1
         dropout = self.attention_dropout if self.training else 0.0
@@ -179,7 +204,8 @@ class MovingAverageGatedAttention(GatedBlock):
                        need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """``attend`` on every chunk at once, or, when explicit scores would pass
         ``_MAX_SCORE_BYTES``, on blocks of query rows whose weights are recomputed in the backward
-        pass (on CUDA, fused softmax attention never holds the scores: no blocks).
+        pass (on CUDA, fused softmax attention never holds the scores: no blocks here, and the
+        bias gradient of its backward is bounded by ``fused_softmax_attention``).
 
         Shapes: q: B x nc x c x z; k: B x nc x c x z; v: B x nc x c x h; returns (B x nc x c x h,
         weights B x nc x c x c or None).
@@ -204,28 +230,26 @@ class MovingAverageGatedAttention(GatedBlock):
         bsz, nc, rows, _ = q.size()
         chunk = k.size(2)
         visible = None if padding_mask is None else ~padding_mask.view(bsz, nc, 1, chunk)
+        causal = None
         if self.causal:
             causal = torch.arange(start, start + rows, device=q.device).unsqueeze(-1) >= torch.arange(
                 chunk, device=q.device)  # Q x c
-            visible = causal if visible is None else visible & causal
         bias = toeplitz_rows(offset_bias, chunk, start, start + rows)  # Q x c
-        return self.attend(q, k, v, bias, visible, need_weights)
+        return self.attend(q, k, v, bias, visible, need_weights, causal=causal)
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                             incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        bsz, num_new, _ = q.size()
-        if padding_mask is None:
-            padding_mask = q.new_zeros(bsz, num_new, dtype=torch.bool)
+        num_new = q.size(1)
         saved = self.get_incremental_state(incremental_state)
         if "prev_key" in saved:
+            padding_mask = _cat_padding(saved["prev_padding_mask"], padding_mask, saved["prev_key"].size(1), num_new)
             k = torch.cat([saved["prev_key"], k], dim=1)
             v = torch.cat([saved["prev_value"], v], dim=1)
-            padding_mask = torch.cat([saved["prev_padding_mask"], padding_mask], dim=1)
         context = k.size(1)
         # Keep the keys of the chunk still being filled (all keys for full attention).
         keep = context % self.chunk_size if self.chunk_size > 0 else context
         saved.update(prev_key=k[:, context - keep:], prev_value=v[:, context - keep:],
-                     prev_padding_mask=padding_mask[:, context - keep:])
+                     prev_padding_mask=None if padding_mask is None else padding_mask[:, context - keep:])
         self.set_incremental_state(incremental_state, saved)
 
         if num_new > 1 and 0 < self.chunk_size < context:

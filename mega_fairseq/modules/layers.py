@@ -28,14 +28,16 @@ class MegaLayer(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
                 memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
-                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                need_weights: bool = False, right_padded: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding; every block's norm leaves it out
         of batch norm statistics); memory: B x S x D; returns (B x L x D, with ``need_weights`` the
         weights of the layer's last attention, computed for it alone: the cross-attention's
-        (B x L x S) when the layer has one, else the self-attention's; otherwise None)."""
+        (B x L x S) when the layer has one, else the self-attention's; otherwise None).
+        ``right_padded``: see :class:`MovingAverageGatedAttention`."""
         cross = self.cross_attn is not None
         x, weights = self.mega_layer(x, padding_mask, incremental_state=incremental_state,
-                                     need_weights=need_weights and not cross)
+                                     need_weights=need_weights and not cross,
+                                     right_padded=right_padded)
         if cross:
             if memory is None:
                 raise ValueError("this decoder layer has cross-attention and needs the encoder output (memory)")

@@ -24,8 +24,8 @@ class MegaStack(nn.Module):
     cross-attention over an encoder's output when ``cross_attention``.
 
     Padding: positions marked in ``padding_mask`` are zero on input and output, are never
-    attended to, and do not enter the EMA, so a right-padded batch computes what each example
-    would alone (tested). Left padding would shift the chunk boundaries and the EMA's start:
+    attended to by real positions, and do not enter the EMA, so a right-padded batch computes
+    what each example would alone (tested). Left padding would shift the chunk boundaries and the EMA's start:
     :class:`MegaEncoder` moves left-padded inputs to the left edge first.
     """
 
@@ -41,13 +41,17 @@ class MegaStack(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, *, memory: Optional[Tensor] = None,
                 memory_padding_mask: Optional[Tensor] = None, incremental_state: Optional[IncrementalState] = None,
-                weights_layer: Optional[int] = None) -> StackOutput:
+                weights_layer: Optional[int] = None, right_padded: bool = False) -> StackOutput:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None; memory: B x S x D;
         memory_padding_mask: B x S. With ``incremental_state`` x holds only the newest positions.
 
         ``weights_layer``: the layer (an index into ``layers``, negative from the end) whose attention
         weights are returned (see :class:`MegaLayer`); the other layers, and all of them when it is
-        None, compute none (the fused attention kernels never form them)."""
+        None, compute none (the fused attention kernels never form them).
+
+        ``right_padded``: the caller knows that padding only follows each sequence's end, so that
+        causal attention can ignore the mask (a real query sees only real keys); it still hides
+        padding from the EMA and the norms."""
         if padding_mask is not None and padding_mask.device.type == "cpu" and not bool(padding_mask.any()):
             padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
         if padding_mask is not None:
@@ -57,7 +61,8 @@ class MegaStack(nn.Module):
         attn = None
         for index, layer in enumerate(self.layers):
             x, weights = layer(x, padding_mask, memory=memory, memory_padding_mask=memory_padding_mask,
-                               incremental_state=incremental_state, need_weights=index == wanted)
+                               incremental_state=incremental_state, need_weights=index == wanted,
+                               right_padded=right_padded)
             if index == wanted:
                 attn = weights
             inner_states.append(x)
