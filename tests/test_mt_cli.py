@@ -3,17 +3,15 @@ every named arch, the Hydra recipes through scripts/train.sh, fairseq-generate w
 fairseq-interactive on stdin, multilingual translation with language tokens, and clear errors
 for a checkpoint of another dictionary."""
 
-import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, run
+from conftest import ROOT, USER_DIR, driver_outputs, run
 from mega_fairseq.models.mega_config import option_names
 from mega_fairseq.models.mega_translation import MT_PRESETS
 
@@ -96,22 +94,6 @@ def test_checkpoint_of_another_dictionary_is_named(mt_data, trained, tmp_path):
                      "--gen-subset", "valid", "--cpu", "--batch-size", "8"], check=False)
     assert code != 0
     assert "trained with another dictionary" in out and "dict.src.txt" in out, out[-2000:]
-
-
-def driver_outputs(jobs, folder):
-    """The output of each job, run in one process by tests/fairseq_driver.py."""
-    (folder / "jobs.json").write_text(json.dumps(jobs, default=str))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", folder / "jobs.json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2"))
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    outputs, lines = [], []
-    for line in proc.stdout.splitlines():
-        lines.append(line)
-        if re.match(r"JOB (OK|ERROR) \d+", line):  # the job's last line
-            outputs.append("\n".join(lines))
-            lines = []
-    return outputs
 
 
 def test_multilingual_training_with_language_tokens(mt_data, tmp_path):
