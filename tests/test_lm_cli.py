@@ -91,7 +91,7 @@ def test_train_resume_evaluate_sample(lm_data, tmp_path):
         # fairseq's sliding window: blocks of 32 - 16 tokens, each after the 16 tokens before it
         ["eval_lm", common + ["--gen-subset", "test", "--task", "mega_language_modeling", "--context-window", "16"]],
         ["eval_lm", common + ["--gen-subset", "test", "--task", "language_modeling", "--context-window", "16"]],
-        # blocks, in one batch whose size (394 blocks) is no multiple of --required-batch-size-multiple (8)
+        # the blocks in one batch, with the default --required-batch-size-multiple (8)
         ["validate", [*common, "--task", "mega_language_modeling", "--valid-subset", "test",
                       "--model-overrides", "{'eval_streams': 0}",
                       "--batch-size", "100000", "--max-tokens", "100000"]],
@@ -103,7 +103,10 @@ def test_train_resume_evaluate_sample(lm_data, tmp_path):
               for o in (streamed, blocks, window, fairseq_window)]
     assert counts == [counts[0]] * 4, counts
     assert perplexity(window) == perplexity(fairseq_window)  # the task batches the window as fairseq's does
-    assert re.search(rf"valid on 'test' subset .*\| wpb {counts[0]} \| bsz 394\b", validated), validated[-2000:]
+    blocks_of_32 = -(-counts[0] // 32)
+    assert blocks_of_32 % 8, "the test split must not fill whole batches of 8"
+    assert re.search(rf"valid on 'test' subset .*\| wpb {counts[0]} \| bsz {blocks_of_32}\b", validated), \
+        validated[-2000:]
 
     sampled = _interactive(lm_data, checkpoint)
     hypotheses = [line for line in sampled.splitlines() if line.startswith("H-")]
