@@ -122,6 +122,7 @@ def test_context_window_scores_equal_each_window_alone(lm_data):
                 scored += 1
     assert scored == 24
 
+
 def test_padded_batch_equals_each_sequence_alone(lm_data):
     task, model = build(lm_data)
     pad = task.dictionary.pad()

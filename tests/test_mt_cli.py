@@ -128,10 +128,9 @@ def test_multilingual_training_with_language_tokens(mt_data, tmp_path):
     assert re.search(r"valid on 'test' subset .*\| bsz 30\b", validate), validate[-2000:]
     sources = re.findall(r"^S-\d+\t(.*)$", generate, re.M)
     assert len(sources) == 30 and all(s.startswith("__src__ t") for s in sources), generate[-2000:]
-    # each hypothesis is scored after the forced language token, its own tokens and eos
-    for tokens, scores in re.findall(r"^H-\d+\t\S+\t(.*)\nD-.*\nP-\d+\t(.*)$", generate, re.M):
-        assert len(scores.split()) == len(tokens.split()) + 2
-    assert len(re.findall(r"^H-", generate, re.M)) == 30
+    # scored: the forced language token (stripped from the output), the hypothesis and eos
+    scored = re.findall(r"^H-\d+\t\S+\t(.*)\nD-.*\nP-\d+\t(.*)$", generate, re.M)
+    assert len(scored) == 30 and all(len(p.split()) == len(h.split()) + 2 for h, p in scored), generate[-2000:]
     sources = re.findall(r"^S-\d+\t(.*)$", interactive, re.M)
     assert sources == ["__tgt__ w1 w2 w3", "__tgt__ w7 w8 w9 w10"], interactive[-2000:]
     assert len(re.findall(r"^H-\d+\t", interactive, re.M)) == 2
