@@ -1,5 +1,7 @@
+import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +53,22 @@ def run(cmd, cwd=None, check=True, timeout=600, env=None, device="cpu"):
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{out[-6000:]}")
     return proc.returncode, out
+
+
+def driver_outputs(jobs, folder):
+    """The output of each job, run in one process by tests/fairseq_driver.py."""
+    (folder / "jobs.json").write_text(json.dumps(jobs, default=str))
+    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", folder / "jobs.json"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2"))
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    outputs, lines = [], []
+    for line in proc.stdout.splitlines():
+        lines.append(line)
+        if re.match(r"JOB (OK|ERROR) \d+", line):  # the job's last line
+            outputs.append("\n".join(lines))
+            lines = []
+    return outputs
 
 
 def tensors(value, prefix=""):

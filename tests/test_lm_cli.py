@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, run
+from conftest import ROOT, USER_DIR, driver_outputs, run
 from mega_fairseq.models.mega_config import option_names
 from mega_fairseq.models.mega_lm import LM_PRESETS
 
@@ -84,16 +84,29 @@ def test_train_resume_evaluate_sample(lm_data, tmp_path):
     assert "num_updates 6" in out
 
     checkpoint = tmp_path / "ckpt" / "checkpoint_last.pt"
-    common = ["fairseq-eval-lm", lm_data, "--user-dir", USER_DIR, "--path", checkpoint, "--gen-subset", "test",
-              "--cpu", "--required-batch-size-multiple", "1", "--tokens-per-sample", "32"]
-    _, streamed = run(common + ["--task", "mega_language_modeling", "--eval-streams", "2"])
-    _, blocks = run(common + ["--task", "language_modeling", "--batch-size", "8"])
+    common = [lm_data, "--user-dir", USER_DIR, "--path", checkpoint, "--cpu", "--tokens-per-sample", "32"]
+    streamed, blocks, window, fairseq_window, validated = driver_outputs([
+        ["eval_lm", common + ["--gen-subset", "test", "--task", "mega_language_modeling", "--eval-streams", "2"]],
+        ["eval_lm", common + ["--gen-subset", "test", "--task", "language_modeling", "--batch-size", "8"]],
+        # fairseq's sliding window: blocks of 32 - 16 tokens, each after the 16 tokens before it
+        ["eval_lm", common + ["--gen-subset", "test", "--task", "mega_language_modeling", "--context-window", "16"]],
+        ["eval_lm", common + ["--gen-subset", "test", "--task", "language_modeling", "--context-window", "16"]],
+        # the blocks in one batch, with the default --required-batch-size-multiple (8)
+        ["validate", [*common, "--task", "mega_language_modeling", "--valid-subset", "test",
+                      "--model-overrides", "{'eval_streams': 0}",
+                      "--batch-size", "100000", "--max-tokens", "100000"]],
+    ], tmp_path)
     loss_streamed, ppl_streamed = perplexity(streamed)
-    loss_blocks, ppl_blocks = perplexity(blocks)
     assert math.isfinite(ppl_streamed) and 1 < ppl_streamed < 1e5
-    # both score every test token once
-    counts = [re.search(r"Evaluated ([0-9,]+) tokens", o).group(1) for o in (streamed, blocks)]
-    assert counts[0] == counts[1], counts
+    # each scores every test token once
+    counts = [int(re.search(r"Evaluated ([0-9,]+) tokens", o).group(1).replace(",", ""))
+              for o in (streamed, blocks, window, fairseq_window)]
+    assert counts == [counts[0]] * 4, counts
+    assert perplexity(window) == perplexity(fairseq_window)  # the task batches the window as fairseq's does
+    blocks_of_32 = -(-counts[0] // 32)
+    assert blocks_of_32 % 8, "the test split must not fill whole batches of 8"
+    assert re.search(rf"valid on 'test' subset .*\| wpb {counts[0]} \| bsz {blocks_of_32}\b", validated), \
+        validated[-2000:]
 
     sampled = _interactive(lm_data, checkpoint)
     hypotheses = [line for line in sampled.splitlines() if line.startswith("H-")]

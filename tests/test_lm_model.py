@@ -95,6 +95,36 @@ def test_variable_blocks_partition_the_training_stream(lm_data):
     assert not torch.equal(torch.as_tensor(task.dataset("train").sizes[:50]), torch.as_tensor(sizes[:50]))
 
 
+def test_context_window_scores_equal_each_window_alone(lm_data):
+    """fairseq-eval-lm --context-window 16 (it lowers --tokens-per-sample 32 to 16): blocks of 16
+    tokens, each scored after the 16 tokens before it, in right-padded batches, as by a forward
+    pass over each window alone."""
+    from itertools import islice
+    from fairseq.sequence_scorer import SequenceScorer
+
+    task, model = build(lm_data, "--tokens-per-sample", "16")
+    task.load_dataset("test")
+    blocks = task.dataset("test")
+    sources = torch.cat([blocks[i]["source"] for i in range(len(blocks))])
+    targets = torch.cat([blocks[i]["target"] for i in range(len(blocks))])
+    sizes = torch.as_tensor(blocks.sizes.astype("int64"))
+    starts = sizes.cumsum(0) - sizes
+    batches = task.eval_lm_dataloader(blocks, batch_size=8, max_positions=model.max_positions(), num_workers=0,
+                                      context_window=16)
+    scorer = SequenceScorer(task.target_dictionary)
+    scored = 0
+    with torch.no_grad():
+        for batch in islice(batches, 3):
+            for index, hypos in zip(batch["id"].tolist(), scorer.generate([model], batch)):
+                start = int(starts[index])
+                end, first = start + int(sizes[index]), max(0, start - 16)
+                window = log_probs(model, sources[first:end].unsqueeze(0))[0, start - first:]
+                alone = window.gather(-1, targets[start:end].unsqueeze(-1)).squeeze(-1)
+                torch.testing.assert_close(hypos[0]["positional_scores"].double(), alone.double())
+                scored += 1
+    assert scored == 24
+
+
 def test_padded_batch_equals_each_sequence_alone(lm_data):
     task, model = build(lm_data)
     pad = task.dictionary.pad()

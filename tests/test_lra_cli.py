@@ -72,6 +72,12 @@ def driven(raw, tmp_path_factory):
                                   "--required-batch-size-multiple", "1", "--num-workers", "0", "--cpu"]])
         names.append(("validate", task))
         saves.append(None)
+    # one batch of the 12 test reviews, with the default --required-batch-size-multiple (8)
+    jobs.append(["validate", [str(raw["text"]), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
+                              "--path", str(root / "mega_lra_text" / "checkpoint_best.pt"), "--valid-subset", "test",
+                              "--batch-size", "64", "--num-workers", "0"]])
+    names.append(("validate", "every example"))
+    saves.append(None)
     for task in TASKS:
         save = root / f"recipe_{task}"
         jobs.append(["hydra", str(ROOT / "configs" / "lra"), task,
@@ -117,6 +123,13 @@ def test_fairseq_validate_reports_test_accuracy(driven, task):
     output, _ = job(driven, ("validate", task))
     found = re.findall(r"valid on 'test' subset .*? accuracy ([0-9.]+)", output)
     assert found and 0 <= float(found[-1]) <= 100, output[-2000:]
+
+
+def test_fairseq_validate_scores_every_example(driven):
+    """This fairseq build drops a last batch whose size is no multiple of --required-batch-size-multiple
+    (8 of the 12 reviews would be scored); the task batches evaluation splits without a multiple."""
+    output, _ = job(driven, ("validate", "every example"))
+    assert re.search(r"valid on 'test' subset .*\| bsz 12\b", output), output[-2000:]
 
 
 # The official recipes (the paper's appendix): lr, batch, update_freq, updates, warmup, weight decay.

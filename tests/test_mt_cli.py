@@ -1,6 +1,7 @@
 """The translation model end to end through fairseq's real command-line tools: fairseq-train for
 every named arch, the Hydra recipes through scripts/train.sh, fairseq-generate with SacreBLEU,
-fairseq-interactive on stdin, and clear errors for a checkpoint of another dictionary."""
+fairseq-interactive on stdin, multilingual translation with language tokens, and clear errors
+for a checkpoint of another dictionary."""
 
 import os
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, run
+from conftest import ROOT, USER_DIR, driver_outputs, run
 from mega_fairseq.models.mega_config import option_names
 from mega_fairseq.models.mega_translation import MT_PRESETS
 
@@ -93,6 +94,47 @@ def test_checkpoint_of_another_dictionary_is_named(mt_data, trained, tmp_path):
                      "--gen-subset", "valid", "--cpu", "--batch-size", "8"], check=False)
     assert code != 0
     assert "trained with another dictionary" in out and "dict.src.txt" in out, out[-2000:]
+
+
+def test_multilingual_training_with_language_tokens(mt_data, tmp_path):
+    """fairseq's translation_multi_simple_epoch: one model for src->tgt and tgt->src, with the
+    target language's token before each source (--encoder-langtok tgt) and as the first target
+    token (--decoder-langtok); fairseq-train, -validate, -generate and -interactive."""
+    multilingual = ["--user-dir", USER_DIR, "--task", "translation_multi_simple_epoch", "--lang-pairs",
+                    "src-tgt,tgt-src", "--encoder-langtok", "tgt", "--decoder-langtok", "--cpu", "--num-workers", "0"]
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    inference = [mt_data, *multilingual, "--path", str(checkpoint), "--beam", "2", "--max-len-a", "0",
+                 "--max-len-b", "5"]
+    (tmp_path / "input.txt").write_text("w1 w2 w3\nw7 w8 w9 w10\n")
+    (tmp_path / "langs.txt").write_text("src\ntgt\nxx\n")
+    outputs = driver_outputs([
+        ["train", [mt_data, *multilingual, "--sampling-method", "temperature", "--sampling-temperature", "1.5",
+                   "--arch", "mega_mt_tiny", *TINY, "--max-tokens", "400", "--optimizer", "adam", "--lr", "3e-3",
+                   "--max-update", "2", "--criterion", "label_smoothed_cross_entropy", "--save-dir", tmp_path,
+                   "--disable-validation", "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "1"]],
+        ["validate", [mt_data, *multilingual, *LANGS, "--path", checkpoint, "--valid-subset", "test",
+                      "--batch-size", "64", "--required-batch-size-multiple", "1"]],
+        ["generate", [*inference, "--source-lang", "tgt", "--target-lang", "src", "--gen-subset", "test",
+                      "--batch-size", "16", "--required-batch-size-multiple", "1"]],
+        ["interactive", [*inference, *LANGS, "--input", tmp_path / "input.txt"]],
+        # a fourth language makes the dictionaries one language token longer
+        ["expect_error", "generate", [*inference, *LANGS, "--lang-dict", tmp_path / "langs.txt"]],
+    ], tmp_path)
+    train, validate, generate, interactive, another = outputs
+    assert "num_updates 2" in train
+    state = torch.load(checkpoint, weights_only=True)
+    rows = len((mt_data / "dict.src.txt").read_text().splitlines()) + 4 + 2  # + specials + language tokens
+    assert state["model"]["encoder.embedding.embed_tokens.weight"].size(0) == rows
+    assert re.search(r"valid on 'test' subset .*\| bsz 30\b", validate), validate[-2000:]
+    sources = re.findall(r"^S-\d+\t(.*)$", generate, re.M)
+    assert len(sources) == 30 and all(s.startswith("__src__ t") for s in sources), generate[-2000:]
+    # scored: the forced language token (stripped from the output), the hypothesis and eos
+    scored = re.findall(r"^H-\d+\t\S+\t(.*)\nD-.*\nP-\d+\t(.*)$", generate, re.M)
+    assert len(scored) == 30 and all(len(p.split()) == len(h.split()) + 2 for h, p in scored), generate[-2000:]
+    sources = re.findall(r"^S-\d+\t(.*)$", interactive, re.M)
+    assert sources == ["__tgt__ w1 w2 w3", "__tgt__ w7 w8 w9 w10"], interactive[-2000:]
+    assert len(re.findall(r"^H-\d+\t", interactive, re.M)) == 2
+    assert "trained with another dictionary" in another and str(mt_data / "dict.src.txt") in another, another[-2000:]
 
 
 @pytest.mark.parametrize("recipe,arch", [("mt/wmt16_en_de", "mega_wmt_en_de"),

@@ -4,7 +4,7 @@ layers attend over the encoder output through gated cross-attention."""
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, Optional
 
 from fairseq.models import FairseqEncoderDecoderModel, register_model
 from fairseq.utils import safe_getattr
@@ -65,6 +65,24 @@ def preset_table() -> str:
                                 *size_columns("encoder"), *SHARED_COLUMNS])
 
 
+def dictionary_files(task) -> Dict[str, str]:
+    """The files the task read its source ("encoder") and target ("decoder") dictionaries from,
+    where its config says: ``--source-dict`` / ``--target-dict``, or DATA/dict.LANG.txt for
+    ``--source-lang`` / ``--target-lang`` (fairseq's ``translation``), else for the languages of
+    the first pair (``translation_multi_simple_epoch`` while training; its dictionaries are the
+    file's symbols plus language tokens). A side the config does not name is left out."""
+    config = safe_getattr(task, "cfg", None) or safe_getattr(task, "args", None)
+    data = str(safe_getattr(config, "data", "") or "").split(os.pathsep)[0]
+    files = {}
+    for side, which in (("encoder", "source"), ("decoder", "target")):
+        languages = safe_getattr(task, f"{which}_langs", None) or [None]
+        language = safe_getattr(config, f"{which}_lang", None) or languages[0]
+        named = safe_getattr(config, f"{which}_dict", None)
+        if named or (data and language):
+            files[side] = named or os.path.join(data, f"dict.{language}.txt")
+    return files
+
+
 @register_model("mega", dataclass=MegaTranslationConfig)
 class MegaTranslationModel(FairseqEncoderDecoderModel):
     """Mega encoder-decoder (the official ``mega`` model)."""
@@ -114,10 +132,7 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
         # --load-alignments: alignment-supervised training reads the weights at every step
         decoder.need_attn = bool(safe_getattr(safe_getattr(task, "cfg", None), "load_alignments", False))
         model = cls(encoder, decoder)
-        data = str(safe_getattr(safe_getattr(task, "cfg", None), "data", "") or "").split(os.pathsep)[0]
-        model.dictionary_files = {side: os.path.join(data, f"dict.{lang}.txt") for side, lang in
-                                  (("encoder", safe_getattr(task, "source_lang", None) or task.cfg.source_lang),
-                                   ("decoder", safe_getattr(task, "target_lang", None) or task.cfg.target_lang))}
+        model.dictionary_files = dictionary_files(task)
         return model
 
     def prepare_for_inference_(self, cfg):

@@ -12,10 +12,12 @@ from typing import Callable, List, Optional
 
 import numpy as np
 import torch
-from fairseq.data import FairseqDataset, data_utils, iterators
+from fairseq.data import FairseqDataset, LMContextWindowDataset, data_utils, iterators
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 from omegaconf import II
+
+from .splits import TrainingSplit
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +210,7 @@ class StreamBatchIterator(iterators.EpochBatchIterator):
 
 
 @register_task("mega_language_modeling", dataclass=MegaLanguageModelingConfig)
-class MegaLanguageModelingTask(LanguageModelingTask):
+class MegaLanguageModelingTask(TrainingSplit, LanguageModelingTask):
     """fairseq's language_modeling with variable-length training blocks and stream evaluation."""
 
     def __init__(self, args, dictionary, output_dictionary=None, targets=None):
@@ -223,17 +225,6 @@ class MegaLanguageModelingTask(LanguageModelingTask):
     @property
     def _variable_blocks(self) -> bool:
         return self.args.variant_block_multiple_max > 1
-
-    @property
-    def train_subset(self) -> str:
-        """The training split's name (--train-subset; "train" where the config does not say)."""
-        try:
-            name = getattr(self.args, "train_subset", None)
-        except Exception:  # an interpolation with no dataset config to resolve it against
-            name = None
-        if not isinstance(name, str) or not name or name.startswith("${"):
-            return "train"
-        return name
 
     def _is_train(self, split: str) -> bool:
         return split == self.train_subset
@@ -302,7 +293,7 @@ class MegaLanguageModelingTask(LanguageModelingTask):
                                        batch_sampler=dataset.batches(num_shards, shard_id), num_workers=0,
                                        epoch=epoch, disable_shuffling=True,
                                        dummy_batch=lambda: self._dummy_batch(dataset))
-        is_train = dataset is self.datasets.get(self.train_subset)
+        is_train = self.is_training_dataset(dataset)
         if is_train:
             self._check_training_blocks_fit(dataset, max_tokens, max_positions)
         else:
@@ -336,14 +327,21 @@ class MegaLanguageModelingTask(LanguageModelingTask):
         """fairseq-eval-lm skips blocks longer than the model's positions (with a warning) and
         reports the perplexity of the rest; fairseq-validate fails suggesting to skip them. A
         perplexity must cover every token: say which flag to change instead."""
-        sizes = np.asarray(dataset.sizes)
+        if isinstance(dataset, LMContextWindowDataset):
+            # fairseq-eval-lm --context-window C: blocks of --tokens-per-sample minus C tokens (it
+            # lowers the task's value), each fed with up to C tokens before it
+            context = dataset.context_window
+            sizes = np.asarray(dataset.dataset.sizes, dtype=np.int64) + context
+            source = f"--tokens-per-sample {self.args.tokens_per_sample + context}, --context-window {context} included"
+        else:
+            sizes, source = np.asarray(dataset.sizes), f"--tokens-per-sample {self.args.tokens_per_sample}"
         if not isinstance(max_positions, (int, np.integer)) or sizes.size == 0 or sizes.max() <= max_positions:
             return
         raise ValueError(f"{int((sizes > max_positions).sum())} of {sizes.size} evaluation blocks are longer than the "
                          f"model's {max_positions} positions (blocks of up to {int(sizes.max())} tokens from "
-                         f"--tokens-per-sample {self.args.tokens_per_sample}): evaluate with --tokens-per-sample "
-                         f"{max_positions} or less, or with --eval-streams, which feeds long streams segment by "
-                         f"segment (a model with --decoder-chunk-size > 0)")
+                         f"{source}): evaluate with --tokens-per-sample {max_positions} or less, or with "
+                         f"--eval-streams, which feeds long streams segment by segment (a model with "
+                         f"--decoder-chunk-size > 0)")
 
     def _dummy_batch(self, stream_dataset: StreamSegmentDataset):
         """What fairseq's trainer keeps, after a validation, for padded or empty steps: the first

@@ -32,6 +32,7 @@ from omegaconf import II
 
 from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
                                   parse_label, speech_words, text_lines, to_ids, token_dictionary)
+from .splits import TrainingSplit
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class SequenceClassificationConfig(FairseqDataclass):
                                           "official SC10 protocol) or padded with zeros at the end"})
     resample: bool = field(default=False, metadata={"help": "resample audio that is not 16 kHz (otherwise an error)"})
     seed: int = II("common.seed")
+    # the split trained on (the others are batched without dropping any example)
+    train_subset: str = II("dataset.train_subset")
 
 
 class ArrayListDataset(FairseqDataset):
@@ -130,7 +133,7 @@ class Standardized(BaseWrapperDataset):
 
 
 @register_task("mega_sequence_classification", dataclass=SequenceClassificationConfig)
-class SequenceClassificationTask(FairseqTask):
+class SequenceClassificationTask(TrainingSplit, FairseqTask):
     """Sequence (or sequence pair) classification from binarised or release-format data."""
 
     def __init__(self, cfg: SequenceClassificationConfig, fmt: Format, dictionary: Optional[Dictionary]):
