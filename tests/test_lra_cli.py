@@ -75,7 +75,7 @@ def driven(raw, tmp_path_factory):
     # one batch of the 12 test reviews, with the default --required-batch-size-multiple (8)
     jobs.append(["validate", [str(raw["text"]), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
                               "--path", str(root / "mega_lra_text" / "checkpoint_best.pt"), "--valid-subset", "test",
-                              "--batch-size", "64", "--num-workers", "0"]])
+                              "--batch-size", "64", "--num-workers", "0", "--cpu"]])
     names.append(("validate", "every example"))
     saves.append(None)
     for task in TASKS:
