@@ -12,5 +12,6 @@ from . import unk_replacement  # noqa: E402
 
 checkpoint_loading.allow_fairseq_checkpoints()
 checkpoint_loading.refuse_unsafe_checkpoints()
+checkpoint_loading.load_broadcasts_between_ranks()
 checkpoint_saving.write_checkpoints_atomically()
 unk_replacement.make_replace_unk_work()

@@ -88,6 +88,32 @@ class _WeightsOnlyTorch(types.ModuleType):
         return torch.load(f, map_location=map_location, **{**kwargs, "weights_only": True})
 
 
+class _InJobTorch(types.ModuleType):
+    """torch as fairseq's distributed utilities see it: torch itself, except that ``load`` unpickles
+    every object. They load nothing but the bytes another rank of the same job serialised with
+    torch.save: the broadcast of a checkpoint that rank 0 has read through the weights-only reader
+    above, holding an OmegaConf config and fairseq's tensor placeholders, which torch's weights-only
+    default (from 2.6) refuses, so that a multi-process run could not resume."""
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        return torch.load(f, map_location=map_location, **{**kwargs, "weights_only": False})
+
+
+def load_broadcasts_between_ranks():
+    """Lets the ranks of a job receive what rank 0 broadcasts (see :class:`_InJobTorch`); tested by
+    tests/test_distributed.py::test_two_processes_resume_from_the_checkpoint_rank_0_broadcasts."""
+    from fairseq.distributed import utils as distributed_utils
+
+    distributed_utils.torch = _InJobTorch()
+
+
 def refuse_unsafe_checkpoints():
     """Makes fairseq's checkpoint reader weights-only, with refusals naming the file (see the
     module docstring)."""

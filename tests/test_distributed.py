@@ -18,12 +18,15 @@ multiplication back are by powers of two. So the first two comparisons hold bit 
 syncbatchnorm ones sum statistics and losses over other groupings of the examples (and pad each
 rank's batch to its own longest input), so they hold within float tolerance.
 
+The batch-norm ranks then resume from their checkpoint, which rank 0 reads and broadcasts.
+
 Dropout is 0: the ranks draw their masks from the same seed, one process draws a step's two
 batches from one stream, so the masks differ by design.
 """
 
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 
@@ -64,6 +67,9 @@ LM_RECIPE = ["model.dropout=0", "task.tokens_per_sample=16", "task.max_target_po
 # times the largest value of each tensor (at least 1e-3); measured: 1.2e-5 (ListOps), 5e-5 (speech)
 PARAMETER_TOLERANCE = 3e-4
 LOSS_TOLERANCE = 0.0015  # the logged losses are rounded to 3 decimals
+
+
+RESUMED_EXIT_CODES = []  # of the two resumed ranks (the fixture's other runs must not depend on them)
 
 
 def free_port():
@@ -128,6 +134,16 @@ def runs(tmp_path_factory):
                 finish(started.pop(other), root / f"{other}.log")
     for name, process in started.items():
         finish(process, root / f"{name}.log")
+    # the batch-norm ranks go on from their checkpoint_last.pt: rank 0 reads it and broadcasts it
+    dataset, both, two, _ = FAMILIES["listops_batchnorm"]
+    shutil.copytree(root / "listops_batchnorm_ranks", root / "listops_batchnorm_resumed")
+    port = free_port()
+    resumed = [start(context, [data[dataset], *COMMON, *both, *two, *distributed(port, rank), "--save-dir",
+                               root / "listops_batchnorm_resumed", "--max-update", "6"],
+                     root / f"listops_batchnorm_resumed_rank{rank}.log", command="train") for rank in (0, 1)]
+    for process in resumed:
+        process.join(timeout=300)
+    RESUMED_EXIT_CODES[:] = [process.exitcode for process in resumed]
     return root
 
 
@@ -155,6 +171,17 @@ def test_two_processes_train_as_one_with_update_freq_2_bit_for_bit(runs, family)
             del state["model"][name]
     for entry in ("model", "last_optimizer_state"):
         assert_same_tensors(ranks[entry], one[entry], entry)
+
+
+def test_two_processes_resume_from_the_checkpoint_rank_0_broadcasts(runs):
+    """fairseq loads checkpoint_last.pt on rank 0 and sends it to the other ranks with torch.save /
+    torch.load: the received state (an OmegaConf config, fairseq's tensor placeholders) is no
+    checkpoint file, and torch's weights-only default refused it on rank 1."""
+    logs = [(runs / f"listops_batchnorm_resumed_rank{rank}.log").read_text() for rank in (0, 1)]
+    assert RESUMED_EXIT_CODES == [0, 0], logs[1][-3000:]
+    state = load(runs / "listops_batchnorm_resumed" / "checkpoint_last.pt")
+    assert state["optimizer_history"][-1]["num_updates"] == 6
+    assert sorted(logged_updates(runs / "listops_batchnorm_resumed_rank0.log")) == [5, 6]
 
 
 @pytest.mark.parametrize("family", ["listops_syncbatchnorm", "speech_syncbatchnorm"])
