@@ -73,45 +73,35 @@ def safe_load(path):
         raise _refusal(path, error) from None
 
 
-class _WeightsOnlyTorch(types.ModuleType):
-    """torch as fairseq's checkpoint module sees it: torch itself, except that ``load`` is
-    weights-only whatever the caller and the environment say."""
+class _TorchLoadingAs(types.ModuleType):
+    """torch as one fairseq module sees it (set as that module's name ``torch``): torch itself,
+    except that ``load`` always passes ``weights_only``, whatever the caller and the environment say.
 
-    def __init__(self):
+    - fairseq's checkpoint module: ``weights_only=True`` (the module docstring);
+    - fairseq's distributed utilities: ``weights_only=False``. They load nothing but the bytes
+      another rank of the same job serialised with torch.save: the broadcast of a checkpoint that
+      rank 0 has read through the weights-only reader, holding an OmegaConf config and fairseq's
+      tensor placeholders, which torch's weights-only default (from 2.6) refuses, so that a
+      multi-process run could not resume.
+    """
+
+    def __init__(self, weights_only: bool):
         super().__init__("torch")
+        self._weights_only = weights_only
 
     def __getattr__(self, name):
         return getattr(torch, name)
 
-    @staticmethod
-    def load(f, map_location=None, **kwargs):
-        return torch.load(f, map_location=map_location, **{**kwargs, "weights_only": True})
-
-
-class _InJobTorch(types.ModuleType):
-    """torch as fairseq's distributed utilities see it: torch itself, except that ``load`` unpickles
-    every object. They load nothing but the bytes another rank of the same job serialised with
-    torch.save: the broadcast of a checkpoint that rank 0 has read through the weights-only reader
-    above, holding an OmegaConf config and fairseq's tensor placeholders, which torch's weights-only
-    default (from 2.6) refuses, so that a multi-process run could not resume."""
-
-    def __init__(self):
-        super().__init__("torch")
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def load(f, map_location=None, **kwargs):
-        return torch.load(f, map_location=map_location, **{**kwargs, "weights_only": False})
+    def load(self, f, map_location=None, **kwargs):
+        return torch.load(f, map_location=map_location, **{**kwargs, "weights_only": self._weights_only})
 
 
 def load_broadcasts_between_ranks():
-    """Lets the ranks of a job receive what rank 0 broadcasts (see :class:`_InJobTorch`); tested by
+    """Lets the ranks of a job receive what rank 0 broadcasts (see :class:`_TorchLoadingAs`); tested by
     tests/test_distributed.py::test_two_processes_resume_from_the_checkpoint_rank_0_broadcasts."""
     from fairseq.distributed import utils as distributed_utils
 
-    distributed_utils.torch = _InJobTorch()
+    distributed_utils.torch = _TorchLoadingAs(weights_only=False)
 
 
 def refuse_unsafe_checkpoints():
@@ -124,7 +114,7 @@ def refuse_unsafe_checkpoints():
         return
     # fairseq's checkpoint module calls torch.load (load_checkpoint_to_cpu, load_ema_from_checkpoint)
     # through its module-level name torch: replace that name, not torch.load for everyone
-    checkpoint_utils.torch = _WeightsOnlyTorch()
+    checkpoint_utils.torch = _TorchLoadingAs(weights_only=True)
 
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
         try:
