@@ -259,6 +259,8 @@ def test_norms_and_positions(norm, prenorm):
     (dict(chunk_size=0), "chunk_size must be positive"),
     (dict(z_dim=0), "z_dim must be positive, got 0"),
     (dict(ffn_embed_dim=-2), "ffn_embed_dim must be positive"),
+    (dict(ema_path="scan"), "ema_path 'scan' is not a known EMA algorithm"),
+    (dict(ema_path="chunk", truncation_length=16), "ema_path chunk needs an untruncated EMA"),
 ])
 def test_bad_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -11,6 +11,7 @@ from typing import Optional
 
 from .activations import ACTIVATIONS
 from .attention import ATTENTION_FUNCTIONS
+from .ema import EMA_PATHS
 from .norm import NORM_TYPES
 from .positional_bias import REL_POS_BIAS_TYPES
 
@@ -46,6 +47,10 @@ class MegaLayerConfig:
     chunk_size: int = option(-1, "Mega-chunk size c (attention within chunks of c tokens); -1 for full attention",
                              per_stack=True)
     truncation_length: int = option(0, "keep only the first N taps of the EMA kernel; 0 keeps all")
+    ema_path: str = option("auto", "EMA algorithm: 'fft' (convolution with the whole kernel by FFT, O(L log L)), "
+                                   "'chunk' (chunk by chunk with the state carried across chunks, O(L) in matmuls; "
+                                   "untruncated EMAs only) or 'auto' (the faster for the length and device; a "
+                                   "truncated kernel always takes the FFT)", choices=EMA_PATHS)
     attention_activation_fn: str = option("softmax", "attention function", choices=ATTENTION_FUNCTIONS)
     activation_fn: str = option("silu", "activation function", choices=tuple(ACTIVATIONS))
     dropout: float = option(0.1, "dropout on embeddings and block outputs")
@@ -72,6 +77,9 @@ class MegaLayerConfig:
         if self.chunk_size == 0:
             raise MegaConfigError("chunk_size", "must be positive (chunked attention) or negative (full attention), "
                                                 "got 0")
+        if self.ema_path == "chunk" and self.truncation is not None:
+            raise MegaConfigError("ema_path", "chunk needs an untruncated EMA (truncation_length 0): a truncated "
+                                              "kernel has no recurrence form")
         for config_field in fields(self):
             choices = config_field.metadata["choices"]
             value = getattr(self, config_field.name)

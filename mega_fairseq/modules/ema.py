@@ -143,6 +143,203 @@ def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional
     return _FFTConvolution.apply(x.transpose(1, 2), forward_kernel, backward_kernel).transpose(1, 2)
 
 
+# The EMA's paths: "fft" convolves with the whole kernel by FFT (O(L log L), and the only form of a
+# truncated kernel); "chunk" runs chunk by chunk with the state carried across chunks (O(L), matmuls);
+# "auto" takes the faster one for the shape (``uses_chunks``).
+EMA_PATHS = ("auto", "fft", "chunk")
+# Chunk of the chunk path: its c x c matmul costs 2c FLOPs per input and channel, the state's
+# matmuls 4N (8N both ways) whatever c; 64 was the fastest of 32, 64 and 128 on the benchmark's CPU.
+EMA_CHUNK = 64
+# "auto" chunks from this many positions on (CPU): the FFT's cost per position grows with log L and
+# with its memory traffic once the spectra leave the cache; measured crossover on the benchmark's CPU.
+CHUNK_MIN_LENGTH = 4096
+
+
+def uses_chunks(path: str, length: int, device: torch.device) -> bool:
+    """Whether the chunk path computes an untruncated EMA over ``length`` positions. "auto" chunks
+    long sequences on CPU, where the crossover was measured; elsewhere it keeps the FFT."""
+    if path == "auto":
+        return device.type == "cpu" and length >= CHUNK_MIN_LENGTH
+    return path == "chunk"
+
+
+def _toeplitz(offsets: Tensor, size: int) -> Tensor:
+    """Batched Toeplitz matrices m[:, j, i] = offsets[:, i - j + size - 1], from one strided view of
+    the offsets repeated on every row (autograd's backward then sums the rows: no scatter).
+
+    Shapes: offsets: D x (2 size - 1); returns D x size x size (a view).
+    """
+    dim, width = offsets.size(0), 2 * size - 1
+    rows = offsets.unsqueeze(1).expand(dim, size, width).reshape(dim, size * width)
+    # element (j, i) sits at j * width + i - j + size - 1 = size - 1 + j * (width - 1) + i
+    return rows[:, size - 1:size - 1 + size * (width - 1)].view(dim, size, width - 1)[:, :, :size]
+
+
+def _scan_blocks_(s: Tensor, decay: Tensor):
+    """s_k += decay * s_(k-1) in place along the steps, k = i T + j: first within every block at once
+    (T - 1 operations), then each block takes the state at the end of the one before it (nb - 1
+    operations), so that a scan of n = nb T ~ T^2 steps is O(sqrt(n)) operations on slices.
+
+    Shapes: s: D x B x nb x T x M; decay: D x M.
+    """
+    dim, _, nblocks, block, width = s.size()
+    factor = decay.view(dim, 1, 1, width)
+    for step in range(1, block):
+        s[:, :, :, step].addcmul_(s[:, :, :, step - 1], factor)
+    # q^(j + 1) for j < T: how the state entering a block reaches each of its steps
+    exponents = torch.arange(1, block + 1, dtype=decay.dtype, device=decay.device).unsqueeze(-1)
+    powers = (decay.unsqueeze(1) ** exponents).unsqueeze(1)  # D x 1 x T x M
+    for index in range(1, nblocks):
+        s[:, :, index].addcmul_(s[:, :, index - 1, block - 1:], powers)
+
+
+class _DecayScan(torch.autograd.Function):
+    """The linear recurrence s_k = decay * s_(k-1) + u_k along dim 2 (s_0 = u_0).
+
+    The backward pass is the same recurrence run backwards over the gradient (through this
+    function, so double backward works), and decay's gradient is sum_k a_k s_(k-1).
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, decay: Tensor) -> Tensor:
+        dim, bsz, length, width = u.size()
+        block, nblocks = _blocks(length)
+        s = u.new_zeros(dim, bsz, nblocks * block, width)
+        s[:, :, :length] = u
+        _scan_blocks_(s.view(dim, bsz, nblocks, block, width), decay)
+        s = s[:, :, :length]
+        ctx.save_for_backward(decay, s)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        decay, s = ctx.saved_tensors
+        adjoint = _DecayScan.apply(grad.flip(2), decay).flip(2)  # a_k = g_k + decay * a_(k+1)
+        grad_decay = None
+        if ctx.needs_input_grad[1]:
+            grad_decay = torch.einsum("dbkm,dbkm->dm", adjoint[:, :, 1:], s[:, :, :-1])
+        return adjoint, grad_decay
+
+
+def decay_scan(u: Tensor, decay: Tensor) -> Tensor:
+    """s_k = decay * s_(k-1) + u_k along dim 2, from s_0 = u_0: O(n) work in O(sqrt(n)) operations.
+
+    Shapes: u: D x B x n x M; decay: D x M; returns D x B x n x M.
+    """
+    return _DecayScan.apply(u, decay)
+
+
+def _mirrored(t: Tensor, ndim: int, bidirectional: bool) -> Tensor:
+    """Reverses the chunk order (dim 2) of the backward direction's state dims (the last of dim -1),
+    so that one forward scan serves both directions; its own inverse.
+
+    Shapes: t: D x B x nc x M (M = N, or 2N both ways); returns D x B x nc x M.
+    """
+    if not bidirectional:
+        return t
+    forward_part, backward_part = t.split(ndim, dim=-1)
+    return torch.cat([forward_part, backward_part.flip(2)], dim=-1)
+
+
+class _ChunkedEMA(torch.autograd.Function):
+    """The matmuls and the scan of ``chunked_convolution``, with a hand-written backward: the output's
+    gradient is made contiguous once (it arrives as a permuted view, which the batched matmuls would
+    copy matrix by matrix), and the input's gradient is one matmul accumulated into another.
+
+    Inputs: x: D x (B nc) x c, the chunks; mixing: D x c x c; enter: D x c x M; read: D x M x c;
+    decay: D x M (see ``chunked_convolution``). Output: D x (B nc) x c.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mixing: Tensor, enter: Tensor, read: Tensor, decay: Tensor, bsz: int, ndim: int,
+                bidirectional: bool) -> Tensor:
+        ctx.bsz, ctx.ndim, ctx.bidirectional = bsz, ndim, bidirectional
+        scanned = _ChunkedEMA.scanned(x, enter, decay, bsz, ndim, bidirectional)
+        ctx.save_for_backward(x, mixing, enter, read, decay, scanned)
+        out = torch.bmm(x, mixing)  # within chunks
+        return out.baddbmm_(_ChunkedEMA.states(scanned, ndim, bidirectional), read)  # plus the earlier chunks
+
+    @staticmethod
+    def scanned(x: Tensor, enter: Tensor, decay: Tensor, bsz: int, ndim: int, bidirectional: bool) -> Tensor:
+        """The state at the end of every chunk, in scan order: D x B x nc x M."""
+        entering = torch.bmm(x, enter).view(x.size(0), bsz, -1, enter.size(-1))  # what each chunk adds
+        return decay_scan(_mirrored(entering, ndim, bidirectional), decay)
+
+    @staticmethod
+    def states(scanned: Tensor, ndim: int, bidirectional: bool) -> Tensor:
+        """The state each chunk reads, D x B nc x M: the one at the end of the chunk before it in scan
+        order (forward: left of it; backward: right of it), zero for the first."""
+        before = F.pad(scanned[:, :, :-1], (0, 0, 1, 0))
+        return _mirrored(before, ndim, bidirectional).flatten(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, mixing, enter, read, decay, scanned = ctx.saved_tensors
+        bsz, ndim, bidirectional = ctx.bsz, ctx.ndim, ctx.bidirectional
+        if torch.is_grad_enabled():  # double backward: the states must depend on the inputs
+            scanned = _ChunkedEMA.scanned(x, enter, decay, bsz, ndim, bidirectional)
+        grad = grad.contiguous()
+        states = _ChunkedEMA.states(scanned, ndim, bidirectional)
+        grad_read = torch.bmm(states.transpose(1, 2), grad)
+        grad_states = torch.bmm(grad, read.transpose(1, 2)).view_as(scanned)
+        # through the shift (the state after chunk k is read by chunk k + 1 in scan order) and back
+        # through the scan: a_k = g_k + decay * a_(k+1)
+        grad_scanned = F.pad(_mirrored(grad_states, ndim, bidirectional)[:, :, 1:], (0, 0, 0, 1))
+        adjoint = decay_scan(grad_scanned.flip(2), decay).flip(2)
+        grad_decay = torch.einsum("dbkm,dbkm->dm", adjoint[:, :, 1:], scanned[:, :, :-1])
+        grad_entering = _mirrored(adjoint, ndim, bidirectional).flatten(1, 2)  # D x B nc x M
+        grad_x = torch.bmm(grad, mixing.transpose(1, 2)).baddbmm_(grad_entering, enter.transpose(1, 2))
+        grad_mixing = torch.bmm(x.transpose(1, 2), grad)
+        grad_enter = torch.bmm(x.transpose(1, 2), grad_entering)
+        return grad_x, grad_mixing, grad_enter, grad_read, grad_decay, None, None, None
+
+
+def chunked_convolution(signal: Tensor, in_weight: Tensor, log_q: Tensor, out_weight: Tensor,
+                        bidirectional: bool = False, chunk: Optional[int] = None) -> Tensor:
+    """The untruncated EMA convolution (``fft_convolution`` with the whole kernel) chunk by chunk.
+
+    Within a chunk of c positions: the kernel's first c taps, a c x c Toeplitz matmul per channel
+    (both directions in one matrix). Across chunks: each chunk adds sum_s alpha beta q^(c-1-s) x_s
+    to the D x N state, the states before every chunk follow from one scan with decay q^c
+    (``decay_scan``), and output s of a chunk reads its state through the kernel's tail,
+    eta q^(s+1) (backward direction: the mirror image). Time O(B L D (c + 4N)) in batched matmuls
+    (per channel: (B L / c) x c by c x (c + N)) plus O(B L D N / c) for the scan; memory (also
+    for autograd) O(B L D (1 + N / c)).
+
+    Shapes: signal: B x L x D; in_weight, log_q, out_weight: D' x N (D' = 2D when bidirectional,
+    the backward direction's rows last); returns B x L x D (a permuted view).
+    """
+    bsz, length, dim = signal.size()
+    ndim = log_q.size(1)
+    chunk = max(2, min(chunk or EMA_CHUNK, length))
+    nchunks = -(-length // chunk)
+    pad = nchunks * chunk - length
+    x = signal.permute(2, 0, 1)  # D x B x L
+    x = (F.pad(x, (0, pad)) if pad else x.contiguous()).view(dim, bsz * nchunks, chunk)  # D x B nc x c
+
+    steps = torch.arange(chunk + 1, dtype=log_q.dtype, device=log_q.device)
+    powers = torch.exp(log_q.unsqueeze(-1) * steps)  # D' x N x (c + 1): q^0 .. q^c
+    taps = torch.einsum("dn,dns->ds", in_weight * out_weight, powers[..., :chunk])  # D' x c
+    enter = in_weight.unsqueeze(-1) * powers[..., :chunk].flip(-1)  # D' x N x c: alpha beta q^(c-1-s)
+    read = out_weight.unsqueeze(-1) * powers[..., 1:]  # D' x N x c: eta q^(s+1)
+    decay = powers[..., chunk]  # D' x N: q^c
+    if bidirectional:
+        forward_taps, backward_taps = taps.split(dim)
+        offsets = torch.cat([backward_taps[:, 1:].flip(-1), forward_taps[:, :1] + backward_taps[:, :1],
+                             forward_taps[:, 1:]], dim=-1)
+        # the backward direction sees position s at distance s from its state, and its state
+        # (that of the chunks to the right) at distance c - s
+        enter = torch.cat([enter[:dim], enter[dim:].flip(-1)], dim=1)  # D x 2N x c
+        read = torch.cat([read[:dim], read[dim:].flip(-1)], dim=1)  # D x 2N x c
+        decay = torch.cat(decay.split(dim), dim=1)  # D x 2N
+    else:
+        offsets = F.pad(taps, (chunk - 1, 0))
+    mixing = _toeplitz(offsets, chunk)  # D x c x c: [input position, output position]
+
+    out = _ChunkedEMA.apply(x, mixing, enter.transpose(1, 2), read, decay, bsz, ndim, bidirectional)
+    return out.view(dim, bsz, nchunks * chunk)[:, :, :length].permute(1, 2, 0)
+
+
 def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Tensor,
                          out_weight: Tensor, log_q: Tensor) -> Tuple[Tensor, Tensor]:
     """The carried state's share of a multi-token step, and the new state, by blocked powers.
@@ -186,22 +383,31 @@ class EMACoefficients(NamedTuple):
 
 
 class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
-    """Damped EMA over a B x L x D sequence: FFT convolution (``forward``) or recurrence (``step``).
+    """Damped EMA over a B x L x D sequence: convolution (``forward``) or recurrence (``step``).
 
     Args:
         embed_dim: D, the number of channels.
         ndim: N, the expansion dimension of each channel (paper's h).
         bidirectional: add a second EMA run right-to-left (encoders).
         truncation: keep only the first ``truncation`` kernel taps; None or <= 0 keeps all.
+        path: how the convolution is computed (``EMA_PATHS``): "fft" (``fft_convolution``),
+            "chunk" (``chunked_convolution``; not with a truncation, which has no recurrence form) or
+            "auto", the faster for the shape (``uses_chunks``; a truncated kernel shorter than the
+            sequence always takes the FFT).
     """
 
     def __init__(self, embed_dim: int, *, ndim: int = 16, bidirectional: bool = False,
-                 truncation: Optional[int] = None):
+                 truncation: Optional[int] = None, path: str = "auto"):
         super().__init__()
         self.embed_dim = embed_dim
         self.ndim = ndim
         self.bidirectional = bidirectional
         self.truncation = truncation if truncation is not None and truncation > 0 else None
+        if path not in EMA_PATHS:
+            raise ValueError(f"EMA path {path!r}: choose one of {', '.join(EMA_PATHS)}")
+        if path == "chunk" and self.truncation is not None:
+            raise ValueError("the chunk path needs an untruncated EMA (a truncated kernel has no recurrence form)")
+        self.path = path
         self.scale = math.sqrt(1.0 / ndim)
         kernel_dim = 2 * embed_dim if bidirectional else embed_dim
         self.alpha = nn.Parameter(torch.empty(kernel_dim, ndim))  # decay, pre-sigmoid
@@ -232,11 +438,29 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         return EMACoefficients(alpha * _at_least_fp32(self.beta), 1.0 - damped, torch.log1p(-damped),
                                _at_least_fp32(self.eta) * self.scale)
 
+    def taps(self, length: int) -> int:
+        """How many kernel taps a convolution over ``length`` positions uses: min(length, truncation)."""
+        return length if self.truncation is None else min(self.truncation, length)
+
     def kernel(self, length: int) -> Tensor:
-        """The convolution kernel, D' x min(length, truncation)."""
-        size = length if self.truncation is None else min(self.truncation, length)
+        """The convolution kernel, D' x taps(length)."""
         coef = self.coefficients()
-        return ema_kernel(coef.in_weight * coef.out_weight, coef.log_q, size)
+        return ema_kernel(coef.in_weight * coef.out_weight, coef.log_q, self.taps(length))
+
+    def _convolve(self, signal: Tensor, coef: EMACoefficients, size: int) -> Tensor:
+        """The EMA without its residual, with the kernel's first ``size`` taps: by chunks where that is
+        the whole kernel (size = L) and ``path`` takes them, else by FFT.
+
+        Shapes: signal: B x L x D; coefficients D' x N in the signal's dtype; returns B x L x D.
+        """
+        length = signal.size(1)
+        if size == length and uses_chunks(self.path, length, signal.device):
+            return chunked_convolution(signal, coef.in_weight, coef.log_q, coef.out_weight,
+                                       bidirectional=self.bidirectional)
+        kernel = ema_kernel(coef.in_weight * coef.out_weight, coef.log_q, size)
+        if self.bidirectional:
+            return fft_convolution(signal, *kernel.split(self.embed_dim))
+        return fft_convolution(signal, kernel)
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
         # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
@@ -248,16 +472,11 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         Shapes: x: B x L x D; padding_mask: B x L (True at padding); returns B x L x D.
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
-            kernel = self.kernel(x.size(1))
             signal = _at_least_fp32(x)
-            kernel = kernel.to(signal.dtype)
+            coef = EMACoefficients(*(t.to(signal.dtype) for t in self.coefficients()))
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-            if self.bidirectional:
-                forward_kernel, backward_kernel = kernel.split(self.embed_dim, dim=0)
-                ema = fft_convolution(signal, forward_kernel, backward_kernel)
-            else:
-                ema = fft_convolution(signal, kernel)
+            ema = self._convolve(signal, coef, self.taps(signal.size(1)))
         return self._output(ema, x)
 
     def default_state(self, batch_size: int, device=None, dtype=torch.float32) -> Tensor:
@@ -279,7 +498,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         bsz, length, _ = x.size()
         with torch.autocast(device_type=x.device.type, enabled=False):
             signal = _at_least_fp32(x)
-            in_weight, q, log_q, out_weight = (t.to(signal.dtype) for t in self.coefficients())
+            coef = EMACoefficients(*(t.to(signal.dtype) for t in self.coefficients()))
+            in_weight, q, log_q, out_weight = coef
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             if state is None:
@@ -289,7 +509,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
                 new_state = q * state + in_weight * signal.transpose(1, 2)  # B x D x N
                 ema = torch.einsum("bdn,dn->bd", new_state, out_weight).unsqueeze(1)
             else:
-                ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, log_q, length))
+                ema = self._convolve(signal, coef, length)  # from a zero state
                 carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)
                 ema = ema + carried
         return self._output(ema, x), new_state
@@ -347,7 +567,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, ndim={self.ndim}, bidirectional={self.bidirectional}, "
-                f"truncation={self.truncation}")
+                f"truncation={self.truncation}, path={self.path}")
 
 
 def ema_reference(module: MultiDimensionalDampedEMA, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:

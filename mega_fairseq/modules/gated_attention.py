@@ -106,7 +106,7 @@ class MovingAverageGatedAttention(GatedBlock):
         self.causal = causal
         self.chunk_size = cfg.chunk_size
         self.move = MultiDimensionalDampedEMA(cfg.embed_dim, ndim=cfg.n_dim, bidirectional=not causal,
-                                              truncation=cfg.truncation)
+                                              truncation=cfg.truncation, path=cfg.ema_path)
         self.v_proj = nn.Linear(cfg.embed_dim, cfg.hidden_dim)
         self.mx_proj = nn.Linear(cfg.embed_dim, cfg.z_dim + cfg.hidden_dim + 2 * cfg.embed_dim)
         self.h_proj = nn.Linear(cfg.hidden_dim, cfg.embed_dim)
