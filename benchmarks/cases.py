@@ -7,18 +7,22 @@ Each training builder returns a module mapping a B x L x d float input to a B x 
 
 import argparse
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
-from mega_fairseq.modules.ema import fast_fft_length
+from mega_fairseq.modules.ema import EMA_CHUNK, fast_fft_length, uses_chunks
 
 MEGA_MODELS = ("mega", "mega_chunk")
+# Mega-chunk with its EMA on the FFT path at every length (the library's EMA before it had a chunk
+# path), to compare the two paths in one run; not run unless named
+FFT_EMA_MODELS = ("mega_chunk_fft",)
 HF_MODELS = ("hf_mega", "hf_mega_chunk")
 TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
-ALL_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
+ALL_MODELS = MEGA_MODELS + FFT_EMA_MODELS + HF_MODELS + TRANSFORMER_MODELS
+DEFAULT_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
 
 DEFAULT_SIZES = dict(layers=2, embed_dim=128, zdim=64, hdim=256, ndim=16, ffn_dim=256, chunk_size=128,
                      norm_type="scalenorm", rel_pos_bias="simple")
@@ -46,7 +50,8 @@ def arch_sizes(name: str) -> dict:
 # Training models
 # ----------------------------------------------------------------------------------------------
 
-def mega_stack(sizes: dict, *, chunk_size: int, max_positions: int, causal: bool = False) -> MegaStack:
+def mega_stack(sizes: dict, *, chunk_size: int, max_positions: int, causal: bool = False,
+               ema_path: str = "auto") -> MegaStack:
     """The library's MegaStack of ``sizes["layers"]`` layers (bidirectional for training, causal
     for decoding), prenorm and without dropout: the computation the benchmark measured when it
     built its own stack of MegaLayers, except that a prenorm library stack ends in a final norm
@@ -55,16 +60,16 @@ def mega_stack(sizes: dict, *, chunk_size: int, max_positions: int, causal: bool
         layers=sizes["layers"], embed_dim=sizes["embed_dim"], hidden_dim=sizes["hdim"], ffn_embed_dim=sizes["ffn_dim"],
         z_dim=sizes["zdim"], n_dim=sizes["ndim"], chunk_size=chunk_size, normalization_type=sizes["norm_type"],
         rel_pos_bias=sizes["rel_pos_bias"], max_positions=max_positions, normalize_before=True, dropout=0.0,
-        attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+        attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0, ema_path=ema_path)
     return MegaStack(cfg, causal=causal)
 
 
 class MegaEncoder(nn.Module):
     """A bidirectional :func:`mega_stack` on B x L x d inputs, returning only its output."""
 
-    def __init__(self, sizes: dict, *, chunk_size: int, max_positions: int):
+    def __init__(self, sizes: dict, *, chunk_size: int, max_positions: int, ema_path: str = "auto"):
         super().__init__()
-        self.stack = mega_stack(sizes, chunk_size=chunk_size, max_positions=max_positions)
+        self.stack = mega_stack(sizes, chunk_size=chunk_size, max_positions=max_positions, ema_path=ema_path)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.stack(x).out
@@ -133,6 +138,8 @@ def build_model(name: str, sizes: dict, length: int) -> nn.Module:
         return MegaEncoder(sizes, chunk_size=-1, max_positions=length)
     if name == "mega_chunk":
         return MegaEncoder(sizes, chunk_size=chunk, max_positions=chunk)
+    if name == "mega_chunk_fft":
+        return MegaEncoder(sizes, chunk_size=chunk, max_positions=chunk, ema_path="fft")
     if name == "hf_mega":
         return HFMega(sizes, chunk_size=-1, max_positions=length)
     if name == "hf_mega_chunk":
@@ -148,32 +155,54 @@ def build_model(name: str, sizes: dict, length: int) -> nn.Module:
 # FLOP count of a Mega training step
 # ----------------------------------------------------------------------------------------------
 
-def mega_forward_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dict[str, float]:
+def ema_path(model: str, length: int, device: str) -> Optional[str]:
+    """The path ("chunk" or "fft") the EMA of a Mega training model takes at ``length`` positions on
+    ``device``; None for the models without the library's EMA."""
+    if model in FFT_EMA_MODELS:
+        return "fft"
+    if model in MEGA_MODELS:
+        return "chunk" if uses_chunks("auto", length, torch.device(device)) else "fft"
+    return None
+
+
+def ema_forward_flops(d: int, n_dim: int, batch: int, length: int, path: str) -> float:
+    """Forward FLOPs of one bidirectional EMA on ``path``. fft: the real FFT of the input and the
+    inverse FFT of the output per channel (2.5 n log2 n each, n the FFT length), one kernel FFT and
+    the spectrum product. chunk: per channel and (padded) position, the c x c matmul within chunks
+    and the state's matmuls in and out, 2N wide (both directions). The kernel and the scan across
+    chunks are not counted."""
+    if path == "chunk":
+        chunk = max(2, min(EMA_CHUNK, length))
+        padded = -(-length // chunk) * chunk
+        return 2.0 * batch * padded * d * (chunk + 4 * n_dim)
+    n = fast_fft_length(2 * length - 1)
+    return d * (2 * batch + 1) * 2.5 * n * math.log2(n) + batch * d * 6 * (n // 2 + 1)
+
+
+def mega_forward_flops(sizes: dict, batch: int, length: int, chunk: int, path: str = "fft") -> Dict[str, float]:
     """Forward FLOPs of one bidirectional Mega layer stack, by kind (multiply-add = 2 FLOPs).
 
     projections: v, [phi, z, gamma, h] and output projections plus the FFN;
     attention: Q K^T and weights x V within each chunk (c keys per query; c = L for full);
-    fft: the EMA's real FFT of the input and inverse FFT of the output per channel
-    (2.5 n log2 n each, n the FFT length), one kernel FFT per layer and the spectrum product.
+    ema: the EMA on ``path`` (``ema_forward_flops``).
     Norms, activations, gates, softmax and the EMA kernel itself are not counted.
     """
     d, z, h, f = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["ffn_dim"]
     tokens = batch * length
     keys = chunk if 0 < chunk < length else length
-    n = fast_fft_length(2 * length - 1)
-    per_transform = 2.5 * n * math.log2(n)
     layers = sizes["layers"]
     return {
         "projections": layers * 2.0 * tokens * (d * h + d * (z + h + 2 * d) + h * d + 2 * d * f),
         "attention": layers * 2.0 * tokens * keys * (z + h),
-        "fft": layers * (d * (2 * batch + 1) * per_transform + batch * d * 6 * (n // 2 + 1)),
+        "ema": layers * ema_forward_flops(d, sizes["ndim"], batch, length, path),
     }
 
 
-def mega_training_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dict[str, float]:
+def mega_training_flops(sizes: dict, batch: int, length: int, chunk: int, path: str = "fft") -> Dict[str, float]:
     """Training step = 3 x forward: the backward pass costs two forwards (the gradients with
-    respect to inputs and to weights; for the EMA, FFTs of the output gradient and of the input)."""
-    forward = mega_forward_flops(sizes, batch, length, chunk)
+    respect to inputs and to weights; for the EMA, FFTs of the output gradient and of the input,
+    or the transposed matmuls)."""
+    forward = mega_forward_flops(sizes, batch, length, chunk, path)
     counts = {kind: 3.0 * value for kind, value in forward.items()}
     counts["total"] = sum(counts.values())
     return counts

@@ -38,8 +38,8 @@ from torch import Tensor, nn
 
 from mega_fairseq.modules import NORM_TYPES
 
-from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, MegaDecoder, arch_sizes, build_model,
-                    fairseq_transformer_lm, hf_available)
+from .cases import (ALL_MODELS, DEFAULT_MODELS, DEFAULT_SIZES, HF_MODELS, MegaDecoder, arch_sizes, build_model,
+                    ema_path, fairseq_transformer_lm, hf_available)
 from .profiling import profile
 from .report import by_key, compute_ratios, flops_rows, format_report, plot
 
@@ -47,7 +47,7 @@ from .report import by_key, compute_ratios, flops_rows, format_report, plot
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
-DEFAULT_CHUNK_LENGTHS = (32768, 65536)
+DEFAULT_CHUNK_LENGTHS = (32768, 65536, 131072, 262144)
 DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
 DEFAULT_TOKENS_PER_STEP = {"cpu": 8192, "cuda": 32768}
 DEVICES = ("auto", "cpu", "cuda")
@@ -85,8 +85,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     sizes.add_argument("--rel-pos-bias", choices=("simple", "rotary"),
                        help=f"Mega relative bias ({DEFAULT_SIZES['rel_pos_bias']})")
     runs = parser.add_argument_group("what to run")
-    runs.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=ALL_MODELS, metavar="MODEL",
-                      help=f"models to train ({', '.join(ALL_MODELS)}; default: all)")
+    runs.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=ALL_MODELS, metavar="MODEL",
+                      help=f"models to train ({', '.join(ALL_MODELS)}; default: all but mega_chunk_fft, Mega-chunk "
+                           "with its EMA on the FFT path at every length, to compare the EMA's paths)")
     runs.add_argument("--lengths", type=int, nargs="+", default=None,
                       help=f"sequence lengths for every model (default: {' '.join(map(str, DEFAULT_LENGTHS))})")
     runs.add_argument("--chunk-lengths", type=int, nargs="*", default=None,
@@ -221,6 +222,7 @@ def time_training(names: List[str], sizes: dict, length: int, tokens_per_step: i
     profiles = {name: profile(lambda: train_step(model, x, precision), device) for name, model in models.items()}
     per_1k = 1000.0 / (batch * length)
     return [{"model": name, "length": length, "batch": batch, "tokens": batch * length,
+             "ema_path": ema_path(name, length, device),
              "step_s": min(times[name]), "ms_per_1k_tokens": 1e3 * min(times[name]) * per_1k,
              "ms_per_1k_tokens_median": 1e3 * statistics.median(times[name]) * per_1k, "repeats": repeats,
              **profiles[name]}

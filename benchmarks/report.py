@@ -129,11 +129,13 @@ def format_report(results: dict) -> str:
         lines.append(f"| {length} | {batch} | " + " | ".join(cells) + " |")
     if results.get("flops"):
         lines += ["", f"## Mega-chunk training step on {device}: counted FLOPs and achieved rate", "",
-                  "| L | GFLOP per step (proj / attn / fft) | GFLOP/s | fraction of matmul rate |", "|---|---|---|---|"]
+                  "| L | EMA path | GFLOP per step (proj / attn / ema) | GFLOP/s | fraction of matmul rate |",
+                  "|---|---|---|---|---|"]
         reference = results["matmul"][0]["gflops"] if results.get("matmul") else None
         for row in results["flops"]:
-            lines.append(f"| {row['length']} | {_fmt(row['total_gflop'])} ({_fmt(row['projections_gflop'])} / "
-                         f"{_fmt(row['attention_gflop'])} / {_fmt(row['fft_gflop'])}) | {_fmt(row['gflops'])} | "
+            lines.append(f"| {row['length']} | {row['ema_path']} | {_fmt(row['total_gflop'])} "
+                         f"({_fmt(row['projections_gflop'])} / {_fmt(row['attention_gflop'])} / "
+                         f"{_fmt(row['ema_gflop'])}) | {_fmt(row['gflops'])} | "
                          f"{_fmt(ratio(row['gflops'], reference), 2)} |")
         for mm in results.get("matmul", []):
             lines.append(f"\nplain torch.matmul {' x '.join(map(str, mm['shape']))}: {_fmt(mm['gflops'])} GFLOP/s")
@@ -189,8 +191,9 @@ def flops_rows(results: dict, sizes: dict) -> List[dict]:
     for row in results["train"]:
         if row["model"] != "mega_chunk":
             continue
-        counts = mega_training_flops(sizes, row["batch"], row["length"], sizes["chunk_size"])
-        rows.append({"length": row["length"], "gflops": counts["total"] / row["step_s"] / 1e9,
+        path = row.get("ema_path") or "fft"  # results written before the EMA had paths ran the FFT
+        counts = mega_training_flops(sizes, row["batch"], row["length"], sizes["chunk_size"], path)
+        rows.append({"length": row["length"], "ema_path": path, "gflops": counts["total"] / row["step_s"] / 1e9,
                      **{f"{kind}_gflop": value / 1e9 for kind, value in counts.items()}})
     return rows
 

@@ -84,6 +84,18 @@ def test_every_module_takes_the_one_config():
     assert MegaLayerConfig(truncation_length=0).truncation is None  # the official recipes' "no truncation"
 
 
+def test_the_ema_path_option_reaches_the_ema():
+    """Both paths of the same layer compute the same output (the chunk path with chunks of 64 here:
+    three of them, the last partial)."""
+    torch.manual_seed(0)
+    layers = {path: MegaLayer(config(ema_path=path), causal=False).to(DTYPE) for path in ("fft", "chunk")}
+    layers["chunk"].load_state_dict(layers["fft"].state_dict())
+    assert layers["chunk"].mega_layer.move.path == "chunk" and MegaLayerConfig().ema_path == "auto"
+    x = torch.randn(2, 150, 8, dtype=DTYPE)
+    mask = padding([150, 100], 150)
+    torch.testing.assert_close(layers["chunk"](x, mask)[0], layers["fft"](x, mask)[0])
+
+
 def test_layer_options_are_declared_once():
     """The fairseq model config is derived from MegaLayerConfig: its layer fields carry the same
     names (per-stack ones prefixed) and help texts."""

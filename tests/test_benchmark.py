@@ -47,13 +47,14 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
     assert text.count(f"({report.precision_label(results)})") == 2  # training and decoding headings
     assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
     for row in results["train"]:
+        assert row["ema_path"] == "fft"  # both lengths are short of CHUNK_MIN_LENGTH
         assert row["batch"] * row["length"] == row["tokens"]
         assert row["ms_per_1k_tokens"] > 0 and row["step_s"] > 0 and row["peak_mb"] > 0
         check_profile(row, device)
         assert f"| train mega_chunk L={row['length']} | {row['sdpa_backend']} | `" in text
         if device == "cpu":  # softmax attention without dropout: Mega's blocked kernel, no SDPA
             assert row["sdpa_backend"] == "none (blocked CPU kernel)"
-    assert all(row["gflops"] > 0 and row["total_gflop"] > 0 for row in results["flops"])
+    assert all(row["gflops"] > 0 and row["total_gflop"] > 0 and row["ema_path"] == "fft" for row in results["flops"])
     for row in results["matmul"]:
         assert row["gflops"] > 0
         check_profile(dict(row, sdpa_backend=profiling.NO_SDPA), device)
@@ -70,12 +71,16 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
 
 
 def test_flop_count_of_a_chunked_step():
-    sizes = dict(layers=1, embed_dim=4, zdim=2, hdim=8, ffn_dim=6, chunk_size=16)
+    sizes = dict(layers=1, embed_dim=4, zdim=2, hdim=8, ndim=2, ffn_dim=6, chunk_size=16)
     counts = cases.mega_training_flops(sizes, batch=3, length=32, chunk=16)
     tokens = 3 * 32
     assert counts["projections"] == 3 * 2 * tokens * (4 * 8 + 4 * (2 + 8 + 8) + 8 * 4 + 2 * 4 * 6)
     assert counts["attention"] == 3 * 2 * tokens * 16 * (2 + 8)
-    assert counts["total"] == counts["projections"] + counts["attention"] + counts["fft"] > 0
+    assert counts["total"] == counts["projections"] + counts["attention"] + counts["ema"] > 0
+    # the EMA's chunk path, one chunk of all 32 positions: per channel and position its 32 x 32 matmul
+    # and the state's matmuls in and out, 2N = 4 wide; times 3 for the backward pass
+    chunked = cases.mega_training_flops(sizes, batch=3, length=32, chunk=16, path="chunk")
+    assert chunked["ema"] == 3 * 2 * tokens * 4 * (32 + 4 * 2)
 
 
 def test_sizes_from_a_named_arch_with_explicit_flags_winning():

@@ -1,7 +1,7 @@
-"""Both EMA paths (FFT and chunks) at 64K and 256K positions and at extreme decay, on CPU: float32 and
-bfloat16 outputs and gradients against the plain recurrence in float64. The q_near_1 cases
-(1 - q = 5e-7) fail when log q is taken as log(1 - alpha * delta) in float32, as the official code
-does; log1p keeps them exact.
+"""The EMA's two paths (FFT and chunks) and how one is chosen; both at 64K and 256K positions and at
+extreme decay, on CPU: float32 and bfloat16 outputs and gradients against the plain recurrence in
+float64. The q_near_1 cases (1 - q = 5e-7) fail when log q is taken as log(1 - alpha * delta) in
+float32, as the official code does; log1p keeps them exact.
 
 The float64 recurrence runs in scipy's ``lfilter`` (h_t = q h_(t-1) + alpha beta x_t, step by step in
 C; checked against ``ema_reference`` first), and its gradients by the adjoint recurrence run
@@ -183,3 +183,26 @@ def test_256k_positions_match_the_float64_recurrence(bidirectional, path, taken)
     assert grads["x"].dtype == torch.bfloat16
     assert_close_to((out, grads), reference, 1e-2, 1e-2)
     assert taken == [PATHS[path]] * 2
+
+
+def test_auto_chunks_long_untruncated_sequences_on_cpu(monkeypatch, taken):
+    """The "auto" path chunks from CHUNK_MIN_LENGTH positions on (here 16), never where the kernel is
+    truncated shorter than the sequence (which then equals the truncated recurrence); "fft" and
+    "chunk" hold at any length; on other devices "auto" keeps the FFT (the crossover was measured on
+    CPU only)."""
+    monkeypatch.setattr(ema, "CHUNK_MIN_LENGTH", 16)
+    module = ema_module(dim=3, ndim=2).double()
+    x = torch.randn(1, 40, 3, dtype=torch.float64)
+    module(x[:, :15])
+    module(x[:, :16])
+    module.step(x[:, :16])  # the multi-token step's zero-state part
+    assert taken == ["fft_convolution", "chunked_convolution", "chunked_convolution"]
+    truncated = MultiDimensionalDampedEMA(3, ndim=2, truncation=8).double()
+    torch.testing.assert_close(truncated(x), ema_reference(truncated, x))
+    truncated.truncation = 40  # the whole kernel: it has a recurrence
+    truncated(x)
+    assert taken[3:] == ["fft_convolution", "chunked_convolution"]
+    assert not ema.uses_chunks("auto", 10 ** 6, torch.device("cuda"))
+    assert ema.uses_chunks("chunk", 2, torch.device("cpu")) and not ema.uses_chunks("fft", 10 ** 6, torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs an untruncated EMA"):
+        MultiDimensionalDampedEMA(3, truncation=8, path="chunk")

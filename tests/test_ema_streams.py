@@ -8,6 +8,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDampedEMA, ema_reference
+from mega_fairseq.modules import ema as ema_module
 
 DTYPE = torch.float64
 
@@ -34,11 +35,18 @@ def recurrence(ema, x, state=None, padding_mask=None):
 
 # ---------------------------------------------------------------- multi-token step (blocked powers)
 
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """The chunk path in chunks of 4 positions, so that short segments span several."""
+    monkeypatch.setattr(ema_module, "EMA_CHUNK", 4)
+
+
+@pytest.mark.parametrize("path", ["fft", "chunk"])
 @pytest.mark.parametrize("length", [2, 3, 4, 5, 10, 16, 17, 50])
 @pytest.mark.parametrize("masked", [False, True])
-def test_step_from_a_carried_state_matches_recurrence(length, masked):
+def test_step_from_a_carried_state_matches_recurrence(length, masked, path, small_chunks):
     torch.manual_seed(length)
-    ema = MultiDimensionalDampedEMA(5, ndim=3).to(DTYPE)
+    ema = MultiDimensionalDampedEMA(5, ndim=3, path=path).to(DTYPE)
     x = randn(2, length, 5, requires_grad=True)
     state = randn(2, 5, 3, requires_grad=True)
     mask = _padding(length, [length, length // 2]) if masked else None
@@ -55,9 +63,10 @@ def test_step_from_a_carried_state_matches_recurrence(length, masked):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_step_in_uneven_pieces_matches_forward():
+@pytest.mark.parametrize("path", ["fft", "chunk"])
+def test_step_in_uneven_pieces_matches_forward(path, small_chunks):
     torch.manual_seed(0)
-    ema = MultiDimensionalDampedEMA(4, ndim=5).to(DTYPE)
+    ema = MultiDimensionalDampedEMA(4, ndim=5, path=path).to(DTYPE)
     x = randn(3, 120, 4)
     outs, state = [], None
     for piece in torch.split(x, [37, 1, 64, 2, 16], dim=1):
@@ -94,15 +103,17 @@ def _largest_step_allocation(ema, length, dim):
     return mode.largest
 
 
-def test_step_memory_is_sublinear_in_the_segment_length():
+@pytest.mark.parametrize("path", ["fft", "chunk"])
+def test_step_memory_is_sublinear_in_the_segment_length(path):
     # D x N large, B = 1 and D small: the D x N-dependent intermediates dominate the B x L x D ones.
     dim, ndim = 4, 512
-    ema = MultiDimensionalDampedEMA(dim, ndim=ndim).to(DTYPE)
+    ema = MultiDimensionalDampedEMA(dim, ndim=ndim, path=path).to(DTYPE)
     short, long = 512, 2048
     small, large = _largest_step_allocation(ema, short, dim), _largest_step_allocation(ema, long, dim)
     full_powers = dim * ndim * long * 8  # a D x N x L float64 tensor
     assert large < full_powers / 16, (large, full_powers)
-    # quadrupling L: ~doubles the D x N x sqrt(L) blocks (a D x N x L tensor would quadruple)
+    # quadrupling L: ~doubles the D x N x sqrt(L) blocks (a D x N x L tensor would quadruple); the
+    # chunk path's D x N x c powers stay as they are
     assert large < 2.5 * small, (small, large)
 
 

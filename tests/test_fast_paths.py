@@ -10,7 +10,8 @@ from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDam
 from mega_fairseq.modules import attention_cpu, gated_attention
 from mega_fairseq.modules.attention import attention_weights, toeplitz_rows
 from mega_fairseq.modules.attention_cpu import softmax_attention_blocks
-from mega_fairseq.modules.ema import fft_convolution
+from mega_fairseq.modules import ema
+from mega_fairseq.modules.ema import chunked_convolution, decay_scan, ema_kernel, fft_convolution
 
 DTYPE = torch.float64
 
@@ -48,6 +49,86 @@ def test_fft_convolution_gradcheck():
     assert torch.autograd.gradcheck(fft_convolution, (x, forward_kernel, backward_kernel))
     assert torch.autograd.gradcheck(fft_convolution, (x, forward_kernel))
     assert torch.autograd.gradgradcheck(fft_convolution, (x, forward_kernel, backward_kernel))
+
+
+def ema_coefficients(rows, ndim):
+    """Random EMA coefficients, D' x N each (decays spread over (0.05, 0.95)), requiring grad."""
+    in_weight, out_weight = torch.randn(rows, ndim, dtype=DTYPE), torch.randn(rows, ndim, dtype=DTYPE)
+    log_q = torch.log(0.05 + 0.9 * torch.rand(rows, ndim, dtype=DTYPE))
+    return [t.requires_grad_() for t in (in_weight, log_q, out_weight)]
+
+
+@pytest.mark.parametrize("bidirectional,length,chunk", [
+    (False, 1, 4), (False, 7, 4), (False, 30, 8), (False, 32, 8), (False, 33, 2),
+    (True, 1, 4), (True, 7, 4), (True, 30, 8), (True, 32, 8), (True, 33, 2), (True, 200, 16)])
+def test_chunked_convolution_matches_fft_convolution(bidirectional, length, chunk):
+    """Within one chunk, across a few chunks, a partial last chunk, and more chunks than the scan's
+    block (16 blocks of 13 chunks at 200 / 16): outputs and gradients of the input and coefficients."""
+    torch.manual_seed(0)
+    dim = 4
+    x = torch.randn(3, length, dim, dtype=DTYPE, requires_grad=True)
+    coefficients = ema_coefficients(2 * dim if bidirectional else dim, 3)
+    in_weight, log_q, out_weight = coefficients
+    fast = chunked_convolution(x, *coefficients, bidirectional=bidirectional, chunk=chunk)
+    kernel = ema_kernel(in_weight * out_weight, log_q, length)
+    slow = fft_convolution(x, *kernel.split(dim)) if bidirectional else fft_convolution(x, kernel)
+    torch.testing.assert_close(fast, slow)
+    grad = torch.randn_like(slow)
+    inputs = [x, *coefficients]
+    for a, b in zip(torch.autograd.grad(fast, inputs, grad), torch.autograd.grad(slow, inputs, grad)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_chunked_convolution_gradcheck(bidirectional):
+    """Also the second derivatives (the backward pass recomputes the states under autograd)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 2, dtype=DTYPE, requires_grad=True)
+    coefficients = ema_coefficients(4 if bidirectional else 2, 2)
+
+    def convolution(*inputs):
+        return chunked_convolution(*inputs, bidirectional=bidirectional, chunk=3)
+
+    assert torch.autograd.gradcheck(convolution, (x, *coefficients))
+    assert torch.autograd.gradgradcheck(convolution, (x, *coefficients))
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 16, 17, 50])
+def test_decay_scan_matches_a_loop(length):
+    torch.manual_seed(0)
+    u = torch.randn(3, 2, length, 4, dtype=DTYPE, requires_grad=True)  # D x B x n x M
+    decay = torch.rand(3, 4, dtype=DTYPE, requires_grad=True)
+    states, state = [], torch.zeros(3, 2, 4, dtype=DTYPE)
+    for k in range(length):
+        state = decay.unsqueeze(1) * state + u[:, :, k]
+        states.append(state)
+    slow = torch.stack(states, 2)
+    fast = decay_scan(u, decay)
+    torch.testing.assert_close(fast, slow)
+    grad = torch.randn_like(slow)
+    for a, b in zip(torch.autograd.grad(fast, [u, decay], grad), torch.autograd.grad(slow, [u, decay], grad)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_ema_paths_agree_with_padding(bidirectional, monkeypatch):
+    """The module on either path against the recurrence, padded positions masked out of the EMA:
+    chunks of 4 positions, so 23 positions make 6 chunks (the last partial)."""
+    monkeypatch.setattr(ema, "EMA_CHUNK", 4)
+    torch.manual_seed(0)
+    module = MultiDimensionalDampedEMA(5, ndim=3, bidirectional=bidirectional).to(DTYPE)
+    x = torch.randn(3, 23, 5, dtype=DTYPE, requires_grad=True)
+    mask = torch.arange(23) >= torch.tensor([[23], [15], [9]])
+    params = [x] + list(module.parameters())
+    slow = ema_reference(module, x, mask)
+    grad = torch.randn_like(slow)
+    slow_grads = torch.autograd.grad(slow, params, grad)
+    for path in ("fft", "chunk"):
+        module.path = path
+        fast = module(x, mask)
+        torch.testing.assert_close(fast, slow)
+        for a, b in zip(torch.autograd.grad(fast, params, grad), slow_grads):
+            torch.testing.assert_close(a, b)
 
 
 def test_ema_with_truncation_matches_recurrence_gradients():

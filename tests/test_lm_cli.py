@@ -58,6 +58,12 @@ def test_every_named_arch_trains(lm_data, tmp_path, arch):
         models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "checkpoint_last.pt")])
         layer = models[0].decoder.stack.layers[0].mega_layer
         assert layer.chunk_size == -1 and not layer.prenorm and type(layer.rel_pos_bias).__name__.startswith("Simple")
+        # a checkpoint saved before the EMA had paths loads with the default
+        state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+        assert state["cfg"]["model"].pop("ema_path") == "auto"
+        torch.save(state, tmp_path / "older.pt")
+        models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "older.pt")])
+        assert models[0].decoder.stack.layers[0].mega_layer.move.path == "auto"
 
 
 def test_config_help_and_defaults_come_from_the_preset_table():

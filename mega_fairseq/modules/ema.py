@@ -148,11 +148,13 @@ def fft_convolution(x: Tensor, forward_kernel: Tensor, backward_kernel: Optional
 # "auto" takes the faster one for the shape (``uses_chunks``).
 EMA_PATHS = ("auto", "fft", "chunk")
 # Chunk of the chunk path: its c x c matmul costs 2c FLOPs per input and channel, the state's
-# matmuls 4N (8N both ways) whatever c; 64 was the fastest of 32, 64 and 128 on the benchmark's CPU.
+# matmuls 4N (8N both ways) whatever c. On the benchmark's CPU (one thread, D = 128 and 512, N = 16)
+# 64 was the fastest of 32, 64 and 128 from 2K positions on, except for B = 1 at 2K (32).
 EMA_CHUNK = 64
-# "auto" chunks from this many positions on (CPU): the FFT's cost per position grows with log L and
-# with its memory traffic once the spectra leave the cache; measured crossover on the benchmark's CPU.
-CHUNK_MIN_LENGTH = 4096
+# "auto" chunks from this many positions on (CPU): there the chunks took 0.7-0.9x the FFT's time
+# at B = 1 and 2K positions, at 1K 1.0x (8 sequences) to 1.2x (one); the FFT's cost per position
+# grows with log L and with its memory traffic, the chunks' stays flat (0.45x at 64K).
+CHUNK_MIN_LENGTH = 2048
 
 
 def uses_chunks(path: str, length: int, device: torch.device) -> bool:
@@ -164,15 +166,24 @@ def uses_chunks(path: str, length: int, device: torch.device) -> bool:
 
 
 def _toeplitz(offsets: Tensor, size: int) -> Tensor:
-    """Batched Toeplitz matrices m[:, j, i] = offsets[:, i - j + size - 1], from one strided view of
-    the offsets repeated on every row (autograd's backward then sums the rows: no scatter).
+    """Batched Toeplitz matrices m[:, j, i] = offsets[:, i - j + size - 1], from the windows of the
+    offsets in reverse order.
 
-    Shapes: offsets: D x (2 size - 1); returns D x size x size (a view).
+    Shapes: offsets: D x (2 size - 1); returns D x size x size.
     """
-    dim, width = offsets.size(0), 2 * size - 1
-    rows = offsets.unsqueeze(1).expand(dim, size, width).reshape(dim, size * width)
-    # element (j, i) sits at j * width + i - j + size - 1 = size - 1 + j * (width - 1) + i
-    return rows[:, size - 1:size - 1 + size * (width - 1)].view(dim, size, width - 1)[:, :, :size]
+    return offsets.unfold(-1, size, 1).flip(1)
+
+
+def _diagonal_sums(m: Tensor) -> Tensor:
+    """The adjoint of ``_toeplitz``: s[:, k] = sum of m[:, j, i] over i - j + size - 1 = k. Rows
+    reversed and padded to 2 size columns, then read in rows of 2 size - 1, the diagonals become
+    columns (the padding's zeros wrap, no element of m does).
+
+    Shapes: m: D x size x size; returns D x (2 size - 1).
+    """
+    dim, size = m.size(0), m.size(1)
+    skewed = F.pad(m.flip(1), (0, size)).view(dim, 2 * size * size)[:, :size * (2 * size - 1)]
+    return skewed.reshape(dim, size, 2 * size - 1).sum(1)
 
 
 def _scan_blocks_(s: Tensor, decay: Tensor):
@@ -241,23 +252,50 @@ def _mirrored(t: Tensor, ndim: int, bidirectional: bool) -> Tensor:
     return torch.cat([forward_part, backward_part.flip(2)], dim=-1)
 
 
-class _ChunkedEMA(torch.autograd.Function):
-    """The matmuls and the scan of ``chunked_convolution``, with a hand-written backward: the output's
-    gradient is made contiguous once (it arrives as a permuted view, which the batched matmuls would
-    copy matrix by matrix), and the input's gradient is one matmul accumulated into another.
+def _channels_first(t: Tensor, padded: int) -> Tensor:
+    """B x L x D to D x B x padded (zeros after position L), by one 2D transpose, which torch copies
+    in cache-sized tiles (a permuted copy of the 3-D view strides through the whole sequence once
+    per channel)."""
+    bsz, length, dim = t.size()
+    if padded > length:
+        t = F.pad(t, (0, 0, 0, padded - length))
+    return t.reshape(bsz * padded, dim).t().contiguous().view(dim, bsz, padded)
 
-    Inputs: x: D x (B nc) x c, the chunks; mixing: D x c x c; enter: D x c x M; read: D x M x c;
-    decay: D x M (see ``chunked_convolution``). Output: D x (B nc) x c.
+
+def _channels_last(t: Tensor, length: int) -> Tensor:
+    """D x B x padded to B x length x D (a view of the first length positions), by one 2D transpose."""
+    dim, bsz, padded = t.size()
+    return t.reshape(dim, bsz * padded).t().contiguous().view(bsz, padded, dim)[:, :length]
+
+
+class _ChunkedEMA(torch.autograd.Function):
+    """The layout changes, matmuls and scan of ``chunked_convolution``, with a hand-written backward.
+
+    The matmuls run per channel on D x (B nc) x c chunks: the input (and in the backward pass the
+    output's gradient) is transposed into that layout once, the output (and the input's gradient)
+    back once, and the input's gradient is one matmul accumulated into another.
+
+    Inputs: signal: B x L x D; offsets: D x (2c - 1), the c x c matrix's diagonals (``_toeplitz``);
+    enter: D x c x M; read: D x M x c; decay: D x M (see ``chunked_convolution``). Output: B x L x D.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, mixing: Tensor, enter: Tensor, read: Tensor, decay: Tensor, bsz: int, ndim: int,
+    def forward(ctx, signal: Tensor, offsets: Tensor, enter: Tensor, read: Tensor, decay: Tensor, ndim: int,
                 bidirectional: bool) -> Tensor:
-        ctx.bsz, ctx.ndim, ctx.bidirectional = bsz, ndim, bidirectional
-        scanned = _ChunkedEMA.scanned(x, enter, decay, bsz, ndim, bidirectional)
-        ctx.save_for_backward(x, mixing, enter, read, decay, scanned)
+        ctx.ndim, ctx.bidirectional = ndim, bidirectional
+        mixing = _toeplitz(offsets, enter.size(1))  # D x c x c: [input position, output position]
+        x = _ChunkedEMA.chunks(signal, mixing.size(-1))
+        scanned = _ChunkedEMA.scanned(x, enter, decay, signal.size(0), ndim, bidirectional)
+        ctx.save_for_backward(signal, offsets, mixing, enter, read, decay, x, scanned)
         out = torch.bmm(x, mixing)  # within chunks
-        return out.baddbmm_(_ChunkedEMA.states(scanned, ndim, bidirectional), read)  # plus the earlier chunks
+        out.baddbmm_(_ChunkedEMA.states(scanned, ndim, bidirectional), read)  # plus the earlier chunks
+        return _channels_last(out.view(signal.size(-1), signal.size(0), -1), signal.size(1))
+
+    @staticmethod
+    def chunks(t: Tensor, chunk: int) -> Tensor:
+        """B x L x D to D x (B nc) x c, zero padded to whole chunks."""
+        length, dim = t.size(1), t.size(2)
+        return _channels_first(t, -(-length // chunk) * chunk).view(dim, -1, chunk)
 
     @staticmethod
     def scanned(x: Tensor, enter: Tensor, decay: Tensor, bsz: int, ndim: int, bidirectional: bool) -> Tensor:
@@ -274,11 +312,14 @@ class _ChunkedEMA(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, mixing, enter, read, decay, scanned = ctx.saved_tensors
-        bsz, ndim, bidirectional = ctx.bsz, ctx.ndim, ctx.bidirectional
-        if torch.is_grad_enabled():  # double backward: the states must depend on the inputs
+        signal, offsets, mixing, enter, read, decay, x, scanned = ctx.saved_tensors
+        ndim, bidirectional = ctx.ndim, ctx.bidirectional
+        bsz, length, dim = signal.size()
+        if torch.is_grad_enabled():  # double backward: what was saved must depend on the inputs
+            mixing = _toeplitz(offsets, mixing.size(-1))
+            x = _ChunkedEMA.chunks(signal, mixing.size(-1))
             scanned = _ChunkedEMA.scanned(x, enter, decay, bsz, ndim, bidirectional)
-        grad = grad.contiguous()
+        grad = _ChunkedEMA.chunks(grad, mixing.size(-1))  # D x B nc x c
         states = _ChunkedEMA.states(scanned, ndim, bidirectional)
         grad_read = torch.bmm(states.transpose(1, 2), grad)
         grad_states = torch.bmm(grad, read.transpose(1, 2)).view_as(scanned)
@@ -289,9 +330,10 @@ class _ChunkedEMA(torch.autograd.Function):
         grad_decay = torch.einsum("dbkm,dbkm->dm", adjoint[:, :, 1:], scanned[:, :, :-1])
         grad_entering = _mirrored(adjoint, ndim, bidirectional).flatten(1, 2)  # D x B nc x M
         grad_x = torch.bmm(grad, mixing.transpose(1, 2)).baddbmm_(grad_entering, enter.transpose(1, 2))
-        grad_mixing = torch.bmm(x.transpose(1, 2), grad)
+        grad_signal = _channels_last(grad_x.view(dim, bsz, -1), length)
+        grad_offsets = _diagonal_sums(torch.bmm(x.transpose(1, 2), grad))
         grad_enter = torch.bmm(x.transpose(1, 2), grad_entering)
-        return grad_x, grad_mixing, grad_enter, grad_read, grad_decay, None, None, None
+        return grad_signal, grad_offsets, grad_enter, grad_read, grad_decay, None, None
 
 
 def chunked_convolution(signal: Tensor, in_weight: Tensor, log_q: Tensor, out_weight: Tensor,
@@ -307,16 +349,11 @@ def chunked_convolution(signal: Tensor, in_weight: Tensor, log_q: Tensor, out_we
     for autograd) O(B L D (1 + N / c)).
 
     Shapes: signal: B x L x D; in_weight, log_q, out_weight: D' x N (D' = 2D when bidirectional,
-    the backward direction's rows last); returns B x L x D (a permuted view).
+    the backward direction's rows last); returns B x L x D.
     """
-    bsz, length, dim = signal.size()
+    length, dim = signal.size(1), signal.size(2)
     ndim = log_q.size(1)
     chunk = max(2, min(chunk or EMA_CHUNK, length))
-    nchunks = -(-length // chunk)
-    pad = nchunks * chunk - length
-    x = signal.permute(2, 0, 1)  # D x B x L
-    x = (F.pad(x, (0, pad)) if pad else x.contiguous()).view(dim, bsz * nchunks, chunk)  # D x B nc x c
-
     steps = torch.arange(chunk + 1, dtype=log_q.dtype, device=log_q.device)
     powers = torch.exp(log_q.unsqueeze(-1) * steps)  # D' x N x (c + 1): q^0 .. q^c
     taps = torch.einsum("dn,dns->ds", in_weight * out_weight, powers[..., :chunk])  # D' x c
@@ -334,10 +371,7 @@ def chunked_convolution(signal: Tensor, in_weight: Tensor, log_q: Tensor, out_we
         decay = torch.cat(decay.split(dim), dim=1)  # D x 2N
     else:
         offsets = F.pad(taps, (chunk - 1, 0))
-    mixing = _toeplitz(offsets, chunk)  # D x c x c: [input position, output position]
-
-    out = _ChunkedEMA.apply(x, mixing, enter.transpose(1, 2), read, decay, bsz, ndim, bidirectional)
-    return out.view(dim, bsz, nchunks * chunk)[:, :, :length].permute(1, 2, 0)
+    return _ChunkedEMA.apply(signal, offsets, enter.transpose(1, 2), read, decay, ndim, bidirectional)
 
 
 def _carried_state_terms(signal: Tensor, state: Tensor, in_weight: Tensor, q: Tensor,
