@@ -1,9 +1,9 @@
 """The benchmark's harness: command line, worker subprocesses, timing and memory measurements.
 
 Workers run in fresh interpreters (``python -m benchmarks --worker SPEC``, with this checkout on
-PYTHONPATH so that any working directory does) so that the OpenMP settings (``--threads``,
-``--omp-wait-policy``) are in place before torch loads, and so that each memory measurement
-starts from a fresh CUDA caching allocator on GPU.
+PYTHONPATH so that any working directory does) so that the OpenMP and malloc settings
+(``--threads``, ``--omp-wait-policy``, ``--malloc``) are in place before torch loads, and so that
+each memory measurement starts from a fresh CUDA caching allocator on GPU.
 
 On CUDA (``--device cuda``, or ``auto`` with a GPU) kernels run asynchronously: every timed
 region starts and ends with ``torch.cuda.synchronize()``, and peak memory is the allocator's
@@ -55,6 +55,9 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 # What models train in on each device: bfloat16 autocast on GPUs; float32 on CPUs, where
 # bfloat16 matmuls are emulated unless the CPU has AVX512-BF16 or AMX.
 DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "bf16"}
+# glibc's malloc maps every allocation over 32 MB anew (mmap) and unmaps it when freed: "heap"
+# serves them from the heap and keeps freed memory there for the next step
+MALLOC_SETTINGS = {"heap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(64 * 2 ** 30)}}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -126,6 +129,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     env.add_argument("--omp-wait-policy", default="active", choices=("active", "passive", "inherit"),
                      help="OMP_WAIT_POLICY of the workers: 'active' keeps idle OpenMP threads spinning, which on "
                           "small VMs avoids a scheduler tick of wake-up latency per parallel op")
+    env.add_argument("--malloc", default="heap", choices=tuple(MALLOC_SETTINGS) + ("inherit",),
+                     help="glibc malloc settings of the workers: 'heap' (MALLOC_MMAP_MAX_=0 and a 64 GB "
+                          "MALLOC_TRIM_THRESHOLD_) keeps freed memory in the process, so that tensors over 32 MB "
+                          "reuse it instead of being mapped anew each time, every page faulted in and zeroed by the "
+                          "kernel (at 256K positions half of a step's time); 'inherit' keeps the environment's")
     env.add_argument("--timeout", type=float, default=7200, help="seconds allowed to each worker process")
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
@@ -375,6 +383,7 @@ def worker_env(args: argparse.Namespace) -> dict:
                PYTHONPATH=os.pathsep.join(python_path))
     if args.omp_wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    env.update(MALLOC_SETTINGS.get(args.malloc, {}))
     return env
 
 
@@ -435,7 +444,7 @@ def machine_description(args: argparse.Namespace) -> dict:
     except OSError:
         pass
     machine = {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": args.threads,
-               "omp_wait_policy": args.omp_wait_policy, "torch": torch.__version__,
+               "omp_wait_policy": args.omp_wait_policy, "malloc": args.malloc, "torch": torch.__version__,
                "python": platform.python_version(), "device": args.device}
     if args.device == "cuda":
         machine.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda,

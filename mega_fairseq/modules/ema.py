@@ -16,6 +16,9 @@ paper's text) we scale the kernel by sqrt(1/N), add a learned per-channel residu
 ``omega * x`` and apply SiLU to the result. Powers q^t are computed from log q =
 log1p(-alpha * delta) (the official code takes log(1 - alpha * delta) in float32, where q rounds
 to 1 once alpha * delta < 6e-8 and the kernel stops decaying).
+
+``forward`` convolves by FFT (``fft_convolution``) or chunk by chunk with the recurrence's state
+carried across chunks (``chunked_convolution``, linear in L); ``step`` runs the recurrence.
 """
 
 import math
@@ -345,8 +348,8 @@ def chunked_convolution(signal: Tensor, in_weight: Tensor, log_q: Tensor, out_we
     to the D x N state, the states before every chunk follow from one scan with decay q^c
     (``decay_scan``), and output s of a chunk reads its state through the kernel's tail,
     eta q^(s+1) (backward direction: the mirror image). Time O(B L D (c + 4N)) in batched matmuls
-    (per channel: (B L / c) x c by c x (c + N)) plus O(B L D N / c) for the scan; memory (also
-    for autograd) O(B L D (1 + N / c)).
+    (per channel, (B L / c) x c by c x c, by c x N and (B L / c) x N by N x c; 2N both ways) plus
+    O(B L D N / c) for the scan; memory (also for autograd) O(B L D (1 + N / c)).
 
     Shapes: signal: B x L x D; in_weight, log_q, out_weight: D' x N (D' = 2D when bidirectional,
     the backward direction's rows last); returns B x L x D.
@@ -472,6 +475,9 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         return EMACoefficients(alpha * _at_least_fp32(self.beta), 1.0 - damped, torch.log1p(-damped),
                                _at_least_fp32(self.eta) * self.scale)
 
+    def _coefficients_in(self, dtype: torch.dtype) -> EMACoefficients:
+        return EMACoefficients(*(t.to(dtype) for t in self.coefficients()))
+
     def taps(self, length: int) -> int:
         """How many kernel taps a convolution over ``length`` positions uses: min(length, truncation)."""
         return length if self.truncation is None else min(self.truncation, length)
@@ -497,7 +503,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         return fft_convolution(signal, kernel)
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
-        # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
+        # x's term first: the sum takes the layout of its first operand (the FFT's ema is a transposed view)
         return F.silu(x * self.omega + ema.to(x.dtype))
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
@@ -507,7 +513,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
             signal = _at_least_fp32(x)
-            coef = EMACoefficients(*(t.to(signal.dtype) for t in self.coefficients()))
+            coef = self._coefficients_in(signal.dtype)
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             ema = self._convolve(signal, coef, self.taps(signal.size(1)))
@@ -532,7 +538,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         bsz, length, _ = x.size()
         with torch.autocast(device_type=x.device.type, enabled=False):
             signal = _at_least_fp32(x)
-            coef = EMACoefficients(*(t.to(signal.dtype) for t in self.coefficients()))
+            coef = self._coefficients_in(signal.dtype)
             in_weight, q, log_q, out_weight = coef
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
