@@ -375,7 +375,7 @@ def prepare_data(log: Log, work: Path, cpu: bool) -> Dict[str, List[str]]:
         ["fairseq-preprocess", "--source-lang", "en", "--target-lang", "de", "--trainpref", mt / "train",
          "--validpref", mt / "valid", "--testpref", mt / "test", "--destdir", mt / "bin", "--joined-dictionary",
          "--workers", "1"],
-        [python, ROOT / "scripts/generate_listops.py", listops, "--train", 200 if cpu else 2000, "--valid", 32,
+        [python, "-m", "mega_fairseq.data.listops", listops, "--train", 200 if cpu else 2000, "--valid", 32,
          "--test", 32, "--min-length", 10, "--max-length", 100],
     ]
     for step in steps:

@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Write a few examples of every data format the recipes read, for data/samples (see data/README.md).
 
-Nothing is downloaded or copied: the samples come from the repository's own generators
-(make_demo_corpus.py, make_mt_corpus.py, generate_listops.py, generate_pathfinder.py,
-make_speech_commands.py, enwik8_to_text.py) or, for the formats no generator writes (aclImdb,
+Nothing is downloaded or copied: the samples come from the repository's own generators (the
+demos' make_demo_corpus.py, make_mt_corpus.py, make_speech_commands.py; the package's
+mega_fairseq.data.listops, .pathfinder and .enwik8) or, for the formats no generator writes (aclImdb,
 AAN, CIFAR-10), from short seeded templates here, each in the layout of its public release:
 
     lm/                 {train,valid,test}.txt: the first paragraphs of make_demo_corpus.py's corpus
@@ -22,8 +21,8 @@ Every sample is seeded: a rerun writes the same bytes, except that lm/ follows t
 the running Python's standard library and speech_commands/ the installed espeak-ng (same
 versions, same bytes). Each sample folder is written beside its final place and renamed into it.
 
-    python scripts/make_data_samples.py                      # all, into data/samples
-    python scripts/make_data_samples.py --out /tmp/samples listops mt
+    python -m demo.data_samples                      # all, into data/samples
+    python -m demo.data_samples --out /tmp/samples listops mt
 """
 
 import argparse
@@ -42,8 +41,8 @@ from typing import Callable, Dict
 
 import numpy as np
 
-SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS))  # the generators beside this script
+ROOT = Path(__file__).resolve().parents[1]
+PROG = "python -m demo.data_samples"
 
 LM_LINES = 3  # paragraphs per split of the demo corpus
 MT_PAIRS = (5, 3, 3)  # train, valid, test
@@ -61,7 +60,7 @@ MADE_WITH = "made_with.json"
 
 def write_lm(out: Path):
     """The first LM_LINES paragraphs of each split, as make_demo_corpus.py writes them."""
-    import make_demo_corpus as corpus
+    from scripts import make_demo_corpus as corpus
 
     seen, splits = set(), {"train": [], "valid": [], "test": []}
     for doc in corpus.docstrings(Path(sysconfig.get_paths()["stdlib"])):
@@ -98,19 +97,19 @@ An ''exponential'' moving average weights older values less &amp; less (caf\u00e
 def write_enwik8(out: Path):
     """A small page in the layout of the enwik8 dump, and its text/ split as prepare_enwik8.sh writes it (the
     last 80 bytes as test, the 80 before them as valid, instead of 5M and 5M)."""
-    import enwik8_to_text
+    from mega_fairseq.data import enwik8
 
     (out / "text").mkdir(parents=True)
     data = ENWIK8_PAGE.encode("utf-8")
     (out / "enwik8").write_bytes(data)
-    for name, part in enwik8_to_text.split(data, 80, 80).items():
-        enwik8_to_text.write_tokens(part, out / "text" / f"{name}.txt")
+    for name, part in enwik8.split(data, 80, 80).items():
+        enwik8.write_tokens(part, out / "text" / f"{name}.txt")
 
 
 # Translation ---------------------------------------------------------------------------------
 
 def write_mt(out: Path):
-    import make_mt_corpus
+    from scripts import make_mt_corpus
 
     make_mt_corpus.main(["--out", str(out), "--train-pairs", str(MT_PAIRS[0]), "--valid-pairs", str(MT_PAIRS[1]),
                          "--test-pairs", str(MT_PAIRS[2]), "--seed", "1"])
@@ -119,10 +118,10 @@ def write_mt(out: Path):
 # Long Range Arena ----------------------------------------------------------------------------
 
 def write_listops(out: Path):
-    import generate_listops
+    from mega_fairseq.data import listops
 
-    generate_listops.main([str(out), "--train", str(LISTOPS_ROWS[0]), "--valid", str(LISTOPS_ROWS[1]), "--test",
-                           str(LISTOPS_ROWS[2]), "--min-length", "10", "--max-length", "40", "--seed", "0"])
+    listops.main([str(out), "--train", str(LISTOPS_ROWS[0]), "--valid", str(LISTOPS_ROWS[1]), "--test",
+                  str(LISTOPS_ROWS[2]), "--min-length", "10", "--max-length", "40", "--seed", "0"])
 
 
 IMDB_OPENERS = ["I watched this film on a rainy evening.", "My friends talked me into this one.",
@@ -201,10 +200,10 @@ def write_cifar10(out: Path):
 
 
 def write_pathfinder(out: Path):
-    import generate_pathfinder
+    from mega_fairseq.data import pathfinder
 
-    generate_pathfinder.main([str(out), "--size", "32", "--count", str(PATHFINDER_IMAGES), "--per-folder",
-                              str(PATHFINDER_IMAGES // 2), "--difficulty", "curv_contour_length_14", "--seed", "0"])
+    pathfinder.main([str(out), "--size", "32", "--count", str(PATHFINDER_IMAGES), "--per-folder",
+                     str(PATHFINDER_IMAGES // 2), "--difficulty", "curv_contour_length_14", "--seed", "0"])
 
 
 # Speech --------------------------------------------------------------------------------------
@@ -219,7 +218,7 @@ def espeak_version() -> str:
 
 
 def write_speech_commands(out: Path):
-    import make_speech_commands
+    from scripts import make_speech_commands
 
     make_speech_commands.main([str(out), "--words", SPEECH_WORDS, "--per-word", str(SPEECH_PER_WORD), "--seed", "0"])
 
@@ -257,10 +256,10 @@ def update_made_with(out: Path, names):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="SAMPLE", help=f"samples to write (default: all): "
                                                                     f"{', '.join(SAMPLES)}")
-    parser.add_argument("--out", type=Path, default=SCRIPTS.parent / "data" / "samples",
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "samples",
                         help="folder of the samples (default: data/samples)")
     args = parser.parse_args(argv)
     names = args.names or list(SAMPLES)
@@ -268,7 +267,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown sample {', '.join(unknown)} (known: {', '.join(SAMPLES)})")
     if "speech_commands" in names and not espeak_version():
-        sys.exit("make_data_samples.py: error: speech_commands needs espeak-ng (apt-get install espeak-ng, or "
+        sys.exit(f"{PROG}: error: speech_commands needs espeak-ng (apt-get install espeak-ng, or "
                  "brew install espeak-ng); name the other samples to write them without it")
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:

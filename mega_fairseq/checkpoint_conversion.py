@@ -383,7 +383,7 @@ def _rename(args: argparse.Namespace, old: str, new: str, notes: List[str], valu
 
 
 def _classifier_args(args: argparse.Namespace, benchmark: Optional[str], notes: List[str]):
-    from .tasks.mega_sequence_classification import LRA_TASKS, SPEECH_COMMANDS
+    from .data.classification import LRA_TASKS, SPEECH_COMMANDS
 
     official_arch = args.arch
     layer_type = getattr(args, "layer_type", "mega")

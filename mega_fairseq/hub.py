@@ -9,7 +9,7 @@
 - Sequence classifiers (``MegaSequenceClassifier.from_pretrained``, LRA and speech):
   :class:`ClassifierHubInterface`, whose ``.predict()`` takes raw examples (text, token lists,
   pixel arrays or image files, WAV files, pairs of them) and turns them into model input with the
-  task's own readers and transforms (:mod:`mega_fairseq.tasks.classification_data`,
+  task's own readers and transforms (:mod:`mega_fairseq.data.input_types`,
   ``SequenceClassificationTask.build_dataset``), so that an example is seen exactly as training
   and fairseq-validate see it.
 
@@ -20,8 +20,6 @@ Checkpoints are read by fairseq's loader, which this package wraps with weights-
 """
 
 import json
-import os
-from pathlib import Path
 from types import SimpleNamespace
 from typing import List, Union
 
@@ -30,8 +28,9 @@ import torch
 from fairseq import hub_utils, utils
 from torch import Tensor, nn
 
-from .tasks.classification_data import DataError, listops_tokens, read_clip, read_png, to_ids
-from .tasks.mega_sequence_classification import META_FILE, check_length
+from .data.classification import META_FILE
+from .data.examples import check_length
+from .data.input_types import INPUT_TYPES
 
 
 def generator_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
@@ -54,7 +53,8 @@ def classifier_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", d
 class ClassifierHubInterface(nn.Module):
     """Predictions of a trained sequence classifier from raw examples.
 
-    One example is, by the task's ``--input-type``:
+    One example is, by the task's ``--input-type`` (its ``parse`` in
+    :data:`~mega_fairseq.data.input_types.INPUT_TYPES`):
 
     - ``tokens``: a string (split as the ListOps reader splits it) or a list of tokens;
     - ``bytes``: a string (its UTF-8 bytes) or ``bytes``;
@@ -76,9 +76,9 @@ class ClassifierHubInterface(nn.Module):
         self.task = task
         self.model = model
         self.model.eval()
-        self.input_type = str(task.cfg.input_type)
+        self.input_type = INPUT_TYPES[str(task.cfg.input_type)]
         self.paired = bool(task.cfg.paired)
-        self.clip_rules = _clip_rules(task) if self.input_type == "waveform" else None
+        self.clip_rules = _clip_rules(task)  # what parsing an audio file needs
         self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))  # follows .to(device)
 
     @property
@@ -99,40 +99,9 @@ class ClassifierHubInterface(nn.Module):
         return (self._document(example, where),)
 
     def _document(self, value, where: str) -> np.ndarray:
-        if self.input_type == "tokens":
-            tokens = listops_tokens(value) if isinstance(value, str) else [str(token) for token in value]
-            ids = to_ids(tokens, "tokens", self.task.dictionary, where)
-        elif self.input_type == "bytes":
-            ids = to_ids(value.encode("utf-8") if isinstance(value, str) else bytes(value), "bytes",
-                         self.task.dictionary, where)
-        elif self.input_type == "pixels":
-            ids = self._pixels(value, where)
-        else:
-            ids = self._clip(value, where)
-        return ids[:check_length(len(ids), self.task.cfg, where)]
-
-    def _pixels(self, value, where: str) -> np.ndarray:
-        if isinstance(value, (str, os.PathLike)):
-            return to_ids(read_png(Path(value), where).reshape(-1), "pixels", None, where)
-        values = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-        if values.ndim not in (1, 2) or values.dtype.kind not in "uif":
-            raise DataError(f"{where}: expected an H x W array of pixel values, got {values.dtype} "
-                            f"{'x'.join(map(str, values.shape))}")
-        values = values.reshape(-1)
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
-            raise DataError(f"{where}: pixel values {values.min()}..{values.max()} outside 0-255 (the task's scale)")
-        if values.dtype.kind == "f":
-            return values.astype(np.float32)  # standardised like integers, without rounding
-        return to_ids(values, "pixels", None, where)
-
-    def _clip(self, path, where: str) -> np.ndarray:
-        if not isinstance(path, (str, os.PathLike)):
-            raise DataError(f"{where}: expected the path of an audio file, got {type(path).__name__}")
-        audio = read_clip(Path(path), self.clip_rules)
-        if audio is None:
-            raise DataError(f"{path}: shorter than {self.clip_rules.max_positions} samples; the training data "
-                            f"dropped such clips (short_clips drop)")
-        return audio
+        parsed = self.input_type.parse(value, where, self.clip_rules)
+        array = self.input_type.ids_or_values(parsed, self.task.dictionary, where)
+        return array[:check_length(len(array), self.task.cfg, where)]
 
     @torch.no_grad()
     def logits(self, examples, batch_size: int = 32) -> Tensor:

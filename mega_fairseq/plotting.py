@@ -1,22 +1,12 @@
-"""What the Python scripts in this folder share (common.sh is the shell scripts'): progress bars for
-long data preparation; for the plotting scripts, the output formats, matplotlib without a display
-and saving. Scripts import it with this folder on sys.path (``from common import progress``)."""
+"""What the plotting scripts (scripts/plot_ema.py, scripts/plot_curves.py) share: the output
+formats, matplotlib without a display, and saving."""
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List
 
 FORMATS = ("png", "svg")
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm bar on stderr, written also when stderr is a log file (there at most every 10 s, so a long run is
-    never silent for minutes)."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10, **kwargs)
 
 
 def parse_formats(text: str) -> List[str]:

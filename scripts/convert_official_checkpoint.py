@@ -46,15 +46,14 @@ from typing import List, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import mega_fairseq  # noqa: E402,F401  (allow-lists the checkpoint's argparse.Namespace for safe loading)
-from mega_fairseq.checkpoint_conversion import (ConversionError, Vocabulary, check_seq2seq_names,  # noqa: E402
+import mega_fairseq  # noqa: F401  (allow-lists the checkpoint's argparse.Namespace for safe loading)
+from mega_fairseq.checkpoint_conversion import (ConversionError, Vocabulary, check_seq2seq_names,
                                                 convert_official_args, convert_official_classifier,
                                                 convert_official_state_dict, official_byte_symbol,
                                                 official_class_rows)
-from mega_fairseq.checkpoint_loading import UnsafeCheckpointError, safe_load  # noqa: E402
-from mega_fairseq.tasks.classification_data import DataError, parse_label  # noqa: E402
+from mega_fairseq.checkpoint_loading import UnsafeCheckpointError, safe_load
+from mega_fairseq.data.classification import DataError, parse_label
+from mega_fairseq.data.input_types import INPUT_TYPES, byte_dictionary
 
 OFFICIAL_CLS = "<CLS>"  # the symbol the official lra-text task appends to its dictionary
 
@@ -70,8 +69,6 @@ def official_symbols(path: Path):
 
 def our_symbols(args: argparse.Namespace):
     """The symbols of the dictionary our task reads for these (converted) arguments."""
-    from mega_fairseq.tasks.classification_data import byte_dictionary
-
     if args.input_type == "bytes":
         return byte_dictionary().symbols
     from fairseq import tasks
@@ -136,7 +133,7 @@ def convert(source: Path, target: Path, *, official_dict: Optional[Path] = None,
                                   "dictionary orders the converted embeddings)")
         vocabulary, offset = classifier_vocabulary(args, official_dict)
         model, model_notes = convert_official_classifier(
-            state["model"], real_valued=args.input_type in ("pixels", "waveform"), paired=args.paired,
+            state["model"], real_valued=INPUT_TYPES[args.input_type].real_valued, paired=args.paired,
             vocabulary=vocabulary, position_offset=offset,
             class_rows=classifier_class_rows(args, official_dict, official_labels))
         notes += model_notes

@@ -72,7 +72,7 @@ else
 fi
 [[ -f "$DATA_DIR/ref/$SUBSET.$TGT" ]] || \
     say "warning: no $DATA_DIR/ref/$SUBSET.$TGT; scoring against the decoded targets of $BIN instead"
-python "$SCRIPTS/mt_data.py" deps  # before the long part
+python -m mega_fairseq.data.mt deps  # before the long part
 
 if [[ -n "${AVERAGE:-}" ]]; then
     folder="$CHECKPOINT"
@@ -106,7 +106,7 @@ fi
 # the log and the progress go to stderr; the S-/T-/H-/D-/P- lines to $gen
 "${cmd[@]}" > "$gen" || die "fairseq-generate failed (exit $?)"
 
-score=(python "$SCRIPTS/mt_data.py" score --generate-output "$gen" --data-dir "$DATA_DIR" --subset "$SUBSET"
+score=(python -m mega_fairseq.data.mt score --generate-output "$gen" --data-dir "$DATA_DIR" --subset "$SUBSET"
        --src "$SRC" --tgt "$TGT")
 [[ -n "${OUTPUT:-}" ]] && score+=(--output "$OUTPUT")
 "${score[@]}"

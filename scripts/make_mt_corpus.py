@@ -30,8 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+from mega_fairseq.data.progress import progress
 
 
 # ---------------------------------------------------------------------------------------------

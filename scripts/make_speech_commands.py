@@ -61,8 +61,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+from mega_fairseq.data.progress import progress
 
 ESPEAK = "espeak-ng"
 SAMPLE_RATE = 16_000

@@ -6,7 +6,7 @@
 # ENWIK8_FILE_OR_ZIP  the enwik8 file or enwik8.zip; without it enwik8.zip is downloaded to
 #                     OUT_DIR/raw.
 # OUT_DIR             receives text/ (bytes as space-separated decimal values, one line per line
-#                     of the original, see scripts/enwik8_to_text.py) and bin/ (fairseq data).
+#                     of the original, see mega_fairseq/data/enwik8.py) and bin/ (fairseq data).
 #
 # Environment:
 #   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
@@ -21,7 +21,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
 [[ $# -ge 1 && $# -le 2 ]] || { echo "prepare_enwik8.sh: error: need OUT_DIR [ENWIK8_FILE_OR_ZIP]" >&2; usage 2 >&2; }
 
-SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT_DIR="$1"
 INPUT="${2:-}"
 [[ -n "$OUT_DIR" ]] || die "OUT_DIR must not be empty"
@@ -53,7 +52,7 @@ fi
 # text/ and bin/ are written in a temporary folder in OUT_DIR and renamed when both are complete
 TMP="$(temp_dir_beside "$OUT_DIR/bin")"
 trap 'rm -rf "$TMP"' EXIT
-python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$TMP/text" \
+python -m mega_fairseq.data.enwik8 --input "$INPUT" --out "$TMP/text" \
     --valid-bytes "${VALID_BYTES:-5000000}" --test-bytes "${TEST_BYTES:-5000000}"
 binarise_lm "$TMP/text/train.txt" "$TMP/text/valid.txt" "$TMP/text/test.txt" "$TMP/bin" "$WORKERS"
 [[ "$REPLACE" == 1 ]] && say "FORCE=1: replacing $OUT_DIR/text and $OUT_DIR/bin"

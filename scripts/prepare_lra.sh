@@ -12,8 +12,8 @@
 #             image       cifar-10-batches-py (of cifar-10-python.tar.gz)
 #             pathfinder  lra_release/pathfinder32/curv_contour_length_14 (metadata/, imgs/)
 #             pathx       lra_release/pathfinder128/curv_contour_length_14
-#           With no download: scripts/generate_listops.py and scripts/generate_pathfinder.py write
-#           data in the release layout.
+#           With no download: python -m mega_fairseq.data.listops (and mega_fairseq.data.pathfinder)
+#           write data in the release layout.
 # OUT_DIR   receives input0/ (input1/ for retrieval), label/ and meta.json; train with
 #           fairseq-train OUT_DIR --user-dir mega_fairseq --task mega_sequence_classification ...
 #           or scripts/train.sh configs/lra/TASK.yaml OUT_DIR SAVE_DIR.
@@ -38,7 +38,7 @@ fi
 TMP="$(temp_dir_beside "$OUT_DIR")"
 trap 'rm -rf "$TMP"' EXIT
 say "binarising $TASK from $RAW_DIR"
-python "$ROOT/scripts/lra_data.py" "$TASK" "$RAW_DIR" "$TMP"
+python -m mega_fairseq.data.lra "$TASK" "$RAW_DIR" "$TMP"
 move_into_place "$TMP" "$OUT_DIR"
 trap - EXIT
 say "done: $OUT_DIR"

@@ -2,7 +2,7 @@
 # Prepare Speech Commands (v0.02) for raw-waveform classification: decode the WAV files once into
 # fixed-length float32 rows that training memory-maps (an epoch does not re-decode 35K files).
 #
-#   scripts/prepare_sc.sh RAW_DIR OUT_DIR [sc_data.py options]
+#   scripts/prepare_sc.sh RAW_DIR OUT_DIR [options]
 #
 # RAW_DIR   the extracted release (one folder of WAV files per word, validation_list.txt,
 #           testing_list.txt). When it holds no validation_list.txt, speech_commands_v0.02.tar.gz is
@@ -11,10 +11,11 @@
 # OUT_DIR   receives input0/{train,valid,test}.npy, label/ and meta.json; train with
 #           scripts/train.sh speech/sc_raw OUT_DIR SAVE_DIR, evaluate with scripts/eval_cls.sh.
 # Options   --words sc10|all|w1,w2,...  --split-protocol random|lists  --short-clips drop|pad
-#           --shorten-method none|truncate  --resample (python scripts/sc_data.py --help). The defaults
-#           are the paper's SC10 protocol: the ten words, clips shorter than one second dropped, then
-#           the official code's stratified random 70/15/15 split. --split-protocol lists takes the
-#           release's validation_list.txt and testing_list.txt instead (the release's own protocol).
+#           --shorten-method none|truncate  --resample (python -m mega_fairseq.data.speech_commands
+#           --help). The defaults are the paper's SC10 protocol: the ten words, clips shorter than one
+#           second dropped, then the official code's stratified random 70/15/15 split. --split-protocol
+#           lists takes the release's validation_list.txt and testing_list.txt instead (the release's own
+#           protocol).
 #           It prints each split's clips and how many short clips were dropped.
 #
 # Environment:
@@ -53,7 +54,7 @@ fi
 TMP="$(temp_dir_beside "$OUT_DIR")"
 trap 'rm -rf "$TMP"' EXIT
 say "decoding the clips of $RAW_DIR"
-python "$ROOT/scripts/sc_data.py" "$RAW_DIR" "$TMP" "$@"
+python -m mega_fairseq.data.speech_commands "$RAW_DIR" "$TMP" "$@"
 move_into_place "$TMP" "$OUT_DIR"
 trap - EXIT
 say "done: $OUT_DIR"

@@ -38,8 +38,8 @@ SKIPPED = {"make test": "the test suite itself"}
 # README command -> arguments appended (tiny data)
 APPEND = {
     "python scripts/make_demo_corpus.py --out data/lm_raw": ["--max-train-words", "20000"],
-    "python scripts/generate_listops.py data/raw/listops": ["--train", "60", "--valid", "16", "--test", "16",
-                                                            "--min-length", "10", "--max-length", "60"],
+    "python -m mega_fairseq.data.listops data/raw/listops": ["--train", "60", "--valid", "16", "--test", "16",
+                                                             "--min-length", "10", "--max-length", "60"],
 }
 # evaluation script -> its output's last line
 LAST_LINE = {

@@ -20,7 +20,9 @@ it came from, ``file:line``), so that every error names the file and line (or im
   ``validation_list.txt``, ``testing_list.txt``), read with soundfile; see :func:`read_clip` for
   the clip rules and :func:`speech_commands_split` for the splits.
 
-fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by the task itself.
+fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by :mod:`.examples`; how an
+input of each type becomes model input is said in :mod:`.input_types`. The data settings of each
+benchmark (:data:`LRA_TASKS`, :data:`SPEECH_COMMANDS`) close the module.
 """
 
 import io
@@ -33,7 +35,6 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 
 import numpy as np
 
-INPUT_TYPES = ("tokens", "bytes", "pixels", "waveform")
 SPLITS = ("train", "valid", "test")
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class DataError(ValueError):
 
 @dataclass
 class Record:
-    inputs: Tuple  # one input, or two for a pair: a list of str (tokens), bytes, or a uint8 array (pixels)
+    inputs: Tuple  # one input, or two for a pair: a list of str (tokens), bytes, a uint8 array (pixels) or
+    # float32 samples (waveform)
     label: int
     where: str  # file:line, or file (image n)
 
@@ -455,36 +457,32 @@ def detect_format(data: Path) -> Format:
     raise DataError(f"{data}: no known data layout found (known: {known})")
 
 
-def to_ids(value, input_type: str, dictionary, where: str) -> np.ndarray:
-    """One input as an array: dictionary ids (tokens, bytes), pixel values (uint8) or samples (float32)."""
-    if input_type == "tokens":
-        unknown = [token for token in value if dictionary.index(token) == dictionary.unk()]
-        if unknown:
-            raise DataError(f"{where}: tokens not in the dictionary: {' '.join(sorted(set(unknown))[:10])}")
-        return np.array([dictionary.index(token) for token in value], dtype=np.int64)
-    if input_type == "bytes":
-        return np.frombuffer(value, dtype=np.uint8).astype(np.int64) + dictionary.nspecial
-    if input_type == "waveform":
-        return np.asarray(value, dtype=np.float32)
-    return np.asarray(value, dtype=np.uint8)
+# Benchmarks ------------------------------------------------------------------------------------
+
+class BenchmarkTask(NamedTuple):
+    """The data settings of one benchmark (the configs and the prepare modules use them)."""
+
+    data_format: str
+    input_type: str
+    paired: bool
+    num_classes: int
+    max_positions: int
+    shorten_method: str = "none"
+    pixel_mean: float = 0.5
+    pixel_std: float = 0.5
 
 
-def byte_dictionary():
-    """The fixed dictionary of byte inputs: fairseq's special symbols, then the bytes 0-255 (byte b
-    has id b + nspecial)."""
-    from fairseq.data import Dictionary
+# The six Long Range Arena tasks, as the paper's recipes set them up.
+LRA_TASKS: Dict[str, BenchmarkTask] = {
+    "listops": BenchmarkTask("listops", "tokens", False, 10, 2000),
+    "text": BenchmarkTask("imdb", "bytes", False, 2, 4000, "truncate"),
+    "retrieval": BenchmarkTask("aan", "bytes", True, 2, 4000, "truncate"),
+    "image": BenchmarkTask("cifar10", "pixels", False, 10, 1024, pixel_mean=0.48, pixel_std=0.24),
+    "pathfinder": BenchmarkTask("pathfinder", "pixels", False, 2, 1024),
+    "pathx": BenchmarkTask("pathfinder", "pixels", False, 2, 128 * 128),
+}
 
-    dictionary = Dictionary()
-    for byte in range(256):
-        dictionary.add_symbol(f"{byte:02x}", n=1)
-    return dictionary
+# Speech Commands SC10 on raw one-second 16 kHz clips, as the paper's recipe.
+SPEECH_COMMANDS = BenchmarkTask("speech_commands", "waveform", False, 10, 16000)
 
-
-def token_dictionary(records: Sequence[Record]):
-    """A dictionary of every token of ``records`` (the training split), in sorted order."""
-    from fairseq.data import Dictionary
-
-    dictionary = Dictionary()
-    for symbol in sorted({token for record in records for item in record.inputs for token in item}):
-        dictionary.add_symbol(symbol, n=1)
-    return dictionary
+META_FILE = "meta.json"  # written beside the binarised data: its input type, pairing and classes

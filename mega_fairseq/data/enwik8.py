@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Split enwik8 into train/valid/test and write it as byte tokens for fairseq-preprocess.
 
 The standard split (Transformer-XL's prep_enwik8.py, used by the Mega paper): the last
@@ -8,7 +7,7 @@ decimal value followed by a space, except newline (byte 10), which ends the line
 turns each line end back into one end-of-sentence symbol, so one token is one byte and
 fairseq-eval-lm's base-2 loss is bits per character.
 
-    python scripts/enwik8_to_text.py --input enwik8.zip --out data/enwik8/text
+    python -m mega_fairseq.data.enwik8 --input enwik8.zip --out data/enwik8/text
 """
 
 import argparse
@@ -16,10 +15,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+from .progress import progress
 
-
+PROG = "python -m mega_fairseq.data.enwik8"
 STANDARD_SIZE = 100_000_000
 HELD_OUT_BYTES = 5_000_000
 NEWLINE = ord("\n")
@@ -61,7 +59,7 @@ def write_tokens(part: bytes, path: Path) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, required=True, help="enwik8, or enwik8.zip")
     parser.add_argument("--out", type=Path, required=True, help="output folder for {train,valid,test}.txt")
     parser.add_argument("--valid-bytes", type=int, default=HELD_OUT_BYTES,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Generate the ListOps task (Nangia & Bowman 2018, as used by Long Range Arena) as TSV files.
 
 A ListOps example is a random tree of list operators over the digits 0-9:
@@ -29,7 +28,7 @@ The source is the release's binarised form: an operator with arguments a1..ak is
 ("[OP", a1), paired with each later argument in turn, then with "]"; a pair is written
 "( X Y )". Dropping the "(" and ")" tokens leaves the flat form "[MAX 2 9 ]".
 
-    python scripts/generate_listops.py data/listops --train 96000 --valid 2000 --test 2000
+    python -m mega_fairseq.data.listops data/listops --train 96000 --valid 2000 --test 2000
 """
 
 import argparse
@@ -40,10 +39,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+from .progress import progress
 
-
+PROG = "python -m mega_fairseq.data.listops"
 OPERATORS = ("MAX", "MIN", "MED", "SM")
 SPLITS = (("train", "basic_train.tsv"), ("valid", "basic_val.tsv"), ("test", "basic_test.tsv"))
 HEADER = "Source\tTarget"
@@ -201,7 +199,7 @@ def write_split(path: Path, rng: random.Random, count: int, args: argparse.Names
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the three TSV files (created)")
     parser.add_argument("--train", type=int, default=96_000, help="training examples (default 96000)")
     parser.add_argument("--valid", type=int, default=2_000, help="validation examples (default 2000)")
@@ -244,7 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         try:
             lengths = write_split(args.out_dir / name, rng, getattr(args, split), args)
         except RuntimeError as err:
-            sys.exit(f"generate_listops.py: error: {err}")
+            sys.exit(f"{PROG}: error: {err}")
         mean = sum(lengths) / len(lengths) if lengths else 0.0
         print(f"{split}: {len(lengths)} examples, mean length {mean:.0f} tokens -> {args.out_dir / name} "
               f"({time.perf_counter() - start:.1f}s)")

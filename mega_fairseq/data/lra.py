@@ -1,8 +1,7 @@
-#!/usr/bin/env python
-"""Binarise one Long Range Arena task from its release files (``scripts/prepare_lra.sh`` calls this
+"""Binarise one Long Range Arena task from its release files (``scripts/prepare_lra.sh`` runs this
 into a temporary folder).
 
-    python scripts/lra_data.py TASK RAW_DIR OUT_DIR
+    python -m mega_fairseq.data.lra TASK RAW_DIR OUT_DIR
 
 TASK is one of listops, text, retrieval, image, pathfinder, pathx; RAW_DIR the release folder the
 ``mega_sequence_classification`` task reads directly (``listops-1000``, ``aclImdb``, ``tsv_data``,
@@ -18,19 +17,16 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+from fairseq.data import indexed_dataset
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from fairseq.data import indexed_dataset  # noqa: E402
+from .classification import LRA_TASKS, META_FILE, SPLITS, DataError, detect_format
+from .examples import load_split
+from .input_types import INPUT_TYPES
+from .progress import progress
 
-from mega_fairseq.tasks.classification_data import (SPLITS, DataError, byte_dictionary, detect_format,  # noqa: E402
-                                                    token_dictionary)
-from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS, META_FILE, load_split  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+PROG = "python -m mega_fairseq.data.lra"
 
 
 def binarise(task: str, raw: Path, out: Path):
@@ -39,11 +35,7 @@ def binarise(task: str, raw: Path, out: Path):
     if fmt.name != spec.data_format:
         raise DataError(f"{raw}: holds {fmt.description}, but the {task} task reads {spec.data_format} data")
     cfg = SimpleNamespace(**spec._asdict())
-    dictionary = None
-    if spec.input_type == "bytes":
-        dictionary = byte_dictionary()
-    elif spec.input_type == "tokens":
-        dictionary = token_dictionary(list(fmt.read(raw, "train", cfg)))
+    dictionary = INPUT_TYPES[spec.input_type].dictionary(raw, lambda: fmt.read(raw, "train", cfg))
     count = 2 if spec.paired else 1
     for k in range(count):
         (out / f"input{k}").mkdir(parents=True, exist_ok=True)
@@ -72,7 +64,7 @@ def binarise(task: str, raw: Path, out: Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("task", choices=sorted(LRA_TASKS))
     parser.add_argument("raw_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
@@ -80,7 +72,7 @@ def main(argv=None):
     try:
         binarise(args.task, args.raw_dir, args.out_dir)
     except (DataError, FileNotFoundError) as error:
-        sys.exit(f"lra_data.py: error: {error}")
+        sys.exit(f"{PROG}: error: {error}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Text processing for the WMT16 En-De recipe (scripts/prepare_wmt16_en_de.sh, scripts/eval_bleu.sh).
 
-Subcommands (each prints `mt_data.py: error: ...` naming the file and line, and exits 2, on bad input):
+Subcommands (each prints `python -m mega_fairseq.data.mt: error: ...` naming the file and line, and exits 2, on bad input):
 
     deps                  check that sacremoses, sentencepiece and sacrebleu import
     check RAW_DIR         every split's source and target exist, are UTF-8, have no empty line and
@@ -31,10 +30,9 @@ import struct
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+from .progress import progress
 
-PROG = "mt_data.py"
+PROG = "python -m mega_fairseq.data.mt"
 SPLITS = ("train", "valid", "test")
 # characters that str.splitlines or universal-newline reading treat as line ends
 LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Generate Pathfinder-style images (Linsley et al. 2018; LRA's Pathfinder-32 and Path-X) offline.
 
 Each image is black with several smooth curves drawn as dashes ("paddles") and two white end-point
@@ -28,8 +27,8 @@ Folder k holds images per_folder*k .. per_folder*(k+1)-1, numbered i = 0, 1, ...
 tree is built in a temporary folder beside OUT_DIR/<difficulty> and renamed into place at the end;
 an existing OUT_DIR/<difficulty> is never overwritten.
 
-    python scripts/generate_pathfinder.py data/pathfinder32 --size 32 --count 20000
-    python scripts/generate_pathfinder.py data/pathx --size 128 --count 2000
+    python -m mega_fairseq.data.pathfinder data/pathfinder32 --size 32 --count 20000
+    python -m mega_fairseq.data.pathfinder data/pathx --size 128 --count 2000
 """
 
 import argparse
@@ -46,10 +45,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+from .progress import progress
 
-PROG = "generate_pathfinder.py"
+PROG = "python -m mega_fairseq.data.pathfinder"
 SUPERSAMPLE = 4
 MAX_TURN = math.radians(30)
 TURN_TRIES = 12  # new directions tried before a curve is restarted

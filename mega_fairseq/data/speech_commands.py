@@ -1,9 +1,8 @@
-#!/usr/bin/env python
-"""Cache Speech Commands clips for training (``scripts/prepare_sc.sh`` calls this into a temporary
+"""Cache Speech Commands clips for training (``scripts/prepare_sc.sh`` runs this into a temporary
 folder): the WAV files are decoded once, by the rules of the ``mega_sequence_classification``
 task, into fixed-length float32 rows that training memory-maps.
 
-    python scripts/sc_data.py RAW_DIR OUT_DIR [--words sc10] [--split-protocol random]
+    python -m mega_fairseq.data.speech_commands RAW_DIR OUT_DIR [--words sc10] [--split-protocol random]
         [--short-clips drop] [--shorten-method none] [--resample]
 
 The defaults are the paper's SC10 protocol (the official code's, as S4's and Kidger et al.'s):
@@ -23,17 +22,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from .classification import (META_FILE, SPEECH_COMMANDS, SPLITS, DataError, read_clip, speech_commands_split,
+                             speech_words)
+from .progress import progress
 
-from mega_fairseq.tasks.classification_data import (SPLITS, DataError, read_clip, speech_commands_split,  # noqa: E402
-                                                    speech_words)
-from mega_fairseq.tasks.mega_sequence_classification import META_FILE, SPEECH_COMMANDS  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import progress  # noqa: E402
+PROG = "python -m mega_fairseq.data.speech_commands"
 
 
 def cache(raw: Path, out: Path, cfg) -> dict:
@@ -65,8 +60,8 @@ def cache(raw: Path, out: Path, cfg) -> dict:
             statistics = (mean, float(np.sqrt(max(total_square - count * mean * mean, 0.0) / (count - 1))))
         print(f"{split.describe(name, cfg)}, per class {np.bincount(labels, minlength=len(words)).tolist()} "
               f"({time.time() - start:.0f}s)", flush=True)
-    meta = dict(source=str(raw), data_format="speech_commands", input_type="waveform", paired=False,
-                num_classes=len(words), words=list(words), max_positions=cfg.max_positions,
+    meta = dict(source=str(raw), data_format=SPEECH_COMMANDS.data_format, input_type=SPEECH_COMMANDS.input_type,
+                paired=False, num_classes=len(words), words=list(words), max_positions=cfg.max_positions,
                 split_protocol=cfg.split_protocol, short_clips=cfg.short_clips,
                 shorten_method=cfg.shorten_method, resample=cfg.resample,
                 mean=statistics[0], std=statistics[1], examples={name: len(split.clips[name]) for name in SPLITS})
@@ -75,7 +70,7 @@ def cache(raw: Path, out: Path, cfg) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("raw_dir", type=Path, help="the extracted Speech Commands release")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--words", default="sc10", help="sc10 (default), all (35 words) or a comma-separated list")
@@ -96,7 +91,7 @@ def main(argv=None):
     try:
         meta = cache(args.raw_dir, args.out_dir, cfg)
     except (DataError, FileNotFoundError, ValueError) as error:
-        sys.exit(f"sc_data.py: error: {error}")
+        sys.exit(f"{PROG}: error: {error}")
     print(f"training samples: mean {meta['mean']:.6g}, std {meta['std']:.6g}")
 
 

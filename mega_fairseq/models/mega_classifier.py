@@ -24,6 +24,7 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from omegaconf import II
 from torch import Tensor, nn
 
+from ..data.input_types import INPUT_TYPES
 from ..modules import POOLING_TYPES, MegaStack, RealValuedEmbedding, TokenEmbedding, pool
 from ..modules.activations import ACTIVATIONS, get_activation
 from .mega_config import (Preset, PresetTable, alias, derived_fields, layer_config, layer_options_config,
@@ -34,7 +35,6 @@ from .transformer_stack import TransformerStack
 
 ENCODER_TYPES = ("mega", "transformer")
 PAIR_COMBINATIONS = ("concat", "concat_product_difference")
-REAL_VALUED_INPUTS = ("pixels", "waveform")
 HEAD_NAME = "sentence_classification_head"  # the name fairseq's sentence_prediction criterion asks for
 
 # The family's base preset (--arch mega_classifier); the others build on it.
@@ -247,7 +247,7 @@ class MegaSequenceClassifier(BaseFairseqModel):
         first_token = str(cfg.pooling) == "first"
         positions = cfg.max_positions + int(first_token)
         dim = cfg.encoder_embed_dim
-        dictionary = None if input_type in REAL_VALUED_INPUTS else task.source_dictionary
+        dictionary = None if INPUT_TYPES[input_type].real_valued else task.source_dictionary
         if encoder_type == "mega":
             stack = MegaStack(layer_config(cfg, "encoder", positions), causal=False)
             embedding_dropout = cfg.dropout

@@ -3,8 +3,10 @@
 The input type (``tokens``, ``bytes``, ``pixels``, ``waveform``; ``--paired`` for document
 pairs) says how an example becomes model input; the data folder is either fairseq's binarised
 form (what ``scripts/prepare_lra.sh`` and ``scripts/prepare_sc.sh`` write) or a public release
-format read directly (``classification_data``: ListOps TSVs, ``aclImdb``, AAN TSVs, CIFAR-10
-pickles, Pathfinder PNGs, Speech Commands WAVs). Every example is checked while loading, before training starts: labels are integers below
+format read directly (:mod:`mega_fairseq.data.classification`: ListOps TSVs, ``aclImdb``, AAN
+TSVs, CIFAR-10 pickles, Pathfinder PNGs, Speech Commands WAVs); what each input type means is
+:mod:`mega_fairseq.data.input_types`. Every example is checked while loading
+(:mod:`mega_fairseq.data.examples`), before training starts: labels are integers below
 ``--num-classes``, inputs are not empty and not longer than ``--max-positions`` (unless
 ``--shorten-method truncate``), pixels are 0-255 and images all of one size; errors name the
 file and line.
@@ -19,51 +21,21 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
-import torch
 from fairseq.data import (BaseWrapperDataset, Dictionary, FairseqDataset, IdDataset, NestedDictionaryDataset,
-                          NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset, SortDataset,
-                          TruncateDataset, data_utils)
+                          NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset, SortDataset, data_utils)
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
-                                  parse_label, speech_words, text_lines, to_ids, token_dictionary)
+from ..data.classification import FORMATS, META_FILE, Format, detect_format, speech_words
+from ..data.examples import ArrayListDataset, load_split, waveform_statistics
+from ..data.input_types import INPUT_TYPES
 from .splits import TrainingSplit
 
 logger = logging.getLogger(__name__)
-
-
-class BenchmarkTask(NamedTuple):
-    """The data settings of one benchmark (the configs and the prepare script use them)."""
-
-    data_format: str
-    input_type: str
-    paired: bool
-    num_classes: int
-    max_positions: int
-    shorten_method: str = "none"
-    pixel_mean: float = 0.5
-    pixel_std: float = 0.5
-
-
-# The six Long Range Arena tasks, as the paper's recipes set them up.
-LRA_TASKS: Dict[str, BenchmarkTask] = {
-    "listops": BenchmarkTask("listops", "tokens", False, 10, 2000),
-    "text": BenchmarkTask("imdb", "bytes", False, 2, 4000, "truncate"),
-    "retrieval": BenchmarkTask("aan", "bytes", True, 2, 4000, "truncate"),
-    "image": BenchmarkTask("cifar10", "pixels", False, 10, 1024, pixel_mean=0.48, pixel_std=0.24),
-    "pathfinder": BenchmarkTask("pathfinder", "pixels", False, 2, 1024),
-    "pathx": BenchmarkTask("pathfinder", "pixels", False, 2, 128 * 128),
-}
-
-# Speech Commands SC10 on raw one-second 16 kHz clips, as the paper's recipe.
-SPEECH_COMMANDS = BenchmarkTask("speech_commands", "waveform", False, 10, 16000)
-
-META_FILE = "meta.json"  # written beside the binarised data: its input type, pairing and classes
 
 
 @dataclass
@@ -71,9 +43,8 @@ class SequenceClassificationConfig(FairseqDataclass):
     data: str = field(default="", metadata={"help": "data folder: fairseq's binarised form (input0/, label/) or a "
                                                     "release format (ListOps TSVs, aclImdb, AAN TSVs, "
                                                     "cifar-10-batches-py, a Pathfinder folder)"})
-    input_type: ChoiceEnum(INPUT_TYPES) = field(
-        default="tokens", metadata={"help": "tokens (a dictionary), bytes (UTF-8 bytes), pixels (0-255 values), "
-                                            "waveform (audio samples)"})
+    input_type: ChoiceEnum(list(INPUT_TYPES)) = field(
+        default="tokens", metadata={"help": ", ".join(f"{t.name} ({t.description})" for t in INPUT_TYPES.values())})
     paired: bool = field(default=False, metadata={"help": "each example is a pair of documents (LRA Retrieval)"})
     num_classes: int = field(default=2, metadata={"help": "number of classes; labels are 0 .. num_classes-1"})
     max_positions: int = field(default=1024, metadata={"help": "the longest input (per document of a pair)"})
@@ -98,26 +69,6 @@ class SequenceClassificationConfig(FairseqDataclass):
     seed: int = II("common.seed")
     # the split trained on (the others are batched without dropping any example)
     train_subset: str = II("dataset.train_subset")
-
-
-class ArrayListDataset(FairseqDataset):
-    """Examples held as numpy arrays (in memory, or rows of a memory map); items are tensors."""
-
-    def __init__(self, arrays):
-        self.arrays = arrays
-        self.sizes = np.array([len(a) for a in arrays], dtype=np.int64)
-
-    def __getitem__(self, index):
-        return torch.from_numpy(np.array(self.arrays[index]))
-
-    def __len__(self):
-        return len(self.arrays)
-
-    def num_tokens(self, index):
-        return self.sizes[index]
-
-    def size(self, index):
-        return self.sizes[index]
 
 
 class Standardized(BaseWrapperDataset):
@@ -159,20 +110,8 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         if fmt.name == "speech_commands" and len(speech_words(str(cfg.words))) != cfg.num_classes:
             raise ValueError(f"--words {cfg.words} has {len(speech_words(str(cfg.words)))} words but --num-classes is "
                              f"{cfg.num_classes}")
-        dictionary = None
-        if input_type == "bytes":
-            dictionary = byte_dictionary()
-        elif input_type == "tokens":
-            if (data / "input0" / "dict.txt").is_file():
-                dictionary = Dictionary.load(str(data / "input0" / "dict.txt"))
-            elif (data / "dict.txt").is_file():
-                dictionary = Dictionary.load(str(data / "dict.txt"))
-            elif fmt.read is not None:
-                dictionary = token_dictionary(list(fmt.read(data, "train", cfg)))
-            else:
-                raise FileNotFoundError(f"{data / 'input0' / 'dict.txt'}: no such file (token inputs need a "
-                                        f"dictionary)")
-            logger.info(f"dictionary: {len(dictionary)} types")
+        train_records = (lambda: fmt.read(data, "train", cfg)) if fmt.read is not None else None
+        dictionary = INPUT_TYPES[input_type].dictionary(data, train_records)
         logger.info(f"{data}: {fmt.description}; {input_type}{' pairs' if cfg.paired else ''}, "
                     f"{cfg.num_classes} classes")
         return cls(cfg, fmt, dictionary)
@@ -215,7 +154,7 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         documents = []
         for arrays in inputs:
             dataset = arrays if isinstance(arrays, FairseqDataset) else ArrayListDataset(arrays)
-            if str(self.cfg.input_type) in ("pixels", "waveform"):
+            if INPUT_TYPES[str(self.cfg.input_type)].real_valued:
                 dataset = Standardized(dataset, *self.standardization)
                 pad = 0.0
             else:
@@ -258,91 +197,3 @@ def _declared(data: Path, fmt: Format) -> Optional[Tuple[str, bool]]:
         values = json.loads(meta.read_text())
         return values["input_type"], bool(values["paired"])
     return None
-
-
-def waveform_statistics(clips) -> Tuple[float, float]:
-    """Mean and (unbiased) standard deviation over every sample of ``clips``."""
-    count = total = total_square = 0.0
-    for clip in clips:
-        values = np.asarray(clip, dtype=np.float64)
-        count += values.size
-        total += values.sum()
-        total_square += np.square(values).sum()
-    if count < 2:
-        raise DataError("no training samples to compute the waveform statistics from")
-    mean = total / count
-    variance = max(total_square - count * mean * mean, 0.0) / (count - 1)
-    return float(mean), float(np.sqrt(variance))
-
-
-def check_length(size: int, cfg, where: str) -> int:
-    """The length to keep of an input of ``size`` items."""
-    if size == 0:
-        raise DataError(f"{where}: empty input")
-    if size > cfg.max_positions:
-        if str(cfg.shorten_method) != "truncate":
-            raise DataError(f"{where}: an input of {size} items is longer than --max-positions {cfg.max_positions} "
-                            f"(raise it, or pass --shorten-method truncate to keep the first {cfg.max_positions})")
-        return cfg.max_positions
-    return size
-
-
-def check_label(label: int, cfg, where: str):
-    if not 0 <= label < cfg.num_classes:
-        raise DataError(f"{where}: the label {label} is outside the {cfg.num_classes} classes "
-                        f"(0-{cfg.num_classes - 1}; --num-classes)")
-
-
-def load_split(cfg, fmt: Format, data: Path, split: str, dictionary: Optional[Dictionary]):
-    """(inputs, labels) of a split: ``inputs[k]`` holds input k (0, or 1 for the second document
-    of a pair) of every example, as arrays or a fairseq dataset; labels an int64 array."""
-    count = 2 if cfg.paired else 1
-    input_type = str(cfg.input_type)
-    if fmt.read is None:
-        return _load_binarised(cfg, data, split, dictionary, count)
-    inputs: List[List[np.ndarray]] = [[] for _ in range(count)]
-    labels = []
-    for record in fmt.read(data, split, cfg):
-        check_label(record.label, cfg, record.where)
-        for k, value in enumerate(record.inputs):
-            ids = to_ids(value, input_type, dictionary, record.where)
-            inputs[k].append(ids[:check_length(len(ids), cfg, record.where)])
-        labels.append(record.label)
-    if not labels:
-        raise DataError(f"{data}: the {split} split is empty")
-    return inputs, np.array(labels, dtype=np.int64)
-
-
-def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
-    inputs = []
-    for k in range(count):
-        prefix = data / f"input{k}" / split
-        if str(cfg.input_type) == "waveform":  # fixed-length clips: rows of a numpy memory map
-            path = prefix.with_suffix(".npy")
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            dataset = ArrayListDataset(np.load(path, mmap_mode="r"))
-        else:
-            path = Path(f"{prefix}.bin")
-            dataset = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
-            if dataset is None:
-                raise FileNotFoundError(f"{prefix}.bin/.idx: no such binarised data")
-        sizes = np.asarray(dataset.sizes, dtype=np.int64)
-        for index in np.flatnonzero((sizes == 0) | (sizes > cfg.max_positions))[:1]:
-            check_length(int(sizes[index]), cfg, f"{path} (example {index})")
-        if sizes.size and sizes.max() > cfg.max_positions:
-            dataset = TruncateDataset(dataset, cfg.max_positions)
-        inputs.append(dataset)
-    label_file = data / "label" / f"{split}.label"
-    if not label_file.is_file():
-        raise FileNotFoundError(f"{label_file}: no such file")
-
-    labels = []
-    for number, line in text_lines(label_file):
-        where = f"{label_file}:{number}"
-        label = parse_label(line.strip(), where)
-        check_label(label, cfg, where)
-        labels.append(label)
-    if len(labels) != len(inputs[0]) or any(len(d) != len(labels) for d in inputs):
-        raise DataError(f"{label_file}: {len(labels)} labels for {[len(d) for d in inputs]} inputs")
-    return inputs, np.array(labels, dtype=np.int64)
