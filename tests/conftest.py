@@ -13,7 +13,8 @@ from fairseq_driver import COMMANDS, check_device
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(ROOT / "mega_fairseq")
-sys.path.insert(0, str(ROOT))  # test this checkout, whichever copy is installed
+sys.path.insert(0, str(ROOT))  # test this checkout, whichever copy is installed: here and in the commands run
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 FAIRSEQ_CLIS = {f"fairseq-{command.replace('_', '-')}" for command in COMMANDS} | {"fairseq-hydra-train"}
 FAIRSEQ_SCRIPTS = {"train.sh", "eval_lm.sh", "eval_cls.sh", "eval_bleu.sh"}  # of scripts/; CPU=1: on the CPU
 

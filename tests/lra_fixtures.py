@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mega_fairseq.data import listops, pathfinder
+
 ROOT = Path(__file__).resolve().parents[1]
 
 WORDS = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma", "theta"]
@@ -18,7 +20,7 @@ CLASS_WORDS = [["dull", "boring", "awful"], ["great", "superb", "lovely"]]
 
 
 def script(name: str):
-    """A module of scripts/ (the generators), imported from its file."""
+    """A module of scripts/, imported from its file."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -27,9 +29,8 @@ def script(name: str):
 
 def write_listops(folder: Path, counts=(60, 16, 16), seed=0, lengths=(10, 60)) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    script("generate_listops").main([str(folder), "--train", str(counts[0]), "--valid", str(counts[1]), "--test",
-                                     str(counts[2]), "--min-length", str(lengths[0]), "--max-length", str(lengths[1]),
-                                     "--seed", str(seed)])
+    listops.main([str(folder), "--train", str(counts[0]), "--valid", str(counts[1]), "--test", str(counts[2]),
+                  "--min-length", str(lengths[0]), "--max-length", str(lengths[1]), "--seed", str(seed)])
     return folder
 
 
@@ -83,8 +84,8 @@ def write_cifar10(folder: Path, per_batch=8, seed=0) -> Path:
 
 def write_pathfinder(folder: Path, count=40, size=32, seed=0) -> Path:
     """<folder>/curv_baseline/{imgs,metadata} of the release; returns the difficulty folder."""
-    script("generate_pathfinder").main([str(folder), "--size", str(size), "--count", str(count), "--per-folder",
-                                        str(max(count // 2, 1)), "--seed", str(seed)])
+    pathfinder.main([str(folder), "--size", str(size), "--count", str(count), "--per-folder",
+                     str(max(count // 2, 1)), "--seed", str(seed)])
     return folder / "curv_baseline"
 
 

@@ -1,7 +1,6 @@
-"""data/samples: scripts/make_data_samples.py writes the committed files again, the readers of the
+"""data/samples: demo/data_samples.py writes the committed files again, the readers of the
 recipes read every sample, data/README.md describes each, and git keeps them (not the demos)."""
 
-import importlib.util
 import io
 import json
 import platform
@@ -16,21 +15,12 @@ import soundfile as sf
 from PIL import Image
 
 from conftest import ROOT
-from mega_fairseq.tasks.classification_data import SPLITS, _ArraysOnly
-from mega_fairseq.tasks.mega_sequence_classification import (LRA_TASKS, SPEECH_COMMANDS,
-                                                             SequenceClassificationTask)
+from demo import data_samples as samples
+from mega_fairseq.data import mt as mt_data
+from mega_fairseq.data.classification import LRA_TASKS, SPEECH_COMMANDS, SPLITS, _ArraysOnly
+from mega_fairseq.tasks.mega_sequence_classification import SequenceClassificationTask
 
 SAMPLES = ROOT / "data" / "samples"
-
-
-def script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-samples = script("make_data_samples")
 MADE_WITH = json.loads((SAMPLES / samples.MADE_WITH).read_text())
 # samples whose bytes follow a tool of the machine: the tool's version now, and the version in made_with.json
 TOOL_VERSIONS = {"lm": ("python", platform.python_version()),
@@ -73,7 +63,7 @@ def test_regenerating_gives_the_committed_files(name, regenerated):
         return
     assert files(committed) == files(new)
     different = [path for path in files(committed) if not same_content(committed / path, new / path)]
-    assert not different, f"rerun scripts/make_data_samples.py {name}: these differ: {different}"
+    assert not different, f"rerun python -m demo.data_samples {name}: these differ: {different}"
 
 
 def check_layout(name: str, committed: Path, new: Path):
@@ -156,7 +146,6 @@ def test_fairseq_preprocess_reads_the_language_modelling_samples(folder, tmp_pat
 
 
 def test_the_translation_sample_passes_the_prepare_scripts_check(capsys):
-    mt_data = script("mt_data")
     mt_data.cmd_check(SimpleNamespace(raw_dir=str(SAMPLES / "mt"), splits=list(SPLITS), src="en", tgt="de"))
     assert "train: 5 sentence pairs" in capsys.readouterr().err
 
@@ -173,7 +162,7 @@ def test_the_readme_describes_every_sample():
     ("data/demo_speech/raw/yes/a_nohash_0.wav", True), ("data/wikitext-103/bin/train.bin", True),
     ("data/wmt16_en_de.raw/train.en", True), ("data/README.md", False),
     ("data/samples/listops/basic_train.tsv", False), ("data/samples/speech_commands/yes/a_nohash_0.wav", False),
-    ("scripts/make_data_samples.py", False)])
+    ("demo/data_samples.py", False)])
 def test_git_ignores_the_demos_outputs_not_the_samples(path, ignored):
     result = subprocess.run(["git", "check-ignore", "--quiet", "--no-index", path], cwd=ROOT)
     assert result.returncode == (0 if ignored else 1)

@@ -21,12 +21,13 @@ import torch
 from fairseq.hub_utils import GeneratorHubInterface
 
 from conftest import ROOT, USER_DIR
-from lra_fixtures import script, tone, write_aan, write_listops, write_pathfinder, write_speech_commands
+from lra_fixtures import tone, write_aan, write_listops, write_pathfinder, write_speech_commands
+from mega_fairseq.data import speech_commands
+from mega_fairseq.data.classification import DataError, read_pathfinder, speech_commands_split
 from mega_fairseq.hub import ClassifierHubInterface
 from mega_fairseq.models.mega_classifier import MegaSequenceClassifier
 from mega_fairseq.models.mega_lm import MegaLanguageModel
 from mega_fairseq.models.mega_translation import MegaTranslationModel
-from mega_fairseq.tasks.classification_data import DataError, read_pathfinder, speech_commands_split
 
 LM_WORDS = [f"w{i}" for i in range(24)]
 NUMBERS = {"one": "eins", "two": "zwei", "three": "drei", "four": "vier", "five": "fuenf", "six": "sechs",
@@ -98,7 +99,7 @@ def write_speech(folder: Path):
     raw = write_speech_commands(folder / "raw", words=SPEECH_WORDS, per_word=5)
     rules = SimpleNamespace(words=",".join(SPEECH_WORDS), split_protocol="lists", short_clips="pad",
                             shorten_method="truncate", resample=False, max_positions=CLIP)
-    script("sc_data").cache(raw, folder / "bin", rules)
+    speech_commands.cache(raw, folder / "bin", rules)
     return raw, folder / "bin", rules
 
 

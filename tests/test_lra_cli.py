@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, USER_DIR, run
 from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
-from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS
+from mega_fairseq.data.classification import LRA_TASKS
 
 SCRIPTS = ROOT / "scripts"
 TASKS = list(LRA_TASKS)

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lra_fixtures import script, write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
-from mega_fairseq.tasks.classification_data import (DataError, byte_dictionary, detect_format, grayscale,
-                                                    read_cifar10, token_dictionary)
-from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS, SequenceClassificationTask, load_split
+from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
+from mega_fairseq.data import lra
+from mega_fairseq.data.classification import LRA_TASKS, DataError, detect_format, grayscale, read_cifar10
+from mega_fairseq.data.examples import load_split
+from mega_fairseq.data.input_types import byte_dictionary, token_dictionary
+from mega_fairseq.tasks.mega_sequence_classification import SequenceClassificationTask
 
 
 def cfg_for(task, **changes):
@@ -106,7 +108,7 @@ def test_binarised_form_reads_the_same_as_the_release_files(tmp_path):
     for task, writer in (("listops", write_listops), ("retrieval", write_aan), ("image", write_cifar10)):
         raw = writer(tmp_path / f"raw_{task}")
         out = tmp_path / task
-        script("lra_data").binarise(task, raw, out)
+        lra.binarise(task, raw, out)
         cfg = cfg_for(task, data=str(out), data_format="auto", paired=LRA_TASKS[task].paired)
         task_obj = SequenceClassificationTask.setup_task(cfg)
         for split in ("train", "test"):
@@ -224,7 +226,7 @@ def test_unknown_layout_and_mismatched_input_type(tmp_path):
 def test_bad_binarised_label(tmp_path):
     raw = write_listops(tmp_path / "raw")
     out = tmp_path / "bin"
-    script("lra_data").binarise("listops", raw, out)
+    lra.binarise("listops", raw, out)
     labels = (out / "label" / "valid.label").read_text().splitlines()
     labels[2] = "11"
     (out / "label" / "valid.label").write_text("\n".join(labels) + "\n")

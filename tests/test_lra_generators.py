@@ -1,4 +1,4 @@
-"""scripts/generate_listops.py and scripts/generate_pathfinder.py: the offline LRA data generators.
+"""mega_fairseq.data.listops and mega_fairseq.data.pathfinder: the offline LRA data generators.
 
 ListOps: every label is checked against an evaluator written here (a stack over the flat tokens),
 lengths stay in the window, the release's parenthesised form reduces to the flat form, files are
@@ -7,7 +7,6 @@ format, balanced labels, determinism, 128x128 images, refusal to overwrite, and,
 geometry, that markers sit on curve ends and that a positive's markers are joined by bright pixels.
 """
 
-import importlib.util
 import math
 import random
 import subprocess
@@ -20,25 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from mega_fairseq.data import listops, pathfinder
 
-SCRIPTS = ROOT / "scripts"
 SPLIT_FILES = ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv")
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-listops = load_script("generate_listops")
-pathfinder = load_script("generate_pathfinder")
-
-
-def run_cli(script: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPTS / script), *map(str, args)], capture_output=True, text=True,
+def run_cli(module: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
                           timeout=120)
 
 
@@ -185,7 +172,7 @@ def test_listops_rejects_impossible_settings(capsys, monkeypatch):
 
 
 def test_listops_cli(tmp_path):
-    proc = run_cli("generate_listops.py", tmp_path / "out", "--train", "20", "--valid", "5", "--test", "5",
+    proc = run_cli("mega_fairseq.data.listops", tmp_path / "out", "--train", "20", "--valid", "5", "--test", "5",
                    "--min-length", "10", "--max-length", "60", "--seed", "7")
     assert proc.returncode == 0, proc.stderr
     assert "train: 20 examples" in proc.stdout
@@ -193,7 +180,7 @@ def test_listops_cli(tmp_path):
         rows = read_tsv(tmp_path / "out" / name)
         assert len(rows) == count
         assert all(10 <= len(flat(src)) <= 60 and int(label) == reference_value(flat(src)) for src, label in rows)
-    bad = run_cli("generate_listops.py", tmp_path / "bad", "--min-length", "50", "--max-length", "40")
+    bad = run_cli("mega_fairseq.data.listops", tmp_path / "bad", "--min-length", "50", "--max-length", "40")
     assert bad.returncode == 2 and "--min-length 50 is larger than --max-length 40" in bad.stderr
 
 
@@ -253,7 +240,7 @@ def test_pathfinder_determinism(pathfinder_runs):
 
 
 def test_pathfinder_size_128_cli_and_refusal(tmp_path):
-    proc = run_cli("generate_pathfinder.py", tmp_path, "--size", "128", "--count", "4", "--difficulty", "pathx")
+    proc = run_cli("mega_fairseq.data.pathfinder", tmp_path, "--size", "128", "--count", "4", "--difficulty", "pathx")
     assert proc.returncode == 0, proc.stderr
     assert "4 images of 128x128 (2 positive, 2 negative)" in proc.stdout
     meta = (tmp_path / "pathx" / "metadata" / "0.npy").read_text().splitlines()
@@ -262,7 +249,7 @@ def test_pathfinder_size_128_cli_and_refusal(tmp_path):
         with Image.open(tmp_path / "pathx" / "imgs" / "0" / line.split()[1]) as image:
             assert image.mode == "L" and image.size == (128, 128)
     before = (tmp_path / "pathx" / "metadata" / "0.npy").read_bytes()
-    again = run_cli("generate_pathfinder.py", tmp_path, "--count", "2", "--difficulty", "pathx")
+    again = run_cli("mega_fairseq.data.pathfinder", tmp_path, "--count", "2", "--difficulty", "pathx")
     assert again.returncode != 0 and "already exists" in again.stderr
     assert (tmp_path / "pathx" / "metadata" / "0.npy").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pathx"]

@@ -1,6 +1,6 @@
 """The WMT16 En-De scripts on tiny data: scripts/prepare_wmt16_en_de.sh end to end on a few hundred
 generated sentence pairs (and its refusals of bad input), scripts/average_checkpoints.py on small
-fake checkpoints, the BLEU helpers of scripts/mt_data.py on hand-written text, and
+fake checkpoints, the BLEU helpers of mega_fairseq.data.mt on hand-written text, and
 scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the prepared data."""
 
 import importlib.util
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from mega_fairseq.data import mt as mt_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -40,9 +42,6 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-mt_data = load_script("mt_data")
 
 
 # ---------------------------------------------------------------- data
@@ -214,7 +213,8 @@ def test_prepare_without_sacremoses(tmp_path, raw):
     shim.mkdir()
     (shim / "sacremoses.py").write_text("raise ImportError('No module named sacremoses')\n")
     out = tmp_path / "out"
-    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out, raw, env={"PYTHONPATH": str(shim)})
+    result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out, raw,
+                 env={"PYTHONPATH": os.pathsep.join([str(shim), os.environ["PYTHONPATH"]])})
     assert result.returncode != 0 and "pip install sacremoses" in result.stderr
     assert not out.exists()
 
@@ -464,7 +464,7 @@ def generate_output(hyps, refs, sources, shuffle_seed=0):
 
 
 def score(capsys, gen: Path, data: Path, *extra):
-    """mt_data.py score in this process: (stdout lines, stderr)."""
+    """mega_fairseq.data.mt score in this process: (stdout lines, stderr)."""
     mt_data.main(["score", "--generate-output", str(gen), "--data-dir", str(data), *map(str, extra)])
     captured = capsys.readouterr()
     return captured.out.strip().splitlines(), captured.err

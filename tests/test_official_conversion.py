@@ -259,7 +259,8 @@ def dictionaries(data_dirs, tmp_path_factory):
     """Official data folders (src-bin/dict.txt, label-bin/dict.txt) with dictionaries in another order
     than ours: ListOps misses one of our tokens and has one we lack; the byte dictionary holds ASCII
     characters and one that is no single byte; the labels are not in numeric order."""
-    from mega_fairseq.tasks.classification_data import token_dictionary, FORMATS
+    from mega_fairseq.data.classification import FORMATS
+    from mega_fairseq.data.input_types import token_dictionary
 
     root = tmp_path_factory.mktemp("official_dicts")
     records = list(FORMATS["listops"].read(data_dirs["listops"], "train", argparse.Namespace()))

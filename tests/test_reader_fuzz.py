@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder, write_speech_commands
-from mega_fairseq.tasks.classification_data import DataError, byte_dictionary, detect_format, token_dictionary
-from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS, SPEECH_COMMANDS, load_split
+from mega_fairseq.data.classification import LRA_TASKS, SPEECH_COMMANDS, DataError, detect_format
+from mega_fairseq.data.examples import load_split
+from mega_fairseq.data.input_types import byte_dictionary, token_dictionary
 
 
 def load_all(task_spec, data: Path):
@@ -74,7 +75,7 @@ def test_damaged_files_give_clear_errors(tmp_path, case):
 
 def test_every_reader_is_fuzzed():
     """A reader added to FORMATS needs its cases here."""
-    from mega_fairseq.tasks.classification_data import FORMATS
+    from mega_fairseq.data.classification import FORMATS
 
     covered = {spec.data_format for spec, _, _ in CASES.values()}
     assert {name for name, fmt in FORMATS.items() if fmt.read is not None} <= covered

@@ -2,7 +2,6 @@
 train every configs/lm recipe through scripts/train.sh (fairseq-hydra-train) for two
 updates, and evaluate the checkpoints with scripts/eval_lm.sh."""
 
-import importlib.util
 import math
 import os
 import random
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from mega_fairseq.data import enwik8 as enwik8_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -138,15 +139,8 @@ def test_prepare_keeps_existing_output(wikitext):
     assert (out / "bin" / "train.bin").stat().st_mtime_ns == before
 
 
-def load_enwik8_helper():
-    spec = importlib.util.spec_from_file_location("enwik8_to_text", SCRIPTS / "enwik8_to_text.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_enwik8_standard_split():
-    helper = load_enwik8_helper()
+    helper = enwik8_data
     data = bytes(range(256)) * (100_000_000 // 256) + bytes(100_000_000 % 256)
     assert len(data) == 100_000_000
     parts = helper.split(data, helper.HELD_OUT_BYTES, helper.HELD_OUT_BYTES)
@@ -157,7 +151,8 @@ def test_enwik8_standard_split():
 
 
 def test_enwik8_to_text_help():
-    result = subprocess.run([sys.executable, SCRIPTS / "enwik8_to_text.py", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mega_fairseq.data.enwik8", "--help"], capture_output=True,
+                            text=True)
     assert result.returncode == 0 and "--valid-bytes" in result.stdout and "90,000,000" in result.stdout
 
 

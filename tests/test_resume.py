@@ -341,9 +341,9 @@ head -c 1000 /dev/zero > "$dest/train.bin"
 kill -KILL 0
 """
 PYTHON = """#!/usr/bin/env bash
-case "$1" in
-    */lra_data.py) dest="$4" ;;  # TASK RAW_DIR OUT
-    */sc_data.py) dest="$3" ;;  # RAW_DIR OUT [options]
+case "$1 $2" in
+    "-m mega_fairseq.data.lra") dest="$5" ;;  # TASK RAW_DIR OUT
+    "-m mega_fairseq.data.speech_commands") dest="$4" ;;  # RAW_DIR OUT [options]
     *) exec "{python}" "$@" ;;
 esac
 mkdir -p "$dest/input0"

@@ -17,12 +17,13 @@ import soundfile
 from omegaconf import OmegaConf
 
 from conftest import ROOT, USER_DIR, run
-from lra_fixtures import script, tone, write_speech_commands
+from lra_fixtures import tone, write_speech_commands
+from mega_fairseq.data import speech_commands
+from mega_fairseq.data.classification import (ALL_WORDS, SC10_WORDS, SPEECH_COMMANDS, DataError, detect_format,
+                                              read_clip, speech_commands_split)
+from mega_fairseq.data.examples import load_split, waveform_statistics
 from mega_fairseq.models.mega_classifier import CLASSIFIER_PRESETS
-from mega_fairseq.tasks.classification_data import (ALL_WORDS, SC10_WORDS, DataError, detect_format, read_clip,
-                                                    speech_commands_split)
-from mega_fairseq.tasks.mega_sequence_classification import (SPEECH_COMMANDS, SequenceClassificationTask,
-                                                             load_split, waveform_statistics)
+from mega_fairseq.tasks.mega_sequence_classification import SequenceClassificationTask
 
 SCRIPTS = ROOT / "scripts"
 WORDS3 = "yes,no,up"
@@ -180,7 +181,7 @@ def test_prepared_cache_equals_the_release_files(tmp_path):
     data = write_speech_commands(tmp_path / "sc")
     wav(data / "no" / "s0000004_nohash_0.wav", tone(1, length=15000))  # a short training clip, dropped
     out = tmp_path / "cache"
-    meta = script("sc_data").cache(data, out, cfg())
+    meta = speech_commands.cache(data, out, cfg())
     raw = SequenceClassificationTask.setup_task(cfg(data=str(data)))
     cached = SequenceClassificationTask.setup_task(cfg(data=str(out)))
     train_clips = load_split(cfg(), detect_format(data), data, "train", None)[0][0]
@@ -268,7 +269,7 @@ def test_train_on_the_release_files_and_stop_on_bad_input_with_the_cli(tmp_path)
     bad = bad_data / "go" / "s0000002_nohash_0.wav"
     bad.write_bytes(b"not audio at all")
     cache = tmp_path / "cache"
-    script("sc_data").cache(good, cache, cfg(split_protocol="random"))
+    speech_commands.cache(good, cache, cfg(split_protocol="random"))
 
     def train(data, save, positions=("--max-positions", "16000")):
         return ["train", [str(data), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
