@@ -17,7 +17,8 @@ Classifiers (the official ``lra`` and ``sc_raw`` models) wrap their sentence enc
 ``CLASSIFIER_RULES`` maps every official name (:func:`classifier_name`); a name no rule knows is an
 error.
 
-Pure: torch and the standard library.
+This module needs only torch; importing it through ``mega_fairseq.models`` imports fairseq and
+registers the plugin.
 """
 
 import re
