@@ -141,7 +141,8 @@ def write_checkpoints_atomically():
     of an ioPath handler (not the local file system) and ``--write-checkpoints-asynchronously``
     keep fairseq's behaviour.
     Shown by tests/test_resume.py::test_killed_while_saving_keeps_the_previous_checkpoint (and
-    ::test_without_atomic_saves_a_kill_while_saving_breaks_the_restart, without the fix)."""
+    tests/test_resume.py::test_without_atomic_saves_a_kill_while_saving_breaks_the_restart, without
+    the fix)."""
     from fairseq import checkpoint_utils
     from fairseq.file_io import PathManager
 

@@ -133,3 +133,22 @@ def test_fixes_apply_once():
                      utils.replace_unk, utils.load_align_dict):
         assert function.__wrapped__.__module__.startswith("fairseq."), function
         assert not hasattr(function.__wrapped__, "__wrapped__"), function
+
+
+def test_each_fix_says_why_and_names_tests_that_exist():
+    """Every fix apply() applies has a docstring saying what fairseq does wrong and what the plugin
+    does instead, and names tests that exist."""
+    import inspect
+    import re
+
+    from mega_fairseq import fairseq_fixes
+
+    applied = re.findall(r"^    (\w+)\(\)$", inspect.getsource(fairseq_fixes.apply), flags=re.M)
+    assert len(applied) == 6, applied
+    for name in applied:
+        doc = " ".join(getattr(fairseq_fixes, name).__doc__.split())
+        assert doc.startswith("Wrong:") and " Instead: " in doc, name
+        tests = re.findall(r"(tests/\w+\.py)::(\w+)", doc)
+        assert tests, name
+        for path, test in tests:
+            assert f"def {test}(" in (ROOT / path).read_text(), (name, path, test)
