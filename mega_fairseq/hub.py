@@ -15,8 +15,8 @@
 
 ``data_name_or_path`` is the data folder the model was trained on (binarised, or a release
 folder for classifiers): it holds the dictionaries and, for waveforms, the training statistics.
-Checkpoints are read by fairseq's loader, which this package wraps with weights-only loading
-(:mod:`mega_fairseq.checkpoint_loading`): a checkpoint that would run code is refused.
+Checkpoints are read by fairseq's loader, which the plugin makes weights-only
+(:func:`mega_fairseq.fairseq_fixes.refuse_unsafe_checkpoints`): a checkpoint that would run code is refused.
 """
 
 import json

@@ -15,6 +15,7 @@ import torch
 
 from conftest import USER_DIR
 from lra_fixtures import write_listops, write_pathfinder
+import mega_fairseq.models  # noqa: F401  (registers the plugin: fairseq skips --user-dir once mega_fairseq is imported)
 from mega_fairseq.modules import ema
 
 STEPS = 4
@@ -41,13 +42,12 @@ def family_args(family, root, lm_data, mt_data):
 
 
 def setup(args):
-    from fairseq import options, tasks, utils
+    from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     parser = options.get_training_parser()
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, [
         *args, "--user-dir", USER_DIR, "--dropout", "0", "--seed", "3", "--cpu", "--optimizer", "adam"]))
-    utils.import_user_module(cfg.common)
     task = tasks.setup_task(cfg.task)
     task.load_dataset("train")
     torch.manual_seed(3)

@@ -54,7 +54,6 @@ def test_every_named_arch_trains(lm_data, tmp_path, arch):
     assert all(cfg[name] is not None for name in option_names("decoder").values())
     if arch == "mega_lm":
         from fairseq import checkpoint_utils
-        import mega_fairseq  # noqa: F401
         models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "checkpoint_last.pt")])
         layer = models[0].decoder.stack.layers[0].mega_layer
         assert layer.chunk_size == -1 and not layer.prenorm and type(layer.rel_pos_bias).__name__.startswith("Simple")
@@ -164,7 +163,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(lm_data, tmp_path):
 
 def test_legacy_checkpoint_objects_load_with_weights_only(tmp_path):
     """fairseq <= 0.10 checkpoints (e.g. the official Mega ones) pickle an argparse.Namespace
-    and numpy scalars; safe loading must accept them once the plugin is imported."""
+    and numpy scalars; safe loading must accept them once the plugin is loaded."""
     checkpoint = tmp_path / "legacy.pt"
     run([sys.executable, "-c", "import argparse, numpy as np, torch; torch.save({'args': argparse.Namespace("
          "arch='mega_lm', decoder_layers=2), 'model': {'w': torch.ones(2)}, 'extra_state': {'val_loss': "
@@ -172,7 +171,7 @@ def test_legacy_checkpoint_objects_load_with_weights_only(tmp_path):
     load = "torch.load(%r, weights_only=True)" % str(checkpoint)
     code, out = run([sys.executable, "-c", "import torch; " + load], check=False)
     assert code != 0 and "Weights only load failed" in out
-    _, out = run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); import mega_fairseq, torch; "
+    _, out = run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); import mega_fairseq.models, torch; "
                   "state = %s; print(state['args'].decoder_layers, float(state['extra_state']['val_loss']))"
                   % (str(ROOT), load)])
     assert out.strip().endswith("2 3.5")
@@ -180,7 +179,7 @@ def test_legacy_checkpoint_objects_load_with_weights_only(tmp_path):
 
 def _to_official_names(state):
     """Our state dict with the official Mega code's names and shapes (inverse of the converter)."""
-    from mega_fairseq.checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
+    from mega_fairseq.models.official_names import OFFICIAL_LAYOUT, rename_prefixes
 
     ema = {"alpha": "delta", "delta": "alpha", "beta": "beta", "eta": "gamma", "omega": "omega"}
     official = {}
@@ -200,9 +199,8 @@ def _to_official_names(state):
 
 def test_official_checkpoint_converts_and_evaluates(lm_data, tmp_path):
     import argparse
-    sys.path.insert(0, str(ROOT))
     from fairseq import checkpoint_utils
-    import mega_fairseq  # noqa: F401
+    from mega_fairseq.models.official_names import ConversionError
 
     train(lm_data, tmp_path / "ours", "--decoder-chunk-size", "8", updates=2)
     models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "ours" / "checkpoint_last.pt")])
@@ -217,12 +215,18 @@ def test_official_checkpoint_converts_and_evaluates(lm_data, tmp_path):
     torch.save({"args": args, "model": _to_official_names(ours.state_dict()), "optimizer_history": history,
                 "extra_state": {"val_loss": 5.0}, "last_optimizer_state": {"state": {}}}, tmp_path / "official.pt")
 
+    # unconverted, it is refused with the converter named
+    with pytest.raises(ConversionError, match=r"^decoder\.layers\.0\.mega_layer\.move\.gamma: a parameter name of "
+                                              r"the official Mega code; convert the checkpoint first"):
+        checkpoint_utils.load_model_ensemble_and_task([str(tmp_path / "official.pt")],
+                                                      arg_overrides={"data": str(lm_data)})
+
     converted = tmp_path / "converted.pt"
-    _, out = run([sys.executable, ROOT / "scripts" / "convert_official_checkpoint.py", tmp_path / "official.pt",
-                  converted])
+    convert = [sys.executable, ROOT / "scripts" / "convert_official_checkpoint.py", tmp_path / "official.pt", converted]
+    installed = {"PYTHONPATH": str(ROOT)}  # the script imports the installed package: this checkout
+    _, out = run(convert, env=installed)
     assert "(mega_lm_tiny)" in out
-    code, out = run([sys.executable, ROOT / "scripts" / "convert_official_checkpoint.py", tmp_path / "official.pt",
-                     converted], check=False)
+    code, out = run(convert, check=False, env=installed)
     assert code != 0 and "pass --force" in out
 
     models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(converted)],
@@ -233,43 +237,6 @@ def test_official_checkpoint_converts_and_evaluates(lm_data, tmp_path):
     _, out = run(["fairseq-eval-lm", lm_data, "--user-dir", USER_DIR, "--path", converted, "--gen-subset", "valid",
                   "--cpu", "--task", "mega_language_modeling", "--eval-streams", "2", "--tokens-per-sample", "32"])
     assert math.isfinite(perplexity(out)[1])
-
-
-# The last commit whose decoder held its embedding, layers and final norm directly
-# (decoder.embed_tokens, decoder.layers.N, decoder.final_norm).
-LEGACY_LAYOUT_COMMIT = "bfab41a"
-
-
-def test_checkpoint_of_the_previous_layout_gives_the_same_perplexity(lm_data, tmp_path):
-    """A checkpoint written by the plugin before the decoder was split into embedding, stack and
-    output layer is trained here with that version's code (from the git history) and scored by
-    both versions: its parameters are renamed on load and the perplexities agree."""
-    import io
-    import tarfile
-
-    if not (ROOT / ".git").exists():
-        pytest.skip("needs the git history of the checkout")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", LEGACY_LAYOUT_COMMIT, "mega_fairseq"],
-                             capture_output=True, check=True).stdout
-    old = tmp_path / "old"
-    tarfile.open(fileobj=io.BytesIO(archive)).extractall(old)
-    old_user_dir = old / "mega_fairseq"
-    save = tmp_path / "ckpt"
-    # prenorm (a final norm) and a projected embedding
-    layout = ["--normalize-before", "--decoder-input-dim", "24", "--decoder-chunk-size", "8"]
-    _, out = run(["fairseq-train", lm_data, "--user-dir", old_user_dir, "--task", "mega_language_modeling",
-                  "--arch", "mega_lm_tiny", "--tokens-per-sample", "32", "--max-tokens", "256", "--optimizer", "adam",
-                  "--lr", "1e-2", "--max-update", "3", "--save-dir", save, "--cpu", "--num-workers", "0",
-                  "--seed", "1", *layout])
-    state = torch.load(save / "checkpoint_last.pt", weights_only=True)["model"]
-    assert "decoder.layers.0.mega_layer.kappa" in state and "decoder.embed_tokens.weight" in state
-    scores = []
-    for user_dir in (old_user_dir, USER_DIR):
-        _, out = run(["fairseq-eval-lm", lm_data, "--user-dir", user_dir, "--path", save / "checkpoint_last.pt",
-                      "--gen-subset", "valid", "--cpu", "--required-batch-size-multiple", "1",
-                      "--tokens-per-sample", "32", "--task", "mega_language_modeling", "--eval-streams", "2"])
-        scores.append(perplexity(out))
-    assert scores[0] == scores[1]
 
 
 def test_readme_table_is_the_preset_table():

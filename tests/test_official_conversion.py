@@ -39,10 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, USER_DIR
-from lra_fixtures import script, write_aan, write_cifar10, write_imdb, write_listops, write_speech_commands
-from mega_fairseq.checkpoint_conversion import ConversionError, convert_official_args, convert_official_classifier
-
-converter = script("convert_official_checkpoint")
+from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_speech_commands
+from mega_fairseq.conversion import convert as converter
+from mega_fairseq.conversion.arguments import convert_official_args
+from mega_fairseq.conversion.classifier import convert_official_classifier
+from mega_fairseq.models.official_names import ConversionError
 HEAD = "classification_heads.sentence_classification_head"
 
 # ---------------------------------------------------------------------------------------------
@@ -277,8 +278,6 @@ def build_ours(args):
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    import mega_fairseq  # noqa: F401
-
     cfg = convert_namespace_to_omegaconf(argparse.Namespace(**vars(args)))
     task = tasks.setup_task(cfg.task)
     return task.build_model(cfg.model).eval(), task
@@ -330,7 +329,7 @@ def test_sinusoidal_text_transformer_says_its_positions_differ(data_dirs, dictio
 
 def test_translation_state_matches_ours_tensor_by_tensor(mt_bin):
     from fairseq.data import Dictionary
-    from mega_fairseq.checkpoint_conversion import check_seq2seq_names, convert_official_state_dict
+    from mega_fairseq.models.official_names import check_seq2seq_names, convert_official_state_dict
 
     official = mt_official_args(mt_bin)
     converted = convert_official_args(official)

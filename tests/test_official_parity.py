@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from mega_fairseq.checkpoint_conversion import convert_official_state_dict
+from mega_fairseq.models.official_names import convert_official_state_dict
 from mega_fairseq.modules import MegaLayer, MegaLayerConfig
 
 # transformers < 4.41 ships the port (make install installs it)

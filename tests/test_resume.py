@@ -10,7 +10,7 @@ run is killed three ways in turn, the same command restarting it each time:
    checkpoint_last.pt; the classifier: during the write of the new checkpoint_1_N.pt): the
    previous checkpoint_last.pt is intact and the restart resumes from it;
 3. not at all: it runs to the end, and is compared with the uninterrupted run.
-Without the plugin's atomic saves (mega_fairseq/checkpoint_saving.py), a kill during the copy
+Without the plugin's atomic saves (mega_fairseq/fairseq_fixes.py), a kill during the copy
 leaves a truncated checkpoint_last.pt that the restart cannot load.
 
 Each training run is a process forked from one that has imported fairseq (a multiprocessing
@@ -68,7 +68,7 @@ def fairseq_processes():
     context = multiprocessing.get_context("forkserver")
     # torch._dynamo: imported by the first torch optimizer; seconds, paid once here
     context.set_forkserver_preload(["fairseq_cli.train", "fairseq_cli.hydra_train", "fairseq_cli.preprocess",
-                                    "mega_fairseq", "torch._dynamo", __name__])
+                                    "mega_fairseq.models", "torch._dynamo", __name__])
     return context
 
 

@@ -145,9 +145,10 @@ def test_scripts_refuse_crafted_checkpoints(runs, tmp_path, capsys, monkeypatch)
     message = capsys.readouterr().err
     assert f"{crafted}: refusing to load this checkpoint" in message and "posix.system" in message
     from mega_fairseq.checkpoint_loading import UnsafeCheckpointError
+    from mega_fairseq.conversion.convert import convert
 
     with pytest.raises(UnsafeCheckpointError, match=f"{re.escape(str(crafted))}: refusing to load"):
-        script("convert_official_checkpoint").convert(crafted, tmp_path / "converted.pt")
+        convert(crafted, tmp_path / "converted.pt")
     assert not runs["marker"].exists()
     code = subprocess.run(["bash", ROOT / "scripts" / "eval_cls.sh", runs["crafted"]["cls"], runs["listops"]],
                           capture_output=True, text=True, env={**os.environ, "CPU": "1"})

@@ -7,10 +7,10 @@ from fairseq.modules import AdaptiveSoftmax
 from fairseq.utils import eval_str_list, safe_getattr
 from torch import Tensor, nn
 
-from ..checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 from ..modules import MegaStack, TokenEmbedding
 from ..modules.incremental import IncrementalState
 from .mega_encoder import EncoderOut, in_source_order
+from .official_names import refuse_official_names
 
 def build_embedding_table(dictionary, dim: int) -> nn.Embedding:
     """A token embedding table initialised as the official code's: N(0, 1/dim), zero at padding."""
@@ -162,5 +162,6 @@ class MegaDecoder(FairseqIncrementalDecoder):
         pass  # the count of decoded positions is shared by all sequences; the layers reorder their own state
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
-        return rename_prefixes(state_dict, name, OFFICIAL_LAYOUT)
+        refuse_official_names(state_dict, name)
+        return state_dict
 
