@@ -133,7 +133,8 @@ def last(pattern, text, cast=float):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("lm", "mt", "lra", "speech"), default="lm",
                         help="language modelling, translation, LRA ListOps, or raw speech classification")
     parser.add_argument("--out", type=Path, help="working folder (default: data/demo, data/demo_mt, data/demo_lra, "
@@ -180,7 +181,7 @@ def demo_mt(args):
     if not (data / "bin").exists():
         size = ["--train-pairs", "500", "--valid-pairs", "50", "--test-pairs", "50"] if args.tiny else []
         mt_corpus.main(["--out", str(raw), *size])
-        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "400" if args.tiny else "2000",
+        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "400" if args.tiny else "700",
              str(data), str(raw)],
             args.out / "prepare.log")
 
@@ -202,7 +203,9 @@ def demo_mt(args):
     print_table(["updates", *(f"{name} valid loss" for name in MT_MODELS), *(f"{name} BLEU (tok)" for name in MT_MODELS)],
                 [(update, *(f"{losses[name].get(update, float('nan')):.3f}" for name in MT_MODELS),
                   *(scores[name][update][0] for name in MT_MODELS)) for update in points])
-    print("\n" + crossover(losses["mega"], losses["transformer"]))
+    since = crossover(losses["mega"], losses["transformer"])
+    print(f"\nMega's valid loss is below the Transformer's from update {since} on (validated every {MT_VALID_EVERY})"
+          if since else f"Mega's valid loss is not below the Transformer's at update {args.updates}")
     run([sys.executable, str(ROOT / "scripts" / "plot_curves.py"), *(str(args.out / "tensorboard" / name)
                                                                     for name in MT_MODELS),
          "--tags", "valid/loss", "--out", str(args.out / "curves")], args.out / "plot.log")
@@ -215,13 +218,16 @@ def valid_losses(log: str):
 
 
 def crossover(mega, transformer):
-    """The first validated update from which Mega's valid loss stays below the Transformer's, in words."""
+    """The first validated update from which Mega's valid loss stays below the Transformer's; None when it is
+    not below at the last common validation. mega, transformer: {update: valid loss}."""
     updates = sorted(set(mega) & set(transformer))
-    ahead = [mega[u] < transformer[u] for u in updates]
-    if not updates or not ahead[-1]:
-        return f"Mega's valid loss is not below the Transformer's at the last validation ({updates[-1] if updates else 0})"
-    since = next(u for i, u in enumerate(updates) if all(ahead[i:]))
-    return f"Mega's valid loss is below the Transformer's from update {since} on (validated every {MT_VALID_EVERY})"
+    since = None
+    for update in updates:
+        if mega[update] >= transformer[update]:
+            since = None
+        elif since is None:
+            since = update
+    return since
 
 
 def checkpoint_at(save: Path, update: int, last_update: int):
