@@ -7,7 +7,7 @@ STAMP := .installed
 TORCH ?= torch==2.13.0
 # test processes (pytest-xdist; each test file stays in one process)
 TEST_WORKERS ?= 2
-# extra arguments of scripts/demo.py, e.g. make demo DEMO_ARGS="--updates 50 --out /tmp/demo"
+# extra arguments of the demos (python -m demo), e.g. make demo DEMO_ARGS="--updates 50 --out /tmp/demo"
 DEMO_ARGS ?=
 
 # where `make gpu-check` writes its log; CPU=1 makes it a quick dry run on CPU
@@ -43,16 +43,16 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 demo: install
-	$(PYTHON) scripts/demo.py $(DEMO_ARGS)
+	$(PYTHON) -m demo $(DEMO_ARGS)
 
 demo-mt: install
-	$(PYTHON) scripts/demo.py --task mt $(DEMO_ARGS)
+	$(PYTHON) -m demo --task mt $(DEMO_ARGS)
 
 demo-lra: install
-	$(PYTHON) scripts/demo.py --task lra $(DEMO_ARGS)
+	$(PYTHON) -m demo --task lra $(DEMO_ARGS)
 
 demo-speech: install
-	$(PYTHON) scripts/demo.py --task speech $(DEMO_ARGS)
+	$(PYTHON) -m demo --task speech $(DEMO_ARGS)
 
 test: install
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests

@@ -367,10 +367,10 @@ def prepare_data(log: Log, work: Path, cpu: bool) -> Dict[str, List[str]]:
     python = sys.executable
     lm, mt, listops = work / "lm", work / "mt", work / "listops"
     steps = [
-        [python, ROOT / "scripts/make_demo_corpus.py", "--out", lm, "--max-train-words", 5000 if cpu else 40000],
+        [python, "-m", "demo.lm_corpus", "--out", lm, "--max-train-words", 5000 if cpu else 40000],
         ["fairseq-preprocess", "--only-source", "--trainpref", lm / "train.txt", "--validpref", lm / "valid.txt",
          "--destdir", lm / "bin", "--thresholdsrc", "2", "--workers", "1"],
-        [python, ROOT / "scripts/make_mt_corpus.py", "--out", mt, "--train-pairs", 500 if cpu else 4000,
+        [python, "-m", "demo.mt_corpus", "--out", mt, "--train-pairs", 500 if cpu else 4000,
          "--valid-pairs", 20 if cpu else 200, "--test-pairs", 20 if cpu else 200, "--tokenize"],
         ["fairseq-preprocess", "--source-lang", "en", "--target-lang", "de", "--trainpref", mt / "train",
          "--validpref", mt / "valid", "--testpref", mt / "test", "--destdir", mt / "bin", "--joined-dictionary",

@@ -1,14 +1,14 @@
 """Write a few examples of every data format the recipes read, for data/samples (see data/README.md).
 
 Nothing is downloaded or copied: the samples come from the repository's own generators (the
-demos' make_demo_corpus.py, make_mt_corpus.py, make_speech_commands.py; the package's
+demos' lm_corpus.py, mt_corpus.py, speech_words.py; the package's
 mega_fairseq.data.listops, .pathfinder and .enwik8) or, for the formats no generator writes (aclImdb,
 AAN, CIFAR-10), from short seeded templates here, each in the layout of its public release:
 
-    lm/                 {train,valid,test}.txt: the first paragraphs of make_demo_corpus.py's corpus
+    lm/                 {train,valid,test}.txt: the first paragraphs of demo.lm_corpus's corpus
     enwik8/             enwik8 (a small page in the dump's XML) and text/{train,valid,test}.txt,
                         the bytes as prepare_enwik8.sh writes them
-    mt/                 {train,valid,test}.{en,de}: make_mt_corpus.py pairs (prepare_wmt16_en_de.sh's RAW_DIR)
+    mt/                 {train,valid,test}.{en,de}: demo.mt_corpus pairs (prepare_wmt16_en_de.sh's RAW_DIR)
     listops/            basic_{train,val,test}.tsv (lra_release/listops-1000)
     aclImdb/            {train,test}/{neg,pos}/<id>_<rating>.txt (the IMDB archive)
     aan/                new_aan_pairs.{train,eval,test}.tsv (lra_release/tsv_data)
@@ -59,8 +59,8 @@ MADE_WITH = "made_with.json"
 # Language modelling --------------------------------------------------------------------------
 
 def write_lm(out: Path):
-    """The first LM_LINES paragraphs of each split, as make_demo_corpus.py writes them."""
-    from scripts import make_demo_corpus as corpus
+    """The first LM_LINES paragraphs of each split, as demo.lm_corpus writes them."""
+    from demo import lm_corpus as corpus
 
     seen, splits = set(), {"train": [], "valid": [], "test": []}
     for doc in corpus.docstrings(Path(sysconfig.get_paths()["stdlib"])):
@@ -109,7 +109,7 @@ def write_enwik8(out: Path):
 # Translation ---------------------------------------------------------------------------------
 
 def write_mt(out: Path):
-    from scripts import make_mt_corpus
+    from demo import mt_corpus as make_mt_corpus
 
     make_mt_corpus.main(["--out", str(out), "--train-pairs", str(MT_PAIRS[0]), "--valid-pairs", str(MT_PAIRS[1]),
                          "--test-pairs", str(MT_PAIRS[2]), "--seed", "1"])
@@ -218,7 +218,7 @@ def espeak_version() -> str:
 
 
 def write_speech_commands(out: Path):
-    from scripts import make_speech_commands
+    from demo import speech_words as make_speech_commands
 
     make_speech_commands.main([str(out), "--words", SPEECH_WORDS, "--per-word", str(SPEECH_PER_WORD), "--seed", "0"])
 

@@ -7,7 +7,7 @@
 # RAW_DIR   the extracted release (one folder of WAV files per word, validation_list.txt,
 #           testing_list.txt). When it holds no validation_list.txt, speech_commands_v0.02.tar.gz is
 #           downloaded into it over https, its SHA-256 checked, and extracted. For a demo without
-#           download: python scripts/make_speech_commands.py RAW_DIR (words spoken by espeak-ng).
+#           download: python -m demo.speech_words RAW_DIR (words spoken by espeak-ng).
 # OUT_DIR   receives input0/{train,valid,test}.npy, label/ and meta.json; train with
 #           scripts/train.sh speech/sc_raw OUT_DIR SAVE_DIR, evaluate with scripts/eval_cls.sh.
 # Options   --words sc10|all|w1,w2,...  --split-protocol random|lists  --short-clips drop|pad

@@ -89,8 +89,10 @@ def tensors(value, prefix=""):
 @pytest.fixture(scope="session")
 def lm_data(tmp_path_factory):
     """A small corpus from Python's own docstrings, binarised by fairseq-preprocess."""
+    from demo import lm_corpus
+
     root = tmp_path_factory.mktemp("lm_data")
-    run([sys.executable, ROOT / "scripts" / "make_demo_corpus.py", "--out", root, "--max-train-words", "20000"])
+    lm_corpus.main(["--out", str(root), "--max-train-words", "20000"])
     run(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.txt", "--validpref",
          root / "valid.txt", "--testpref", root / "test.txt", "--destdir", root / "bin", "--thresholdsrc", "2",
          "--workers", "1"])

@@ -37,7 +37,7 @@ SKIPPED = {"make test": "the test suite itself"}
 
 # README command -> arguments appended (tiny data)
 APPEND = {
-    "python scripts/make_demo_corpus.py --out data/lm_raw": ["--max-train-words", "20000"],
+    "python -m demo.lm_corpus --out data/lm_raw": ["--max-train-words", "20000"],
     "python -m mega_fairseq.data.listops data/raw/listops": ["--train", "60", "--valid", "16", "--test", "16",
                                                              "--min-length", "10", "--max-length", "60"],
 }
@@ -99,7 +99,7 @@ def sandbox(tmp_path_factory):
     """A working folder that looks like the repository (scripts, configs, the package) with the raw
     data the README's commands read."""
     root = tmp_path_factory.mktemp("readme")
-    for name in ("scripts", "configs", "mega_fairseq"):
+    for name in ("scripts", "configs", "mega_fairseq", "demo"):
         (root / name).symlink_to(ROOT / name)
     raw = root / "data" / "raw"
     write_wikitext(raw / "wikitext-103")

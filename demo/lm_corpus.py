@@ -1,11 +1,10 @@
-#!/usr/bin/env python
 """Build a small English corpus from the docstrings of Python's own standard library.
 
 No download: the text ships with every Python installation. Paragraphs are lowercased,
 split into words and punctuation, and assigned to train/valid/test by a hash of their
 text, so the split is deterministic on any machine with the same Python version.
 
-    python scripts/make_demo_corpus.py --out data/demo --max-train-words 400000
+    python -m demo.lm_corpus --out data/demo --max-train-words 400000
 """
 
 import argparse

@@ -1,7 +1,6 @@
-"""Tests of scripts/make_speech_commands.py: the Speech Commands layout, speaker-disjoint splits,
+"""Tests of demo/speech_words.py: the Speech Commands layout, speaker-disjoint splits,
 determinism by seed, the audio itself, and the refusals."""
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,10 +13,7 @@ import soundfile as sf
 
 from conftest import ROOT
 
-SCRIPT = ROOT / "scripts" / "make_speech_commands.py"
-_spec = importlib.util.spec_from_file_location("make_speech_commands", SCRIPT)
-msc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(msc)
+from demo import speech_words
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (apt-get install espeak-ng)")
@@ -45,7 +41,7 @@ def speaker_of(relpath: str) -> str:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("sc") / "speech_commands"
-    msc.main([str(root), "--words", WORDS, "--per-word", str(PER_WORD), "--valid-fraction", "0.2",
+    speech_words.main([str(root), "--words", WORDS, "--per-word", str(PER_WORD), "--valid-fraction", "0.2",
               "--test-fraction", "0.2", "--seed", "3"])
     return root
 
@@ -108,8 +104,8 @@ def test_clips_hold_speech_above_noise(corpus):
 
 @needs_espeak
 def test_synthesise_differs_by_word():
-    yes = msc.synthesise("yes", "en-us", 160, 50)
-    go = msc.synthesise("go", "en-us", 160, 50)
+    yes = speech_words.synthesise("yes", "en-us", 160, 50)
+    go = speech_words.synthesise("go", "en-us", 160, 50)
     for audio in (yes, go):
         assert audio.dtype == np.float32 and audio.ndim == 1
         assert 1600 < len(audio) < 32000  # 0.1-2 s at 16 kHz
@@ -117,16 +113,16 @@ def test_synthesise_differs_by_word():
     n = min(len(yes), len(go))
     assert len(yes) != len(go) or not np.allclose(yes, go)
     assert abs(np.corrcoef(yes[:n], go[:n])[0, 1]) < 0.5
-    again = msc.synthesise("yes", "en-us", 160, 50)
+    again = speech_words.synthesise("yes", "en-us", 160, 50)
     np.testing.assert_array_equal(yes, again)
 
 
 @needs_espeak
 def test_same_seed_same_bytes(tmp_path):
     args = ["--words", "up,down", "--per-word", "4", "--seed", "7"]
-    msc.main([str(tmp_path / "a"), *args])
-    msc.main([str(tmp_path / "b"), *args])
-    msc.main([str(tmp_path / "c"), *args[:-1], "8"])
+    speech_words.main([str(tmp_path / "a"), *args])
+    speech_words.main([str(tmp_path / "b"), *args])
+    speech_words.main([str(tmp_path / "c"), *args[:-1], "8"])
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     assert files_a == files_b and len(files_a) == 2 * 4 + 2
@@ -141,11 +137,11 @@ def test_refuses_existing_out_dir_unless_forced(tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(SystemExit) as exc:
-        msc.main([str(out), "--words", "go", "--per-word", "2"])
+        speech_words.main([str(out), "--words", "go", "--per-word", "2"])
     assert exc.value.code == 2
     assert "already exists" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    msc.main([str(out), "--words", "go", "--per-word", "2", "--force"])
+    speech_words.main([str(out), "--words", "go", "--per-word", "2", "--force"])
     assert not (out / "keep.txt").exists() and len(wav_files(out)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -154,8 +150,8 @@ def test_missing_espeak_is_explained(tmp_path):
     empty = tmp_path / "empty_bin"
     empty.mkdir()
     env = dict(os.environ, PATH=str(empty), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out")], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "demo.speech_words", str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "apt-get install espeak-ng" in proc.stderr and "brew install espeak-ng" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -165,14 +161,14 @@ def test_bad_arguments_are_rejected(tmp_path, capsys):
     for bad in (["--per-word", "0"], ["--words", "yes,yes"], ["--words", "../x"],
                 ["--valid-fraction", "0.6", "--test-fraction", "0.5"], ["--noise", "-1"]):
         with pytest.raises(SystemExit) as exc:
-            msc.main([str(tmp_path / "out"), *bad])
+            speech_words.main([str(tmp_path / "out"), *bad])
         assert exc.value.code == 2, bad
     assert "error" in capsys.readouterr().err
 
 
 def test_split_counts_respect_fractions():
-    assert msc.split_counts(30, 0.1, 0.1) == {"valid": 3, "test": 3, "train": 24}
-    assert msc.split_counts(4, 0.1, 0.1) == {"valid": 1, "test": 1, "train": 2}
-    assert msc.split_counts(2, 0.1, 0.1) == {"valid": 1, "test": 0, "train": 1}
-    assert msc.split_counts(1, 0.1, 0.1) == {"valid": 0, "test": 0, "train": 1}
-    assert msc.split_counts(10, 0.0, 0.2) == {"valid": 0, "test": 2, "train": 8}
+    assert speech_words.split_counts(30, 0.1, 0.1) == {"valid": 3, "test": 3, "train": 24}
+    assert speech_words.split_counts(4, 0.1, 0.1) == {"valid": 1, "test": 1, "train": 2}
+    assert speech_words.split_counts(2, 0.1, 0.1) == {"valid": 1, "test": 0, "train": 1}
+    assert speech_words.split_counts(1, 0.1, 0.1) == {"valid": 0, "test": 0, "train": 1}
+    assert speech_words.split_counts(10, 0.0, 0.2) == {"valid": 0, "test": 2, "train": 8}

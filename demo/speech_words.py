@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Synthesise a small spoken-keyword corpus in the layout of Speech Commands v0.02.
 
 The real release (Warden 2018) is a 2.3 GB download; this script builds a stand-in of the same
@@ -35,8 +34,8 @@ interrupted run never leaves a partial OUT_DIR. Every random choice is drawn up 
 and espeak-ng is deterministic, so the same seed on the same installation gives byte-identical
 files. The default 10 words x 120 clips take well under a minute on two CPU cores.
 
-    python scripts/make_speech_commands.py data/speech_commands
-    python scripts/make_speech_commands.py /tmp/sc --words yes,no --per-word 20 --seed 1 --force
+    python -m demo.speech_words data/speech_commands
+    python -m demo.speech_words /tmp/sc --words yes,no --per-word 20 --seed 1 --force
 
 espeak-ng must be on PATH: `apt-get install espeak-ng` (Debian/Ubuntu), `brew install espeak-ng`
 (macOS).
@@ -118,7 +117,7 @@ class Clip:
 
 def fail(message: str) -> NoReturn:
     """Print an error the way argparse does and exit with status 2."""
-    print(f"make_speech_commands.py: error: {message}", file=sys.stderr)
+    print(f"demo.speech_words: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 

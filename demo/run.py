@@ -1,41 +1,47 @@
-#!/usr/bin/env python
 """Quick start on CPU, no download: a small Mega model against a same-size fairseq Transformer.
 
 --task lm (default): a corpus from Python's own docstrings, binarised with fairseq-preprocess;
 a Mega LM and a transformer_lm trained for the same number of updates with fairseq-train,
 scored with fairseq-eval-lm (perplexity).
 
---task mt: a generated English-German corpus (scripts/make_mt_corpus.py), prepared like WMT16
-(scripts/prepare_wmt16_en_de.sh: joint sentencepiece model, joined dictionary); a Mega
-encoder-decoder and a fairseq transformer trained for the same number of updates, scored with
-scripts/eval_bleu.sh (beam 5, tokenized BLEU and SacreBLEU).
+--task mt: a generated English-German corpus (demo/mt_corpus.py: agreement and reordering; valid and
+test use adjective-noun pairs held out of training), prepared like WMT16 (scripts/prepare_wmt16_en_de.sh:
+joint sentencepiece model, joined dictionary); a Mega encoder-decoder and a fairseq transformer trained
+for the same number of updates, validated every MT_VALID_EVERY updates and scored with
+scripts/eval_bleu.sh (beam 5, tokenized BLEU and SacreBLEU) at MT_BLEU_POINTS checkpoints; the valid
+loss curves of both go to OUT/curves.{png,svg} (scripts/plot_curves.py).
 
 --task lra: generated ListOps (mega_fairseq.data.listops, shorter expressions than LRA's
 500-2000 tokens), binarised with scripts/prepare_lra.sh; a small Mega (mega_lra_listops), its
 Mega-chunk variant and a Transformer (the transformer_lra preset) of the same width and depth,
 trained for the same number of updates, scored with scripts/eval_cls.sh (test accuracy).
 
---task speech: spoken words synthesised with espeak-ng (scripts/make_speech_commands.py: ten
+--task speech: spoken words synthesised with espeak-ng (demo/speech_words.py: ten
 words, many voices, speeds and pitches, with noise) in the Speech Commands layout, cached with
 scripts/prepare_sc.sh on the generated lists (--split-protocol lists: no speaker in two splits); a
 small Mega (mega_sc_raw_tiny on the raw 16 kHz waveforms, chunk 100) trained with fairseq-train,
 scored with scripts/eval_cls.sh (test accuracy; chance is 10%).
 
-Tensorboard logs go under OUT/tensorboard; the script prints a table.
+Tensorboard logs go under OUT/tensorboard; the demo prints a table. A rerun reuses the data and
+trains again.
 
-    python scripts/demo.py             # or: make demo
-    python scripts/demo.py --task mt   # or: make demo-mt
-    python scripts/demo.py --task lra  # or: make demo-lra
-    python scripts/demo.py --task speech  # or: make demo-speech
+    python -m demo                 # or: make demo
+    python -m demo --task mt       # or: make demo-mt
+    python -m demo --task lra      # or: make demo-lra
+    python -m demo --task speech   # or: make demo-speech
 """
 
 import argparse
+import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from demo import lm_corpus, mt_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +67,9 @@ MT_SHARED = ["--task", "translation", "--share-all-embeddings", "--criterion", "
              "--label-smoothing", "0.1", "--max-tokens", "4096", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
              "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--clip-norm", "1.0",
              "--dropout", "0.1", "--cpu", "--num-workers", "0", "--seed", "1", "--log-format", "simple",
-             "--log-interval", "50", "--validate-interval-updates", "200", "--no-epoch-checkpoints"]
+             "--log-interval", "50", "--no-epoch-checkpoints"]
+MT_VALID_EVERY = 100  # updates between validations: the points of the valid loss curves
+MT_BLEU_POINTS = 4  # checkpoints scored with BLEU: about this many, evenly spaced, on validated updates, the last included
 
 MT_MODELS = {
     "mega": ["--user-dir", str(ROOT / "mega_fairseq"), "--arch", "mega_mt_tiny", "--encoder-embed-dim", "64",
@@ -125,7 +133,8 @@ def last(pattern, text, cast=float):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("lm", "mt", "lra", "speech"), default="lm",
                         help="language modelling, translation, LRA ListOps, or raw speech classification")
     parser.add_argument("--out", type=Path, help="working folder (default: data/demo, data/demo_mt, data/demo_lra, "
@@ -145,8 +154,7 @@ def demo_lm(args):
     raw, data = args.out / "raw", args.out / "bin"
     if not (data / "dict.txt").exists():
         size = ["--max-train-words", "20000"] if args.tiny else []
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_corpus.py"), "--out", str(raw), *size],
-                       check=True)
+        lm_corpus.main(["--out", str(raw), *size])
         args.out.mkdir(parents=True, exist_ok=True)
         run(["fairseq-preprocess", "--only-source", "--trainpref", str(raw / "train.txt"), "--validpref",
              str(raw / "valid.txt"), "--testpref", str(raw / "test.txt"), "--destdir", str(data),
@@ -172,24 +180,70 @@ def demo_mt(args):
     raw, data = args.out / "raw", args.out / "data"
     if not (data / "bin").exists():
         size = ["--train-pairs", "500", "--valid-pairs", "50", "--test-pairs", "50"] if args.tiny else []
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_mt_corpus.py"), "--out", str(raw), *size],
-                       check=True)
-        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "400" if args.tiny else "2000",
+        mt_corpus.main(["--out", str(raw), *size])
+        run(["bash", str(ROOT / "scripts" / "prepare_wmt16_en_de.sh"), "--vocab-size", "400" if args.tiny else "700",
              str(data), str(raw)],
             args.out / "prepare.log")
 
-    rows = []
+    every = MT_VALID_EVERY * max(1, math.ceil(args.updates / MT_BLEU_POINTS / MT_VALID_EVERY))
+    points = sorted({*range(every, args.updates, every), args.updates})  # BLEU at these updates
+    schedule = ["--validate-interval-updates", str(MT_VALID_EVERY), "--save-interval-updates", str(every)]
+    rows, losses, scores = [], {}, {}
     for name, model_args in MT_MODELS.items():
         save = args.out / "checkpoints" / name
-        log, seconds = train(data / "bin", model_args + MT_SHARED, save, args, name)
-        evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(save / "checkpoint_last.pt"), str(data)],
-                         args.out / f"eval_{name}.log", env={"CPU": "1"})
+        log, seconds = train(data / "bin", model_args + MT_SHARED + schedule, save, args, name)
+        losses[name] = valid_losses(log)
+        scores[name] = {update: bleu(checkpoint_at(save, update, args.updates), data, args.out / f"eval_{name}_{update}.log")
+                        for update in points}
         rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
-                     f"{last(r'valid on .valid. subset [|] loss [0-9.]+ [|] nll_loss [0-9.]+ [|] ppl ([0-9.]+)', log):.2f}",
-                     f"{last(r'tokenized BLEU [(]compound split[)]: ([0-9.]+)', evaluation):.2f}",
-                     f"{last(r'SacreBLEU: ([0-9.]+)', evaluation):.2f}",
+                     f"{losses[name].get(args.updates, float('nan')):.3f}", *scores[name][points[-1]],
                      f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
-    table(args, ["model", "params", "valid ppl", "test BLEU (tok)", "test SacreBLEU", "train wps", "time (s)"], rows)
+    table(args, ["model", "params", "valid loss", "test BLEU (tok)", "test SacreBLEU", "train wps", "time (s)"], rows)
+    print()
+    print_table(["updates", *(f"{name} valid loss" for name in MT_MODELS), *(f"{name} BLEU (tok)" for name in MT_MODELS)],
+                [(update, *(f"{losses[name].get(update, float('nan')):.3f}" for name in MT_MODELS),
+                  *(scores[name][update][0] for name in MT_MODELS)) for update in points])
+    since = crossover(losses["mega"], losses["transformer"])
+    print(f"\nMega's valid loss is below the Transformer's from update {since} on (validated every {MT_VALID_EVERY})"
+          if since else f"Mega's valid loss is not below the Transformer's at update {args.updates}")
+    run([sys.executable, str(ROOT / "scripts" / "plot_curves.py"), *(str(args.out / "tensorboard" / name)
+                                                                    for name in MT_MODELS),
+         "--tags", "valid/loss", "--out", str(args.out / "curves")], args.out / "plot.log")
+
+
+def valid_losses(log: str):
+    """{update: valid loss} of every validation in a fairseq-train log."""
+    found = re.findall(r"valid on 'valid' subset [|] loss ([0-9.]+) [|].*?[|] num_updates (\d+)", log)
+    return {int(update): float(loss) for loss, update in found}
+
+
+def crossover(mega, transformer):
+    """The first validated update from which Mega's valid loss stays below the Transformer's; None when it is
+    not below at the last common validation. mega, transformer: {update: valid loss}."""
+    updates = sorted(set(mega) & set(transformer))
+    since = None
+    for update in updates:
+        if mega[update] >= transformer[update]:
+            since = None
+        elif since is None:
+            since = update
+    return since
+
+
+def checkpoint_at(save: Path, update: int, last_update: int):
+    """The checkpoint saved at an update (fairseq names it checkpoint_EPOCH_UPDATE.pt), or None."""
+    if update == last_update:
+        return save / "checkpoint_last.pt"
+    return next(iter(sorted(save.glob(f"checkpoint_*_{update}.pt"))), None)
+
+
+def bleu(checkpoint, data: Path, log: Path):
+    """(tokenized BLEU, SacreBLEU) of a checkpoint on the test split, as text; n/a without a checkpoint."""
+    if checkpoint is None:  # an epoch ended at that update: fairseq saved no update checkpoint
+        return "n/a", "n/a"
+    evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(checkpoint), str(data)], log, env={"CPU": "1"})
+    return (f"{last(r'tokenized BLEU [(]compound split[)]: ([0-9.]+)', evaluation):.2f}",
+            f"{last(r'SacreBLEU: ([0-9.]+)', evaluation):.2f}")
 
 
 def demo_lra(args):
@@ -213,10 +267,9 @@ def demo_speech(args):
     if not (data / "meta.json").exists():
         if not (raw / "validation_list.txt").exists():
             size = ["--per-word", "12"] if args.tiny else []
-            made = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_speech_commands.py"), str(raw),
-                                   "--force", *size])
-            if made.returncode != 0:
-                sys.exit(made.returncode)
+            from demo import speech_words  # numpy, scipy and soundfile: only here
+
+            speech_words.main([str(raw), "--force", *size])
         run(["bash", str(ROOT / "scripts" / "prepare_sc.sh"), str(raw), str(data), "--split-protocol", "lists"],
             args.out / "prepare.log", env={"FORCE": "1"})
     schedule = ["--total-num-update", str(args.updates)]
@@ -239,6 +292,9 @@ def classifier_row(name: str, data: Path, train_args, args):
 
 
 def train(data: Path, model_args, save: Path, args, name: str):
+    """Trains from scratch (a rerun replaces the model's checkpoints and TensorBoard log); returns (log, seconds)."""
+    for stale in (save, args.out / "tensorboard" / name):
+        shutil.rmtree(stale, ignore_errors=True)
     start = time.time()
     log = run(["fairseq-train", str(data), *model_args, "--max-update", str(args.updates), "--save-dir", str(save),
                "--tensorboard-logdir", str(args.out / "tensorboard" / name)], args.out / f"train_{name}.log")
@@ -247,6 +303,11 @@ def train(data: Path, model_args, save: Path, args, name: str):
 
 def table(args, header, rows):
     print(f"\n{args.updates} updates each, CPU; tensorboard --logdir {args.out / 'tensorboard'}\n")
+    print_table(header, rows)
+
+
+def print_table(header, rows):
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     print("| " + " | ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
                             enumerate(zip(header, widths))) + " |")
@@ -255,6 +316,3 @@ def table(args, header, rows):
         print("| " + " | ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
                                 enumerate(zip(row, widths))) + " |")
 
-
-if __name__ == "__main__":
-    main()
