@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mega_fairseq.modules import MegaLayerConfig, gated_attention
+from mega_fairseq.modules import MegaLayerConfig, attention
 from mega_fairseq.modules.gated_attention import MovingAverageGatedAttention
 
 SIZES = dict(embed_dim=128, z_dim=64, hidden_dim=256, n_dim=16)  # mega_lra_text
@@ -195,12 +195,12 @@ def measure(shape: Shape, device: str, repeats: int, max_timed_scores: Optional[
 def compare(shapes: List[Shape], device: str, repeats: int = 3,
             max_timed_scores: Optional[int] = None) -> List[dict]:
     """Both paths on every shape, on the fused dispatch (forced on CPU)."""
-    dispatch = gated_attention.uses_cpu_kernel
-    gated_attention.uses_cpu_kernel = lambda d: False
+    dispatch = attention.uses_cpu_kernel
+    attention.uses_cpu_kernel = lambda d: False
     try:
         return [row for shape in shapes for row in measure(shape, device, repeats, max_timed_scores)]
     finally:
-        gated_attention.uses_cpu_kernel = dispatch
+        attention.uses_cpu_kernel = dispatch
 
 
 def _cell(explicit: Optional[float], fused: Optional[float], digits: int = 1) -> str:
