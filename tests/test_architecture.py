@@ -84,6 +84,16 @@ def test_every_module_takes_the_one_config():
     assert MegaLayerConfig(truncation_length=0).truncation is None  # the official recipes' "no truncation"
 
 
+def test_each_dropout_module_is_named_after_its_option():
+    layer = MegaLayer(config(dropout=0.1, attention_dropout=0.2, hidden_dropout=0.3, activation_dropout=0.4),
+                      causal=True, cross_attention=True)
+    attention, cross, ffn = layer.mega_layer, layer.cross_attn, layer.nffn
+    assert attention.attention_dropout == cross.attention_dropout == 0.2  # on the attention weights
+    assert attention.hidden_dropout.p == cross.hidden_dropout.p == 0.3  # on the attention values
+    assert ffn.activation_dropout.p == 0.4  # inside the FFN
+    assert all(m.dropout.p == 0.1 for m in (attention, cross, ffn))
+
+
 def test_layer_options_are_declared_once():
     """The fairseq model config is derived from MegaLayerConfig: its layer fields carry the same
     names (per-stack ones prefixed) and help texts."""
