@@ -108,6 +108,24 @@ def test_layer_options_are_declared_once():
         assert lm_fields[name].metadata["help"].startswith(layer_field.metadata["help"]), name
 
 
+def test_base_presets_start_from_the_layer_defaults():
+    """Each family's base preset is MegaLayerConfig's defaults plus what it changes: a default
+    changed in modules/config.py reaches every base preset (the classifier's base is narrower)."""
+    from mega_fairseq.models.mega_classifier import CLASSIFIER_PRESETS
+    from mega_fairseq.models.mega_config import layer_defaults
+    from mega_fairseq.models.mega_lm import LM_PRESETS
+    from mega_fairseq.models.mega_translation import MT_PRESETS
+
+    defaults = MegaLayerConfig()
+    lm = layer_defaults(["decoder"])
+    assert (lm["decoder_z_dim"], lm["dropout"], lm["truncation_length"]) == (defaults.z_dim, defaults.dropout, 0)
+    assert LM_PRESETS.explicit("mega_lm").items() >= lm.items()
+    assert MT_PRESETS.explicit("mega") == layer_defaults(["encoder", "decoder"])
+    classifier = CLASSIFIER_PRESETS.explicit("mega_classifier")
+    changed = {name for name, value in layer_defaults(["encoder"]).items() if classifier[name] != value}
+    assert changed == {"encoder_embed_dim", "encoder_hidden_dim", "encoder_z_dim", "truncation_length"}
+
+
 def test_token_embedding_scales_projects_and_normalises():
     torch.manual_seed(0)
     table = torch.nn.Embedding(20, 6, padding_idx=1)

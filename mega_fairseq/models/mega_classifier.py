@@ -15,6 +15,7 @@ embedded input instead of a CLS token added to the dictionary by the task.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Optional
 
 import torch
@@ -26,8 +27,8 @@ from torch import Tensor, nn
 
 from ..modules import POOLING_TYPES, MegaStack, RealValuedEmbedding, TokenEmbedding, pool
 from ..modules.activations import ACTIVATIONS, get_activation
-from .mega_config import (Preset, PresetTable, alias, derived_fields, layer_config, layer_options_config,
-                          size_columns)
+from .mega_config import (PRESET_OPTIONS, Preset, PresetTable, alias, derived_fields, layer_config, layer_defaults,
+                          layer_options_config, preset_help, size_columns)
 from .mega_decoder import build_embedding_table
 from .mega_encoder import MegaEncoder
 from .transformer_stack import TransformerStack
@@ -37,18 +38,15 @@ PAIR_COMBINATIONS = ("concat", "concat_product_difference")
 REAL_VALUED_INPUTS = ("pixels", "waveform")
 HEAD_NAME = "sentence_classification_head"  # the name fairseq's sentence_prediction criterion asks for
 
-# The family's base preset (--arch mega_classifier); the others build on it.
-BASE = dict(encoder_type="mega", encoder_layers=6, encoder_embed_dim=128, encoder_hidden_dim=256, encoder_z_dim=64,
-            encoder_n_dim=16, encoder_chunk_size=-1, truncation_length=1024, attention_activation_fn="softmax", activation_fn="silu",
-            normalization_type="layernorm", normalize_before=False, rel_pos_bias="simple", dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0, pooling="mean",
-            classifier_layers=1, classifier_hidden_dim=256, classifier_activation_fn="gelu",
-            pair_combination="concat", encoder_attention_heads=4, encoder_learned_pos=False,
-            tie_layer_weights=False, apply_bert_init=False)
-
-
-def _preset_help(name: str, text: str) -> dict:
-    return {"help": f"{text} (set by --arch; mega_classifier: {BASE[name]})"}
+# The family's base preset (--arch mega_classifier): narrower than the layer defaults, with an EMA
+# truncation; the others build on it (and also set the attention function, activation and norm).
+BASE = dict(layer_defaults(["encoder"], PRESET_OPTIONS + ("attention_activation_fn", "activation_fn",
+                                                          "normalization_type")),
+            encoder_embed_dim=128, encoder_hidden_dim=256, encoder_z_dim=64, truncation_length=1024,
+            encoder_type="mega", pooling="mean", classifier_layers=1, classifier_hidden_dim=256,
+            classifier_activation_fn="gelu", pair_combination="concat", encoder_attention_heads=4,
+            encoder_learned_pos=False, tie_layer_weights=False, apply_bert_init=False)
+_preset_help = partial(preset_help, "mega_classifier", BASE)
 
 
 @dataclass

@@ -12,11 +12,9 @@ from omegaconf import II
 
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, derived_fields, layer_config,
-                          layer_options_config, size_columns)
+                          layer_defaults, layer_options_config, size_columns)
 from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 from .mega_encoder import MegaEncoder
-
-_STACK = dict(layers=6, embed_dim=512, hidden_dim=1024, z_dim=128, n_dim=16, chunk_size=-1)
 
 
 def _both(**sizes):
@@ -24,9 +22,8 @@ def _both(**sizes):
     return {f"{prefix}_{name}": value for prefix in ("encoder", "decoder") for name, value in sizes.items()}
 
 
-# The family's base preset (--arch mega); the others build on it.
-BASE = dict(_both(**_STACK), truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+# The family's base preset (--arch mega): the layer defaults; the others build on it.
+BASE = layer_defaults(["encoder", "decoder"])
 
 PRESETS = {
     "mega": Preset(None, BASE, "the official base differs: EMA truncation 1024 (its WMT recipe passes 0: none)"),
