@@ -25,6 +25,7 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from omegaconf import II
 from torch import Tensor, nn
 
+from ..hub import ClassifierHubInterface, FromPretrained
 from ..modules import POOLING_TYPES, MegaStack, RealValuedEmbedding, TokenEmbedding, pool
 from ..modules.activations import ACTIVATIONS, get_activation
 from .mega_config import (PRESET_OPTIONS, Preset, PresetTable, alias, derived_fields, layer_config, layer_defaults,
@@ -221,12 +222,14 @@ def _pad_to(x: Tensor, length: int, value) -> Tensor:
 
 
 @register_model("mega_classifier", dataclass=MegaClassifierConfig)
-class MegaSequenceClassifier(BaseFairseqModel):
+class MegaSequenceClassifier(FromPretrained, BaseFairseqModel):
     """Front-end + bidirectional encoder + pooling + head; pairs share the encoder.
 
     ``forward`` follows the interface of fairseq's ``sentence_prediction`` criterion: it returns
     (logits B x num_classes, extra) and the head is ``classification_heads[HEAD_NAME]``.
     """
+
+    hub_interface = ClassifierHubInterface  # from_pretrained: .predict() on raw examples
 
     def __init__(self, encoder: MegaEncoder, head: ClassificationHead, *, pooling: str, pair_combination: str,
                  max_positions: int):
@@ -281,14 +284,6 @@ class MegaSequenceClassifier(BaseFairseqModel):
         if cfg.apply_bert_init:
             model.apply(init_bert_params)
         return model
-
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """A :class:`~mega_fairseq.hub.ClassifierHubInterface` (``.predict()`` on raw examples);
-        ``data_name_or_path`` is the data folder the model was trained on."""
-        from ..hub import classifier_hub
-
-        return classifier_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tensor:
         """One vector per sequence. Shapes: src_tokens: B x L (ids or values); returns B x D."""

@@ -4,11 +4,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Optional
 
+from fairseq import hub_utils
 from fairseq.models import FairseqLanguageModel, register_model
 from fairseq.modules import AdaptiveInput
 from fairseq.utils import eval_str_list, safe_getattr
 from omegaconf import II
 
+from ..hub import FromPretrained
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, alias, derived_fields,
                           layer_config, layer_defaults, layer_options_config, preset_help, size_columns)
@@ -84,15 +86,10 @@ def preset_table() -> str:
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
-class MegaLanguageModel(FairseqLanguageModel):
+class MegaLanguageModel(FromPretrained, FairseqLanguageModel):
     """A decoder-only Mega language model."""
 
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """fairseq's hub interface (``.sample()``, ``.score()``, ``.generate()``); see :mod:`mega_fairseq.hub`."""
-        from ..hub import generator_hub
-
-        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+    hub_interface = hub_utils.GeneratorHubInterface  # from_pretrained: .sample(), .score(), .generate()
 
     @classmethod
     def build_model(cls, cfg, task):

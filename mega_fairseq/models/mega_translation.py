@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+from fairseq import hub_utils
 from fairseq.models import FairseqEncoderDecoderModel, register_model
 from fairseq.utils import safe_getattr
 from omegaconf import II
 
+from ..hub import FromPretrained
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, derived_fields, layer_config,
                           layer_defaults, layer_options_config, size_columns)
@@ -81,16 +83,10 @@ def dictionary_files(task) -> Dict[str, str]:
 
 
 @register_model("mega", dataclass=MegaTranslationConfig)
-class MegaTranslationModel(FairseqEncoderDecoderModel):
+class MegaTranslationModel(FromPretrained, FairseqEncoderDecoderModel):
     """Mega encoder-decoder (the official ``mega`` model)."""
 
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """fairseq's hub interface (``.translate()``; ``bpe="sentencepiece", sentencepiece_model=PATH``
-        encodes and decodes raw text); see :mod:`mega_fairseq.hub`."""
-        from ..hub import generator_hub
-
-        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+    hub_interface = hub_utils.GeneratorHubInterface  # from_pretrained: .translate(), .generate()
 
     @classmethod
     def build_model(cls, cfg, task):
