@@ -30,8 +30,8 @@ import torch
 from fairseq import hub_utils, utils
 from torch import Tensor, nn
 
-from .tasks.classification_data import DataError, listops_tokens, read_clip, read_png, to_ids
-from .tasks.mega_sequence_classification import META_FILE, check_length
+from .tasks.classification_data import DataError, check_length, listops_tokens, read_clip, read_png, to_ids
+from .tasks.mega_sequence_classification import META_FILE
 
 
 class FromPretrained:

@@ -30,8 +30,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
-                                  parse_label, speech_words, text_lines, to_ids, token_dictionary)
+from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, check_length,
+                                  detect_format, parse_label, speech_words, text_lines, to_ids, token_dictionary)
 from .splits import TrainingSplit
 
 logger = logging.getLogger(__name__)
@@ -273,18 +273,6 @@ def waveform_statistics(clips) -> Tuple[float, float]:
     mean = total / count
     variance = max(total_square - count * mean * mean, 0.0) / (count - 1)
     return float(mean), float(np.sqrt(variance))
-
-
-def check_length(size: int, cfg, where: str) -> int:
-    """The length to keep of an input of ``size`` items."""
-    if size == 0:
-        raise DataError(f"{where}: empty input")
-    if size > cfg.max_positions:
-        if str(cfg.shorten_method) != "truncate":
-            raise DataError(f"{where}: an input of {size} items is longer than --max-positions {cfg.max_positions} "
-                            f"(raise it, or pass --shorten-method truncate to keep the first {cfg.max_positions})")
-        return cfg.max_positions
-    return size
 
 
 def check_label(label: int, cfg, where: str):
