@@ -100,10 +100,11 @@ def attention_weights(q: Tensor, k: Tensor, *, function: str, bias: Tensor, visi
 def attend(q: Tensor, k: Tensor, v: Tensor, *, function: str, bias: Tensor, visible: Optional[Tensor],
            scaling: Optional[float], dropout: float = 0.0, need_weights: bool = False,
            causal: Optional[Tensor] = None, mask_mode: str = "auto") -> Tuple[Tensor, Optional[Tensor]]:
-    """Weights times values. Softmax without returned weights goes through ``fused_softmax_attention``
-    (torch's scaled_dot_product_attention); the other functions, and softmax when the weights are
-    wanted, use the explicit path (``attention_weights``). Runs in ``compute_dtype`` and returns v's
-    dtype.
+    """Weights times values, with any bias (cross-attention, and the rows of ``relative_attention``).
+    Softmax without returned weights goes through ``fused_softmax_attention`` (torch's
+    scaled_dot_product_attention) on every device; the other functions, and softmax when the
+    weights are wanted, use the explicit path (``attention_weights``). Runs in ``compute_dtype``
+    and returns v's dtype.
 
     Shapes: q: B x Q x z or B x H x Q x z (H: heads, or chunks); k: ... x K x z; v: ... x K x h;
     bias: Q x K; visible: bool, broadcastable to ... x Q x K (a key padding mask has one row:
