@@ -20,8 +20,9 @@ HF_MODELS = ("hf_mega", "hf_mega_chunk")
 TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
 ALL_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
 
-DEFAULT_SIZES = dict(layers=2, embed_dim=128, zdim=64, hdim=256, ndim=16, ffn_dim=256, chunk_size=128,
-                     norm_type="scalenorm", rel_pos_bias="simple")
+# The library's option names (MegaLayerConfig); ffn_embed_dim is every model's FFN size.
+DEFAULT_SIZES = dict(layers=2, embed_dim=128, z_dim=64, hidden_dim=256, n_dim=16, ffn_embed_dim=256, chunk_size=128,
+                     normalization_type="scalenorm", rel_pos_bias="simple")
 
 
 def arch_sizes(name: str) -> dict:
@@ -32,10 +33,9 @@ def arch_sizes(name: str) -> dict:
         raise ValueError(f"--arch {name}: not a registered Mega architecture; choose one of "
                          f"{', '.join(sorted(LM_PRESETS.presets))}")
     values = LM_PRESETS.resolve(name)
-    sizes = dict(layers=values["decoder_layers"], embed_dim=values["decoder_embed_dim"], zdim=values["decoder_z_dim"],
-                 hdim=values["decoder_hidden_dim"], ndim=values["decoder_n_dim"],
-                 ffn_dim=values["decoder_ffn_embed_dim"],
-                 norm_type=str(values.get("normalization_type", MegaLayerConfig.normalization_type)),
+    sizes = {name: values[f"decoder_{name}"] for name in ("layers", "embed_dim", "z_dim", "hidden_dim", "n_dim",
+                                                           "ffn_embed_dim")}
+    sizes.update(normalization_type=str(values.get("normalization_type", MegaLayerConfig.normalization_type)),
                  rel_pos_bias=str(values["rel_pos_bias"]))
     if values["decoder_chunk_size"] > 0:
         sizes["chunk_size"] = values["decoder_chunk_size"]
@@ -51,15 +51,14 @@ def mega_stack(sizes: dict, *, chunk_size: int, max_positions: int, causal: bool
     for decoding), prenorm and without dropout: the computation the benchmark measured when it
     built its own stack of MegaLayers, except that a prenorm library stack ends in a final norm
     (one more norm of B x L x d, which the old stack did not have)."""
-    cfg = MegaLayerConfig(
-        layers=sizes["layers"], embed_dim=sizes["embed_dim"], hidden_dim=sizes["hdim"], ffn_embed_dim=sizes["ffn_dim"],
-        z_dim=sizes["zdim"], n_dim=sizes["ndim"], chunk_size=chunk_size, normalization_type=sizes["norm_type"],
-        rel_pos_bias=sizes["rel_pos_bias"], max_positions=max_positions, normalize_before=True, dropout=0.0,
-        attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+    options = {name: sizes[name] for name in ("layers", "embed_dim", "hidden_dim", "ffn_embed_dim", "z_dim", "n_dim",
+                                              "normalization_type", "rel_pos_bias")}
+    cfg = MegaLayerConfig(**options, chunk_size=chunk_size, max_positions=max_positions, normalize_before=True,
+                          dropout=0.0, attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
     return MegaStack(cfg, causal=causal)
 
 
-class MegaEncoder(nn.Module):
+class MegaBidirectionalStack(nn.Module):
     """A bidirectional :func:`mega_stack` on B x L x d inputs, returning only its output."""
 
     def __init__(self, sizes: dict, *, chunk_size: int, max_positions: int):
@@ -78,11 +77,11 @@ class HFMega(nn.Module):
         from transformers import MegaConfig, MegaModel
 
         config = MegaConfig(
-            hidden_size=sizes["embed_dim"], num_hidden_layers=sizes["layers"], intermediate_size=sizes["hdim"],
-            nffn_hidden_size=sizes["ffn_dim"], shared_representation_size=sizes["zdim"],
-            ema_projection_size=sizes["ndim"], use_chunking=chunk_size > 0, chunk_size=chunk_size,
+            hidden_size=sizes["embed_dim"], num_hidden_layers=sizes["layers"], intermediate_size=sizes["hidden_dim"],
+            nffn_hidden_size=sizes["ffn_embed_dim"], shared_representation_size=sizes["z_dim"],
+            ema_projection_size=sizes["n_dim"], use_chunking=chunk_size > 0, chunk_size=chunk_size,
             max_positions=max_positions, relative_positional_bias=sizes["rel_pos_bias"],
-            normalization_type=sizes["norm_type"], dropout_prob=0.0, hidden_dropout_prob=0.0,
+            normalization_type=sizes["normalization_type"], dropout_prob=0.0, hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0, nffn_activation_dropout_prob=0.0)
         self.model = MegaModel(config, add_pooling_layer=False)
 
@@ -100,7 +99,7 @@ class FairseqTransformerEncoder(nn.Module):
 
         cfg = TransformerConfig()
         cfg.encoder.embed_dim = sizes["embed_dim"]
-        cfg.encoder.ffn_embed_dim = sizes["ffn_dim"]
+        cfg.encoder.ffn_embed_dim = sizes["ffn_embed_dim"]
         cfg.encoder.attention_heads = sizes["heads"]
         cfg.encoder.normalize_before = True
         cfg.dropout = cfg.attention_dropout = cfg.activation_dropout = 0.0
@@ -114,7 +113,7 @@ class FairseqTransformerEncoder(nn.Module):
 
 
 def torch_transformer_encoder(sizes: dict) -> nn.Module:
-    layer = nn.TransformerEncoderLayer(sizes["embed_dim"], sizes["heads"], dim_feedforward=sizes["ffn_dim"],
+    layer = nn.TransformerEncoderLayer(sizes["embed_dim"], sizes["heads"], dim_feedforward=sizes["ffn_embed_dim"],
                                        dropout=0.0, batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, sizes["layers"], enable_nested_tensor=False)
 
@@ -130,9 +129,9 @@ def hf_available() -> bool:
 def build_model(name: str, sizes: dict, length: int) -> nn.Module:
     chunk = sizes["chunk_size"]
     if name == "mega":
-        return MegaEncoder(sizes, chunk_size=-1, max_positions=length)
+        return MegaBidirectionalStack(sizes, chunk_size=-1, max_positions=length)
     if name == "mega_chunk":
-        return MegaEncoder(sizes, chunk_size=chunk, max_positions=chunk)
+        return MegaBidirectionalStack(sizes, chunk_size=chunk, max_positions=chunk)
     if name == "hf_mega":
         return HFMega(sizes, chunk_size=-1, max_positions=length)
     if name == "hf_mega_chunk":
@@ -157,7 +156,7 @@ def mega_forward_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dict
     (2.5 n log2 n each, n the FFT length), one kernel FFT per layer and the spectrum product.
     Norms, activations, gates, softmax and the EMA kernel itself are not counted.
     """
-    d, z, h, f = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["ffn_dim"]
+    d, z, h, f = sizes["embed_dim"], sizes["z_dim"], sizes["hidden_dim"], sizes["ffn_embed_dim"]
     tokens = batch * length
     keys = chunk if 0 < chunk < length else length
     n = fast_fft_length(2 * length - 1)
@@ -183,7 +182,7 @@ def mega_training_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dic
 # Decoding models
 # ----------------------------------------------------------------------------------------------
 
-class MegaDecoder(nn.Module):
+class MegaCausalLM(nn.Module):
     """Token embedding, a causal chunked :func:`mega_stack` (ending in its final norm), tied
     output projection; decodes incrementally with the library's ``incremental_state`` dict."""
 
@@ -211,7 +210,7 @@ def fairseq_transformer_lm(sizes: dict, vocab_size: int, max_positions: int) -> 
     values = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
     d = sizes["embed_dim"]
     values.update(decoder_layers=sizes["layers"], decoder_embed_dim=d, decoder_input_dim=d, decoder_output_dim=d,
-                  decoder_ffn_embed_dim=sizes["ffn_dim"], decoder_attention_heads=sizes["heads"],
+                  decoder_ffn_embed_dim=sizes["ffn_embed_dim"], decoder_attention_heads=sizes["heads"],
                   decoder_normalize_before=True, share_decoder_input_output_embed=True, dropout=0.0,
                   attention_dropout=0.0, activation_dropout=0.0, max_target_positions=max_positions,
                   tokens_per_sample=max_positions, add_bos_token=False, tpu=False)

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from mega_fairseq.modules import NORM_TYPES
 
-from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, MegaDecoder, arch_sizes, build_model,
+from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, MegaCausalLM, arch_sizes, build_model,
                     fairseq_transformer_lm, hf_available)
 from .profiling import profile
 from .report import by_key, compute_ratios, flops_rows, format_report, plot
@@ -71,17 +71,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                             "d, z, v, N, FFN, chunk (if it has one), norm and relative bias")
     sizes.add_argument("--layers", type=int, help=f"number of layers ({DEFAULT_SIZES['layers']})")
     sizes.add_argument("--embed-dim", type=int, help=f"model dimension d ({DEFAULT_SIZES['embed_dim']})")
-    sizes.add_argument("--zdim", type=int,
-                       help=f"Mega shared representation (query/key) dim z ({DEFAULT_SIZES['zdim']})")
-    sizes.add_argument("--hdim", type=int,
-                       help=f"Mega attention value dim v, the paper's hidden dim ({DEFAULT_SIZES['hdim']})")
-    sizes.add_argument("--ndim", type=int, help=f"Mega EMA expansion dim N ({DEFAULT_SIZES['ndim']})")
-    sizes.add_argument("--ffn-dim", type=int, help=f"FFN hidden size, all models ({DEFAULT_SIZES['ffn_dim']})")
+    sizes.add_argument("--z-dim", type=int,
+                       help=f"Mega shared representation (query/key) dim z ({DEFAULT_SIZES['z_dim']})")
+    sizes.add_argument("--hidden-dim", type=int,
+                       help=f"Mega attention value dim v, the paper's hidden dim ({DEFAULT_SIZES['hidden_dim']})")
+    sizes.add_argument("--n-dim", type=int, help=f"Mega EMA expansion dim N ({DEFAULT_SIZES['n_dim']})")
+    sizes.add_argument("--ffn-embed-dim", type=int,
+                       help=f"FFN hidden size, all models ({DEFAULT_SIZES['ffn_embed_dim']})")
     sizes.add_argument("--chunk-size", type=int,
                        help=f"chunk size c of the chunked models ({DEFAULT_SIZES['chunk_size']})")
     sizes.add_argument("--heads", type=int, help="attention heads of the Transformer baselines (d / 64)")
-    sizes.add_argument("--norm-type", choices=NORM_TYPES,
-                       help=f"Mega norm; the Transformers use layernorm ({DEFAULT_SIZES['norm_type']})")
+    sizes.add_argument("--normalization-type", choices=NORM_TYPES,
+                       help=f"Mega norm; the Transformers use layernorm ({DEFAULT_SIZES['normalization_type']})")
     sizes.add_argument("--rel-pos-bias", choices=("simple", "rotary"),
                        help=f"Mega relative bias ({DEFAULT_SIZES['rel_pos_bias']})")
     runs = parser.add_argument_group("what to run")
@@ -248,7 +249,7 @@ def step_latency(step: Callable[[int], object], steps: int, device: str = "cpu")
     return latency, profile(lambda: step(steps), device)
 
 
-def mega_decode_latency(model: MegaDecoder, context: int, steps: int, vocab_size: int,
+def mega_decode_latency(model: MegaCausalLM, context: int, steps: int, vocab_size: int,
                         device: str = "cpu") -> Tuple[float, dict]:
     """Seconds per token (median) after a real prefill of ``context`` tokens (one call, incremental),
     and the profile of one more token."""
@@ -284,7 +285,7 @@ def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: i
     """Per-token latency of both decoders after each context, with the SDPA backend and the
     busiest kernels of one profiled token of each (``profiles``)."""
     torch.manual_seed(0)
-    mega = MegaDecoder(sizes, vocab_size).to(device).eval()
+    mega = MegaCausalLM(sizes, vocab_size).to(device).eval()
     transformer = fairseq_transformer_lm(sizes, vocab_size, max(contexts) + steps + 2).to(device).eval()
     rows = []
     with torch.no_grad(), autocast(device, precision):
@@ -310,7 +311,7 @@ def timing_worker(spec: dict) -> dict:
             print(f"  timed {row['model']} L={length}: {row['ms_per_1k_tokens']:.1f} ms/1K tokens",
                   file=sys.stderr, flush=True)
         gc.collect()
-    d, z, h, c = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["chunk_size"]
+    d, z, h, c = sizes["embed_dim"], sizes["z_dim"], sizes["hidden_dim"], sizes["chunk_size"]
     tokens = spec["tokens_per_step"]
     # the [phi, z, gamma, h] projection, and a chunk's weights times values
     results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device, precision=spec["precision"]),
@@ -411,8 +412,7 @@ def worker_main(spec_path: str):
 
 
 def model_sizes(args: argparse.Namespace) -> dict:
-    return {key: getattr(args, key) for key in ("layers", "embed_dim", "zdim", "hdim", "ndim", "ffn_dim",
-                                                 "chunk_size", "heads", "norm_type", "rel_pos_bias")}
+    return {key: getattr(args, key) for key in [*DEFAULT_SIZES, "heads"]}
 
 
 def training_configs(args: argparse.Namespace, models: List[str]) -> List[list]:

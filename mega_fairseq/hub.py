@@ -1,4 +1,4 @@
-"""Python interfaces to trained models, fairseq's ``from_pretrained`` for every family.
+"""Python interfaces to trained models: one ``from_pretrained`` for every family (:class:`FromPretrained`).
 
 - Language models and translation (``MegaLanguageModel.from_pretrained``,
   ``MegaTranslationModel.from_pretrained``): fairseq's own
@@ -29,25 +29,26 @@ from fairseq import hub_utils, utils
 from torch import Tensor, nn
 
 from .data.classification import META_FILE
-from .data.examples import check_length
+from .data.classification import check_length
 from .data.input_types import INPUT_TYPES
 
 
-def generator_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
-                  **kwargs) -> hub_utils.GeneratorHubInterface:
-    """fairseq's ``BaseFairseqModel.from_pretrained``, without logging the whole config."""
-    loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
-                                       archive_map=cls.hub_models(), **kwargs)
-    return hub_utils.GeneratorHubInterface(loaded["args"], loaded["task"], loaded["models"])
+class FromPretrained:
+    """``from_pretrained`` of every model family: the family's ``hub_interface`` (fairseq's
+    GeneratorHubInterface, or ClassifierHubInterface) around the task and models that fairseq's
+    ``hub_utils.from_pretrained`` loads. Unlike fairseq's ``BaseFairseqModel.from_pretrained``, it
+    does not log the whole config."""
 
+    hub_interface: type  # called as hub_interface(cfg, task, models)
 
-def classifier_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
-                   **kwargs) -> "ClassifierHubInterface":
-    loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
-                                       archive_map=cls.hub_models(), **kwargs)
-    if len(loaded["models"]) != 1:
-        raise ValueError(f"a classifier hub takes one checkpoint, got {len(loaded['models'])} ({checkpoint_file})")
-    return ClassifierHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                        **kwargs):
+        """``data_name_or_path``: the data folder the model was trained on; ``kwargs`` override the
+        checkpoint's config (``bpe="sentencepiece", sentencepiece_model=PATH`` for translation)."""
+        loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
+                                           archive_map=cls.hub_models(), **kwargs)
+        return cls.hub_interface(loaded["args"], loaded["task"], loaded["models"])
 
 
 class ClassifierHubInterface(nn.Module):
@@ -70,11 +71,13 @@ class ClassifierHubInterface(nn.Module):
     list is always a batch: give one token list as ``predict([tokens])[0]``.
     """
 
-    def __init__(self, cfg, task, model):
+    def __init__(self, cfg, task, models: List[nn.Module]):
         super().__init__()
+        if len(models) != 1:
+            raise ValueError(f"a classifier hub takes one checkpoint, got {len(models)} (an ensemble)")
         self.cfg = cfg
         self.task = task
-        self.model = model
+        self.model = models[0]
         self.model.eval()
         self.input_type = INPUT_TYPES[str(task.cfg.input_type)]
         self.paired = bool(task.cfg.paired)

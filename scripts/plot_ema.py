@@ -91,8 +91,10 @@ def model_config(checkpoint: dict) -> dict:
 
 
 def truncation_of(model: dict) -> Optional[int]:
-    value = model.get("truncation_length")
-    return int(value) if value is not None and int(value) > 0 else None
+    """The EMA kernel taps the model keeps (None: all), by the layer config's rule."""
+    from mega_fairseq.modules import MegaLayerConfig
+
+    return MegaLayerConfig(truncation_length=int(model.get("truncation_length") or 0)).truncation
 
 
 def ema_module(params: Dict[str, torch.Tensor], rows: slice, truncation: Optional[int]):

@@ -84,6 +84,16 @@ def test_every_module_takes_the_one_config():
     assert MegaLayerConfig(truncation_length=0).truncation is None  # the official recipes' "no truncation"
 
 
+def test_each_dropout_module_is_named_after_its_option():
+    layer = MegaLayer(config(dropout=0.1, attention_dropout=0.2, hidden_dropout=0.3, activation_dropout=0.4),
+                      causal=True, cross_attention=True)
+    attention, cross, ffn = layer.mega_layer, layer.cross_attn, layer.nffn
+    assert attention.attention_dropout == cross.attention_dropout == 0.2  # on the attention weights
+    assert attention.hidden_dropout.p == cross.hidden_dropout.p == 0.3  # on the attention values
+    assert ffn.activation_dropout.p == 0.4  # inside the FFN
+    assert all(m.dropout.p == 0.1 for m in (attention, cross, ffn))
+
+
 def test_layer_options_are_declared_once():
     """The fairseq model config is derived from MegaLayerConfig: its layer fields carry the same
     names (per-stack ones prefixed) and help texts."""
@@ -96,6 +106,24 @@ def test_layer_options_are_declared_once():
             continue
         name = option_names("decoder")[layer_field.name]
         assert lm_fields[name].metadata["help"].startswith(layer_field.metadata["help"]), name
+
+
+def test_base_presets_start_from_the_layer_defaults():
+    """Each family's base preset is MegaLayerConfig's defaults plus what it changes: a default
+    changed in modules/config.py reaches every base preset (the classifier's base is narrower)."""
+    from mega_fairseq.models.mega_classifier import CLASSIFIER_PRESETS
+    from mega_fairseq.models.mega_config import layer_defaults
+    from mega_fairseq.models.mega_lm import LM_PRESETS
+    from mega_fairseq.models.mega_translation import MT_PRESETS
+
+    defaults = MegaLayerConfig()
+    lm = layer_defaults(["decoder"])
+    assert (lm["decoder_z_dim"], lm["dropout"], lm["truncation_length"]) == (defaults.z_dim, defaults.dropout, 0)
+    assert LM_PRESETS.explicit("mega_lm").items() >= lm.items()
+    assert MT_PRESETS.explicit("mega") == layer_defaults(["encoder", "decoder"])
+    classifier = CLASSIFIER_PRESETS.explicit("mega_classifier")
+    changed = {name for name, value in layer_defaults(["encoder"]).items() if classifier[name] != value}
+    assert changed == {"encoder_embed_dim", "encoder_hidden_dim", "encoder_z_dim", "truncation_length"}
 
 
 def test_token_embedding_scales_projects_and_normalises():

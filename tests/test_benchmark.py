@@ -1,6 +1,8 @@
 """Smoke test of the benchmark: tiny sizes, every measurement present and positive (timings are not judged),
 the precision it runs in, and what ran (SDPA backend, kernels) recorded beside each figure."""
 
+import dataclasses
+import inspect
 import json
 from types import SimpleNamespace
 
@@ -10,6 +12,8 @@ from torch import nn
 from torch.autograd import DeviceType
 
 from benchmarks import cases, fused_attention, harness, profiling, report
+from mega_fairseq import models, modules
+from mega_fairseq.modules import MegaLayerConfig
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
@@ -29,8 +33,8 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
     results = harness.main([
         "--device", device,
         "--models", "mega_chunk", "--lengths", "64", "--chunk-lengths", "128", "--layers", "1",
-        "--embed-dim", "16", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--ffn-dim", "16", "--chunk-size", "32",
-        "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
+        "--embed-dim", "16", "--z-dim", "8", "--hidden-dim", "16", "--n-dim", "2", "--ffn-embed-dim", "16",
+        "--chunk-size", "32", "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
         "--decode-contexts", "8", "40",
         "--decode-steps", "4", "--threads", "1", "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
@@ -70,7 +74,7 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
 
 
 def test_flop_count_of_a_chunked_step():
-    sizes = dict(layers=1, embed_dim=4, zdim=2, hdim=8, ffn_dim=6, chunk_size=16)
+    sizes = dict(layers=1, embed_dim=4, z_dim=2, hidden_dim=8, ffn_embed_dim=6, chunk_size=16)
     counts = cases.mega_training_flops(sizes, batch=3, length=32, chunk=16)
     tokens = 3 * 32
     assert counts["projections"] == 3 * 2 * tokens * (4 * 8 + 4 * (2 + 8 + 8) + 8 * 4 + 2 * 4 * 6)
@@ -78,10 +82,28 @@ def test_flop_count_of_a_chunked_step():
     assert counts["total"] == counts["projections"] + counts["attention"] + counts["fft"] > 0
 
 
+def test_the_benchmark_speaks_the_librarys_names():
+    """Sizes and their flags are MegaLayerConfig's option names (--z-dim, not --zdim), and no model
+    of the benchmark shadows a class of the library."""
+    given = dict(layers=1, embed_dim=8, z_dim=4, hidden_dim=12, n_dim=2, ffn_embed_dim=10, chunk_size=8,
+                 normalization_type="rmsnorm", rel_pos_bias="rotary")
+    assert given.keys() == cases.DEFAULT_SIZES.keys() and given.keys() <= {f.name for f in
+                                                                          dataclasses.fields(MegaLayerConfig)}
+    args = harness.parse_args([part for name, value in given.items() for part in (f"--{name.replace('_', '-')}",
+                                                                                  str(value))])
+    assert harness.model_sizes(args) == dict(given, heads=1)
+    library = set(modules.__all__) | {name for module in vars(models).values() if inspect.ismodule(module)
+                                      for name, value in vars(module).items() if inspect.isclass(value)}
+    benchmark = {name for name, value in vars(cases).items() if inspect.isclass(value)
+                 and value.__module__ == cases.__name__}
+    assert benchmark and not benchmark & library, benchmark & library
+
+
 def test_sizes_from_a_named_arch_with_explicit_flags_winning():
     args = harness.parse_args(["--arch", "mega_lm_enwik8_base", "--layers", "1"])
-    assert (args.layers, args.embed_dim, args.zdim, args.hdim, args.ndim, args.ffn_dim) == (1, 512, 128, 1024, 16, 1024)
-    assert (args.chunk_size, args.rel_pos_bias, args.norm_type, args.heads) == (2048, "rotary", "layernorm", 8)
+    assert (args.layers, args.embed_dim, args.z_dim, args.hidden_dim, args.n_dim, args.ffn_embed_dim) == \
+        (1, 512, 128, 1024, 16, 1024)
+    assert (args.chunk_size, args.rel_pos_bias, args.normalization_type, args.heads) == (2048, "rotary", "layernorm", 8)
     assert harness.parse_args([]).chunk_size == 128  # the default table's sizes
     assert harness.parse_args(["--arch", "mega_lm"]).chunk_size == 128  # full attention: chunk flag's default
 

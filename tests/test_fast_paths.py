@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDampedEMA, ema_reference
-from mega_fairseq.modules import attention_cpu, gated_attention
-from mega_fairseq.modules.attention import attention_weights, toeplitz_rows
-from mega_fairseq.modules.attention_cpu import softmax_attention_blocks
+from mega_fairseq.modules import attention
+from mega_fairseq.modules.attention import attention_weights, softmax_attention_blocks, toeplitz_rows
 from mega_fairseq.modules.ema import fft_convolution
 
 DTYPE = torch.float64
@@ -99,10 +98,10 @@ def test_softmax_attention_blocks_match_reference(block_rows, group_rows, keep, 
     torch.manual_seed(0)
     # blocks of 3 query rows of one entry in groups of 7 rows or of two whole entries (the last
     # block or group shorter), or blocks of two whole entries in groups of four
-    monkeypatch.setattr(attention_cpu, "_BLOCK_BYTES", block_rows * 10 * 8)
-    monkeypatch.setattr(attention_cpu, "_GROUP_BYTES", group_rows * 10 * 8)
-    monkeypatch.setattr(attention_cpu, "_MIN_BLOCK_ROWS", 1)
-    monkeypatch.setattr(attention_cpu, "_KEEP_WEIGHTS_BYTES", 10 ** 9 if keep else 0)
+    monkeypatch.setattr(attention, "_BLOCK_BYTES", block_rows * 10 * 8)
+    monkeypatch.setattr(attention, "_GROUP_BYTES", group_rows * 10 * 8)
+    monkeypatch.setattr(attention, "_MIN_BLOCK_ROWS", 1)
+    monkeypatch.setattr(attention, "_KEEP_WEIGHTS_BYTES", 10 ** 9 if keep else 0)
     q = torch.randn(4, 10, 6, dtype=DTYPE, requires_grad=True)
     k = torch.randn(4, 10, 6, dtype=DTYPE, requires_grad=True)
     v = torch.randn(4, 10, 7, dtype=DTYPE, requires_grad=True)
@@ -151,8 +150,8 @@ def test_query_blocks_with_recomputation_equal_one_block(function, bias, causal,
 
     whole, whole_grads = run()
     # 2 x 13 x 13 float64 scores are 2704 bytes: blocks of 3 query rows (the last one shorter)
-    monkeypatch.setattr(gated_attention, "_MAX_SCORE_BYTES", 1000)
-    monkeypatch.setattr(gated_attention, "_BLOCK_SCORE_BYTES", 3 * 2 * 13 * 8)
+    monkeypatch.setattr(attention, "_MAX_SCORE_BYTES", 1000)
+    monkeypatch.setattr(attention, "_BLOCK_SCORE_BYTES", 3 * 2 * 13 * 8)
     blocked, blocked_grads = run()
     torch.testing.assert_close(blocked, whole)
     for a, b in zip(blocked_grads, whole_grads):
@@ -163,8 +162,8 @@ def test_query_blocks_recompute_the_same_dropout(monkeypatch):
     torch.manual_seed(0)
     layer = MegaLayer(MegaLayerConfig(embed_dim=4, z_dim=3, hidden_dim=5, ffn_embed_dim=0, n_dim=2, dropout=0.0,
                                       attention_dropout=0.5, max_positions=16), causal=False).to(DTYPE).train()
-    monkeypatch.setattr(gated_attention, "_MAX_SCORE_BYTES", 100)
-    monkeypatch.setattr(gated_attention, "_BLOCK_SCORE_BYTES", 3 * 9 * 8)
+    monkeypatch.setattr(attention, "_MAX_SCORE_BYTES", 100)
+    monkeypatch.setattr(attention, "_BLOCK_SCORE_BYTES", 3 * 9 * 8)
 
     def seeded(inputs):
         torch.manual_seed(1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mega_fairseq.modules import MegaLayerConfig, attention, gated_attention
+from mega_fairseq.modules import MegaLayerConfig, attention
 from mega_fairseq.modules.attention import attend, attention_weights
 from mega_fairseq.modules.cross_attention import GatedCrossAttention
 from mega_fairseq.modules.gated_attention import MovingAverageGatedAttention
@@ -152,7 +152,7 @@ def test_fused_path_keeps_nothing_score_sized(causal, padding, chunk, sdpa_calls
     its arguments, holds far fewer elements than the scores (B x L x c; c = L for full attention):
     the causal mask is folded into the shared c x c bias, key padding is a column of q and k,
     and a right-padded causal layer drops it. (The explicit path kept a B x nc x c x c mask.)"""
-    monkeypatch.setattr(gated_attention, "uses_cpu_kernel", lambda device: False)
+    monkeypatch.setattr(attention, "uses_cpu_kernel", lambda device: False)
     bsz, length = 4, 96
     layer = _layer(causal, chunk)
     x = torch.randn(bsz, length, 4, requires_grad=True)
@@ -195,7 +195,7 @@ def test_fused_layer_matches_the_cpu_kernel_and_the_explicit_weights(causal, chu
 
     reference, reference_grads = run(need_weights=True)  # explicit weights
     results = [run(right_padded=right_padded) for right_padded in {False, padding == "right"}]  # the CPU kernel
-    monkeypatch.setattr(gated_attention, "uses_cpu_kernel", lambda device: False)
+    monkeypatch.setattr(attention, "uses_cpu_kernel", lambda device: False)
     results += [run(mask_mode=mode, right_padded=right_padded) for mode in ("auto", "explicit")
                 for right_padded in {False, padding == "right"}]
     for out, grads in results:

@@ -24,7 +24,7 @@ from conftest import ROOT, USER_DIR
 from lra_fixtures import tone, write_aan, write_listops, write_pathfinder, write_speech_commands
 from mega_fairseq.data import speech_commands
 from mega_fairseq.data.classification import DataError, read_pathfinder, speech_commands_split
-from mega_fairseq.hub import ClassifierHubInterface
+from mega_fairseq.hub import ClassifierHubInterface, FromPretrained
 from mega_fairseq.models.mega_classifier import MegaSequenceClassifier
 from mega_fairseq.models.mega_lm import MegaLanguageModel
 from mega_fairseq.models.mega_translation import MegaTranslationModel
@@ -176,6 +176,14 @@ def trained(data):
 
 def checkpoint_dir(data, name):
     return data["root"] / f"{name}_ck"  # where the fixture above saves each model
+
+
+def test_every_family_loads_through_one_from_pretrained():
+    assert {family.from_pretrained.__func__ for family in (MegaLanguageModel, MegaTranslationModel,
+                                                           MegaSequenceClassifier)} == {
+        FromPretrained.from_pretrained.__func__}
+    with pytest.raises(ValueError, match="a classifier hub takes one checkpoint, got 2"):
+        ClassifierHubInterface(None, None, [torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)])
 
 
 # ---------------------------------------------------------------- language model

@@ -7,7 +7,7 @@ from fairseq import options, tasks
 from fairseq.sequence_generator import SequenceGenerator
 
 from conftest import USER_DIR
-from mega_fairseq.modules import gated_attention
+from mega_fairseq.modules import attention
 
 
 def build(data, *extra):
@@ -142,7 +142,7 @@ def test_right_padded_decoder_attends_without_a_padding_mask(lm_data, monkeypatc
     """fairseq's collaters pad targets on the right, where a real query sees no padded key: on the
     fused dispatch (CUDA's, forced here) SDPA gets q of width z and the c x c bias alone."""
     task, model = build(lm_data)
-    monkeypatch.setattr(gated_attention, "uses_cpu_kernel", lambda device: False)
+    monkeypatch.setattr(attention, "uses_cpu_kernel", lambda device: False)
     calls = []
     sdpa = F.scaled_dot_product_attention
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
 from mega_fairseq.data import lra
-from mega_fairseq.data.classification import LRA_TASKS, DataError, detect_format, grayscale, read_cifar10
+from mega_fairseq.data.classification import LRA_TASKS, DataError, check_length, detect_format, grayscale, read_cifar10
 from mega_fairseq.data.examples import load_split
 from mega_fairseq.data.input_types import byte_dictionary, token_dictionary
 from mega_fairseq.tasks.mega_sequence_classification import SequenceClassificationTask
@@ -160,6 +160,18 @@ def test_input_longer_than_the_maximum(tmp_path):
         load("listops", data, max_positions=20)
     (inputs,), _ = load("listops", data, max_positions=20, shorten_method="truncate")[0]
     assert max(len(x) for x in inputs) == 20
+
+
+def test_one_truncation_rule_for_inputs_and_clips():
+    """check_length decides for every reader (read_clip's samples too), the task and the hub."""
+    refuse, truncate = SimpleNamespace(max_positions=4), SimpleNamespace(max_positions=4, shorten_method="truncate")
+    assert [check_length(n, refuse, "x") for n in (1, 4)] == [1, 4]
+    assert check_length(9, truncate, "x") == 4
+    with pytest.raises(DataError, match=r"^x: an input of 9 items is longer than --max-positions 4 \(raise it, "
+                                        r"or pass --shorten-method truncate to keep the first 4 items\)$"):
+        check_length(9, refuse, "x")
+    with pytest.raises(DataError, match="^x: empty input$"):
+        check_length(0, truncate, "x")
 
 
 def test_pixel_out_of_range(tmp_path):

@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from mega_fairseq.modules import NORM_TYPES, MegaLayer, MegaLayerConfig, SequenceNorm, gated_attention, pool
+from mega_fairseq.modules import NORM_TYPES, MegaLayer, MegaLayerConfig, SequenceNorm, attention, pool
 from mega_fairseq.modules.attention import attention_weights, toeplitz_rows
 
 CONFIGS = list(itertools.product(
@@ -40,7 +40,7 @@ def plain_softmax_attention(q, k, v, *, offsets, key_padding, causal, scaling):
 
 
 _AUTOCAST = {}
-_ATTEND = gated_attention.attend
+_ATTEND = attention.attend
 
 
 def plain_attend(q, k, v, *, function, bias, visible, scaling, dropout=0.0, need_weights=False, causal=None,
@@ -108,8 +108,8 @@ def check_against_plain(config, device, dtype, monkeypatch, cross=False):
     fast = outputs_and_gradients(layer.float(), x, mask, device, dtype, memory)
     assert all(r is None or torch.isfinite(r).all() for r in fast)
     _AUTOCAST["dtype"] = dtype
-    monkeypatch.setattr(gated_attention, "softmax_attention_blocks", plain_softmax_attention)
-    monkeypatch.setattr(gated_attention, "attend", plain_attend)
+    monkeypatch.setattr(attention, "softmax_attention_blocks", plain_softmax_attention)
+    monkeypatch.setattr(attention, "attend", plain_attend)
     plain = outputs_and_gradients(layer.float(), x, mask, device, dtype, memory)
     fast_errors = errors(fast, truth)
     assert fast_errors[0] < 5 * FLOOR[dtype], fast_errors[0]  # the output itself
@@ -158,7 +158,7 @@ def test_a_fast_path_with_a_gradient_error_fails_the_check(monkeypatch):
     def wrong_attend(q, k, v, **kwargs):
         return _ATTEND(q, k, _ScaleGradient.apply(v) if v.dtype != torch.float64 else v, **kwargs)
 
-    monkeypatch.setattr(gated_attention, "attend", wrong_attend)
+    monkeypatch.setattr(attention, "attend", wrong_attend)
     with pytest.raises(AssertionError, match="v_proj"):
         check_against_plain((False, -1, "laplace", "simple", ("scalenorm", False)), "cpu", torch.bfloat16,
                             monkeypatch)

@@ -52,6 +52,23 @@ class Record:
     where: str  # file:line, or file (image n)
 
 
+def check_length(size: int, cfg, where: str, *, what: str = "an input", unit: str = "items",
+                 advice: str = "raise it") -> int:
+    """The length to keep of an input of ``size`` items, the one truncation rule of every reader,
+    the task and the hub: all of it up to ``--max-positions``; the first ``max_positions`` of a
+    longer one with ``--shorten-method truncate``, otherwise an error naming both flags. An empty
+    input is an error."""
+    if size == 0:
+        raise DataError(f"{where}: empty input")
+    limit = cfg.max_positions
+    if size <= limit:
+        return size
+    if str(getattr(cfg, "shorten_method", "none")) != "truncate":
+        raise DataError(f"{where}: {what} of {size} {unit} is longer than --max-positions {limit} ({advice}, or "
+                        f"pass --shorten-method truncate to keep the first {limit} {unit})")
+    return limit
+
+
 def parse_label(text: str, where: str) -> int:
     """An integer label; "1.0" is accepted (the release's float labels), "0.5" or "pos" are not."""
     try:
@@ -294,12 +311,10 @@ def read_clip(path: Path, cfg) -> Optional[np.ndarray]:
         divisor = gcd(SAMPLE_RATE, rate)
         audio = resample_poly(audio, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
     length = cfg.max_positions
-    if len(audio) > length and str(getattr(cfg, "shorten_method", "none")) != "truncate":
-        raise DataError(f"{path}: a clip of {len(audio)} samples is longer than --max-positions {length} (set "
-                        f"--max-positions to the clip length, {SAMPLE_RATE} for one second, or pass --shorten-method "
-                        f"truncate to keep the first {length} samples)")
-    if len(audio) >= length:
-        return np.ascontiguousarray(audio[:length])
+    audio = audio[:check_length(len(audio), cfg, str(path), what="a clip", unit="samples",
+                                advice=f"set --max-positions to the clip length, {SAMPLE_RATE} for one second")]
+    if len(audio) == length:
+        return np.ascontiguousarray(audio)
     if str(getattr(cfg, "short_clips", "drop")) == "drop":
         return None
     return np.concatenate([audio, np.zeros(length - len(audio), dtype=np.float32)])

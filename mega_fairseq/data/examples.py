@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from fairseq.data import Dictionary, FairseqDataset, TruncateDataset, data_utils
 
-from .classification import DataError, Format, parse_label, text_lines
+from .classification import DataError, Format, check_length, parse_label, text_lines
 from .input_types import INPUT_TYPES
 
 
@@ -50,18 +50,6 @@ def waveform_statistics(clips) -> Tuple[float, float]:
     mean = total / count
     variance = max(total_square - count * mean * mean, 0.0) / (count - 1)
     return float(mean), float(np.sqrt(variance))
-
-
-def check_length(size: int, cfg, where: str) -> int:
-    """The length to keep of an input of ``size`` items."""
-    if size == 0:
-        raise DataError(f"{where}: empty input")
-    if size > cfg.max_positions:
-        if str(cfg.shorten_method) != "truncate":
-            raise DataError(f"{where}: an input of {size} items is longer than --max-positions {cfg.max_positions} "
-                            f"(raise it, or pass --shorten-method truncate to keep the first {cfg.max_positions})")
-        return cfg.max_positions
-    return size
 
 
 def check_label(label: int, cfg, where: str):

@@ -1,28 +1,25 @@
 """Mega language models (``--arch mega_lm*``), with the official recipes' presets."""
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Optional
 
+from fairseq import hub_utils
 from fairseq.models import FairseqLanguageModel, register_model
 from fairseq.modules import AdaptiveInput
 from fairseq.utils import eval_str_list, safe_getattr
 from omegaconf import II
 
+from ..hub import FromPretrained
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, alias, derived_fields,
-                          layer_config, layer_options_config, size_columns)
+                          layer_config, layer_defaults, layer_options_config, preset_help, size_columns)
 from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 
-# The family's base preset (--arch mega_lm); the others build on it.
-BASE = dict(decoder_layers=6, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_z_dim=128, decoder_n_dim=16,
-            decoder_chunk_size=-1, truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0, adaptive_input=False,
-            adaptive_softmax_dropout=0.0, tie_adaptive_weights=False, tie_adaptive_proj=False)
-
-
-def preset(name: str, help_text: str) -> dict:
-    """Help of a field that presets set, with the base preset's value."""
-    return {"help": f"{help_text} (set by --arch; mega_lm: {BASE[name]})"}
+# The family's base preset (--arch mega_lm): the layer defaults; the others build on it.
+BASE = dict(layer_defaults(["decoder"]), adaptive_input=False, adaptive_softmax_dropout=0.0,
+            tie_adaptive_weights=False, tie_adaptive_proj=False)
+_preset_help = partial(preset_help, "mega_lm", BASE)
 
 # The official WikiText-103 recipes: adaptive input and softmax, tied, cutoffs 20K/60K.
 _ADAPTIVE = dict(decoder_layers=16, dropout=0.3, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1,
@@ -59,7 +56,7 @@ class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE,
         default=None, metadata={"help": "token embedding dimension, projected to d if different (default: d)"})
     no_affine_final_norm: bool = field(default=False, metadata={"help": "no affine parameters in the final norm"})
     adaptive_input: Optional[bool] = field(
-        default=None, metadata=preset("adaptive_input", "use an adaptive input embedding"))
+        default=None, metadata=_preset_help("adaptive_input", "use an adaptive input embedding"))
     adaptive_input_factor: float = field(default=4, metadata={"help": "adaptive input dimension reduction factor"})
     adaptive_input_cutoff: Optional[str] = field(
         default=None, metadata={"help": "comma-separated adaptive input cutoffs (set by --arch)"})
@@ -67,12 +64,13 @@ class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE,
         default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss; "
                                         "set by --arch)"})
     adaptive_softmax_dropout: Optional[float] = field(
-        default=None, metadata=preset("adaptive_softmax_dropout", "dropout in the adaptive softmax tail projections"))
+        default=None,
+        metadata=_preset_help("adaptive_softmax_dropout", "dropout in the adaptive softmax tail projections"))
     adaptive_softmax_factor: float = field(default=4, metadata={"help": "adaptive softmax dimension reduction factor"})
     tie_adaptive_weights: Optional[bool] = field(
-        default=None, metadata=preset("tie_adaptive_weights", "tie adaptive input and adaptive softmax weights"))
+        default=None, metadata=_preset_help("tie_adaptive_weights", "tie adaptive input and adaptive softmax weights"))
     tie_adaptive_proj: Optional[bool] = field(
-        default=None, metadata=preset("tie_adaptive_proj", "tie adaptive input and adaptive softmax projections"))
+        default=None, metadata=_preset_help("tie_adaptive_proj", "tie adaptive input and adaptive softmax projections"))
     max_target_positions: Optional[int] = II("task.max_target_positions")
     tokens_per_sample: int = II("task.tokens_per_sample")
 
@@ -88,15 +86,10 @@ def preset_table() -> str:
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
-class MegaLanguageModel(FairseqLanguageModel):
+class MegaLanguageModel(FromPretrained, FairseqLanguageModel):
     """A decoder-only Mega language model."""
 
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """fairseq's hub interface (``.sample()``, ``.score()``, ``.generate()``); see :mod:`mega_fairseq.hub`."""
-        from ..hub import generator_hub
-
-        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+    hub_interface = hub_utils.GeneratorHubInterface  # from_pretrained: .sample(), .score(), .generate()
 
     @classmethod
     def build_model(cls, cfg, task):

@@ -6,17 +6,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+from fairseq import hub_utils
 from fairseq.models import FairseqEncoderDecoderModel, register_model
 from fairseq.utils import safe_getattr
 from omegaconf import II
 
+from ..hub import FromPretrained
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, derived_fields, layer_config,
-                          layer_options_config, size_columns)
+                          layer_defaults, layer_options_config, size_columns)
 from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 from .mega_encoder import MegaEncoder
-
-_STACK = dict(layers=6, embed_dim=512, hidden_dim=1024, z_dim=128, n_dim=16, chunk_size=-1)
 
 
 def _both(**sizes):
@@ -24,9 +24,8 @@ def _both(**sizes):
     return {f"{prefix}_{name}": value for prefix in ("encoder", "decoder") for name, value in sizes.items()}
 
 
-# The family's base preset (--arch mega); the others build on it.
-BASE = dict(_both(**_STACK), truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+# The family's base preset (--arch mega): the layer defaults; the others build on it.
+BASE = layer_defaults(["encoder", "decoder"])
 
 PRESETS = {
     "mega": Preset(None, BASE, "the official base differs: EMA truncation 1024 (its WMT recipe passes 0: none)"),
@@ -84,16 +83,10 @@ def dictionary_files(task) -> Dict[str, str]:
 
 
 @register_model("mega", dataclass=MegaTranslationConfig)
-class MegaTranslationModel(FairseqEncoderDecoderModel):
+class MegaTranslationModel(FromPretrained, FairseqEncoderDecoderModel):
     """Mega encoder-decoder (the official ``mega`` model)."""
 
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """fairseq's hub interface (``.translate()``; ``bpe="sentencepiece", sentencepiece_model=PATH``
-        encodes and decodes raw text); see :mod:`mega_fairseq.hub`."""
-        from ..hub import generator_hub
-
-        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+    hub_interface = hub_utils.GeneratorHubInterface  # from_pretrained: .translate(), .generate()
 
     @classmethod
     def build_model(cls, cfg, task):

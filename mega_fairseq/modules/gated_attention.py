@@ -5,31 +5,15 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from . import attention
 from .activations import get_activation
-from .attention import attend, compute_dtype, toeplitz_rows
-from .attention_cpu import softmax_attention_blocks
 from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
 from .incremental import IncrementalState, IncrementalStateMixin
 from .norm import SequenceNorm
 from .positional_bias import build_relative_positional_bias
-
-# Attention other than softmax without dropout (which has softmax_attention_blocks): above this
-# many bytes of B x Q x K scores the queries run in blocks of about _BLOCK_SCORE_BYTES whose
-# weights are recomputed in the backward pass, so memory grows as L x block instead of L^2
-# (16K tokens would otherwise keep 1 GB per layer).
-_MAX_SCORE_BYTES = 2 ** 28
-_BLOCK_SCORE_BYTES = 2 ** 26
-
-
-def uses_cpu_kernel(device: torch.device) -> bool:
-    """Softmax attention without dropout runs the blocked kernel on CPU; on other devices torch's
-    scaled_dot_product_attention (``fused_softmax_attention``: its memory-efficient kernel never
-    materialises the scores, and neither does what it is given)."""
-    return device.type == "cpu"
 
 
 def init_linear(*linears: nn.Linear):
@@ -68,11 +52,16 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
         out = torch.addcmul(residual, phi, h - residual)
         return out if self.prenorm else self.norm(out, padding_mask)
 
+    def attention_options(self, need_weights: bool) -> dict:
+        """The block's settings for the attention dispatcher (``attention.attend``,
+        ``attention.relative_attention``), which chooses the kernel."""
+        return dict(function=self.attention_activation, scaling=self.scaling,
+                    dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights,
+                    mask_mode=self.mask_mode)
+
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
-               need_weights: bool = False, causal: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
-        return attend(q, k, v, function=self.attention_activation, bias=bias, visible=visible, scaling=self.scaling,
-                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights,
-                      causal=causal, mask_mode=self.mask_mode)
+               need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        return attention.attend(q, k, v, bias=bias, visible=visible, **self.attention_options(need_weights))
 
 
 def _cat_padding(first: Optional[Tensor], second: Optional[Tensor], first_length: int,
@@ -160,13 +149,9 @@ class MovingAverageGatedAttention(GatedBlock):
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
-        """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned.
-        ``padding_mask`` (B x L, True at padding) hides keys.
-
-        On CPU, softmax attention without dropout or returned weights uses the blocked kernel
-        (``softmax_attention_blocks``), which never materialises the weights of more than one
-        block of queries; everything else goes through ``attend`` (on CUDA: torch's fused
-        attention), in query blocks once a chunk's explicit scores pass ``_MAX_SCORE_BYTES``.
+        """Block-diagonal attention over chunks (the dispatcher, ``attention.relative_attention``,
+        chooses the kernel); the last ``num_queries`` outputs are returned. ``padding_mask`` (B x L,
+        True at padding) hides keys.
         """
         bsz, length, _ = k.size()
         chunk = self.chunk_size if 0 < self.chunk_size < length else length
@@ -180,62 +165,27 @@ class MovingAverageGatedAttention(GatedBlock):
                     padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
                 padding_mask = F.pad(padding_mask, (0, pad), value=True)
         nc = (length + pad) // chunk
-        offset_bias = self.rel_pos_bias.offsets(chunk)  # 2c - 1
-        dropout = self.attention_dropout if self.training else 0.0
-        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights and uses_cpu_kernel(q.device):
-            dtype = compute_dtype(q, k, v)  # float32 for half inputs: the softmax runs in float32
-            key_padding = None if padding_mask is None else padding_mask.view(bsz * nc, chunk)
-            with torch.autocast("cpu", enabled=False):
-                out = softmax_attention_blocks(
-                    q.to(dtype).reshape(bsz * nc, chunk, self.zdim), k.to(dtype).reshape(bsz * nc, chunk, self.zdim),
-                    v.to(dtype).reshape(bsz * nc, chunk, self.hdim), offsets=offset_bias.to(dtype),
-                    key_padding=key_padding, causal=self.causal, scaling=self.scaling).to(v.dtype)  # B * nc x c x h
-            weights = None
-        else:
-            out, weights = self._attend_blocks(q.view(bsz, nc, chunk, self.zdim), k.view(bsz, nc, chunk, self.zdim),
-                                               v.view(bsz, nc, chunk, self.hdim), offset_bias, padding_mask,
-                                               need_weights)
+        out, weights = attention.relative_attention(
+            q.view(bsz, nc, chunk, self.zdim), k.view(bsz, nc, chunk, self.zdim), v.view(bsz, nc, chunk, self.hdim),
+            offsets=self.rel_pos_bias.offsets(chunk), causal=self.causal,
+            key_padding=None if padding_mask is None else padding_mask.view(bsz, nc, chunk),
+            **self.attention_options(need_weights))  # B x nc x c x h
         out = out.reshape(bsz, nc * chunk, self.hdim)[:, :length]  # B x L x h
         if num_queries is not None:
             out = out[:, length - num_queries:]
         return out, weights
 
-    def _attend_blocks(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
-                       need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        """``attend`` on every chunk at once, or, when explicit scores would pass
-        ``_MAX_SCORE_BYTES``, on blocks of query rows whose weights are recomputed in the backward
-        pass (on CUDA, fused softmax attention never holds the scores: no blocks here, and the
-        bias gradient of its backward is bounded by ``fused_softmax_attention``).
-
-        Shapes: q: B x nc x c x z; k: B x nc x c x z; v: B x nc x c x h; returns (B x nc x c x h,
-        weights B x nc x c x c or None).
-        """
-        bsz, nc, chunk, _ = q.size()
-        score_bytes = bsz * nc * chunk * chunk * q.element_size()
-        fused = self.attention_activation == "softmax" and not need_weights and not uses_cpu_kernel(q.device)
-        if fused or need_weights or score_bytes <= _MAX_SCORE_BYTES:
-            return self._attend_rows(q, k, v, offset_bias, padding_mask, 0, need_weights)
-        rows = max(1, chunk * _BLOCK_SCORE_BYTES // score_bytes)
-        return torch.cat([checkpoint(self._attend_rows, q[:, :, start:start + rows], k, v, offset_bias,
-                                     padding_mask, start, use_reentrant=False)[0]
-                          for start in range(0, chunk, rows)], dim=2), None
-
     def _attend_rows(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
                      start: int, need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-        """Queries ``start``..``start + Q - 1`` of every chunk attend to their chunk's c keys.
+        """Queries ``start``..``start + Q - 1`` of every chunk attend to their chunk's c keys (the
+        incremental path's last rows: ``attention.attention_rows``).
 
         Shapes: q: B x nc x Q x z; k: B x nc x c x z; v: B x nc x c x h; offset_bias: 2c - 1;
         padding_mask: B x nc * c; returns (B x nc x Q x h, weights B x nc x Q x c or None).
         """
-        bsz, nc, rows, _ = q.size()
-        chunk = k.size(2)
-        visible = None if padding_mask is None else ~padding_mask.view(bsz, nc, 1, chunk)
-        causal = None
-        if self.causal:
-            causal = torch.arange(start, start + rows, device=q.device).unsqueeze(-1) >= torch.arange(
-                chunk, device=q.device)  # Q x c
-        bias = toeplitz_rows(offset_bias, chunk, start, start + rows)  # Q x c
-        return self.attend(q, k, v, bias, visible, need_weights, causal=causal)
+        key_padding = None if padding_mask is None else padding_mask.view(k.shape[:3])
+        return attention.attention_rows(q, k, v, offsets=offset_bias, key_padding=key_padding, causal=self.causal,
+                                        first_query=start, **self.attention_options(need_weights))
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                             incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
