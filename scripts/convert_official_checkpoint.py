@@ -79,7 +79,7 @@ def our_symbols(args: argparse.Namespace):
 
 def classifier_vocabulary(args: argparse.Namespace, official_dict: Optional[Path]):
     """(Vocabulary, the offset of learned positions) of a converted classifier's token input."""
-    if args.input_type not in ("tokens", "bytes"):
+    if INPUT_TYPES[args.input_type].real_valued:
         return None, 0
     if official_dict is None:
         raise ConversionError(f"--input-type {args.input_type}: pass --official-dict, the src-bin/dict.txt of the "
@@ -109,7 +109,7 @@ def classifier_class_rows(args: argparse.Namespace, official_dict: Optional[Path
     """The official class of each of ours for a text input (lra-text); None for the other tasks,
     which number classes as we do. ``labels`` defaults to label-bin/dict.txt beside the
     src-bin/ of ``official_dict``."""
-    if args.input_type not in ("tokens", "bytes"):
+    if INPUT_TYPES[args.input_type].real_valued:
         return None
     if labels is None:  # text inputs come with official_dict (classifier_vocabulary)
         labels = official_dict.parent.parent / "label-bin" / "dict.txt"
