@@ -256,7 +256,8 @@ def update_made_with(out: Path, names):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="SAMPLE", help=f"samples to write (default: all): "
                                                                     f"{', '.join(SAMPLES)}")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "samples",

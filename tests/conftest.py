@@ -13,8 +13,9 @@ from fairseq_driver import COMMANDS, check_device
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = str(ROOT / "mega_fairseq")
-sys.path.insert(0, str(ROOT))  # test this checkout, whichever copy is installed: here and in the commands run
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+# test this checkout, whichever copy is installed: in this process and in the commands it runs
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 FAIRSEQ_CLIS = {f"fairseq-{command.replace('_', '-')}" for command in COMMANDS} | {"fairseq-hydra-train"}
 FAIRSEQ_SCRIPTS = {"train.sh", "eval_lm.sh", "eval_cls.sh", "eval_bleu.sh"}  # of scripts/; CPU=1: on the CPU
 

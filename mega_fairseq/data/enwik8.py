@@ -59,7 +59,8 @@ def write_tokens(part: bytes, path: Path) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, required=True, help="enwik8, or enwik8.zip")
     parser.add_argument("--out", type=Path, required=True, help="output folder for {train,valid,test}.txt")
     parser.add_argument("--valid-bytes", type=int, default=HELD_OUT_BYTES,

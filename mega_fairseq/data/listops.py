@@ -199,7 +199,8 @@ def write_split(path: Path, rng: random.Random, count: int, args: argparse.Names
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the three TSV files (created)")
     parser.add_argument("--train", type=int, default=96_000, help="training examples (default 96000)")
     parser.add_argument("--valid", type=int, default=2_000, help="validation examples (default 2000)")

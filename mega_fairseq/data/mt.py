@@ -1,6 +1,7 @@
 """Text processing for the WMT16 En-De recipe (scripts/prepare_wmt16_en_de.sh, scripts/eval_bleu.sh).
 
-Subcommands (each prints `python -m mega_fairseq.data.mt: error: ...` naming the file and line, and exits 2, on bad input):
+Subcommands (each prints `python -m mega_fairseq.data.mt: error: ...` naming the file and line, and
+exits 2, on bad input):
 
     deps                  check that sacremoses, sentencepiece and sacrebleu import
     check RAW_DIR         every split's source and target exist, are UTF-8, have no empty line and
