@@ -44,6 +44,7 @@ from mega_fairseq.conversion import convert as converter
 from mega_fairseq.conversion.arguments import convert_official_args
 from mega_fairseq.conversion.classifier import convert_official_classifier
 from mega_fairseq.models.official_names import ConversionError
+
 HEAD = "classification_heads.sentence_classification_head"
 
 # ---------------------------------------------------------------------------------------------
