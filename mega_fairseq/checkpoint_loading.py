@@ -121,8 +121,10 @@ def refuse_unsafe_checkpoints():
             return original(path, arg_overrides, load_on_all_ranks)
         except UnsafeCheckpointError:
             raise
-        except pickle.UnpicklingError as error:
-            raise _refusal(path, error) from None
+        except Exception as error:  # a file that holds no checkpoint, or an unsafe one, is named as such
+            from .checkpoint_errors import reading_error
+
+            raise reading_error(path, error) from None
 
     load_checkpoint_to_cpu.refuses_unsafe_checkpoints = True
     load_checkpoint_to_cpu.__doc__ = original.__doc__

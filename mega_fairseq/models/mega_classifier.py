@@ -24,6 +24,7 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from omegaconf import II
 from torch import Tensor, nn
 
+from ..checkpoint_errors import check_model_fits_task
 from ..modules import POOLING_TYPES, MegaStack, RealValuedEmbedding, TokenEmbedding, pool
 from ..modules.activations import ACTIVATIONS, get_activation
 from .mega_config import (Preset, PresetTable, alias, derived_fields, layer_config, layer_options_config,
@@ -241,6 +242,7 @@ class MegaSequenceClassifier(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega_classifier")
         CLASSIFIER_PRESETS.apply("mega_classifier", cfg)  # configs of older checkpoints may lack fields
         input_type = str(cfg.input_type)
         encoder_type = str(cfg.encoder_type)
