@@ -4,11 +4,11 @@
     python -m mega_fairseq.options --list-archs [--all]
 
 fairseq 0.12's ``--help`` shows no model or task option (for any model); this lists them as
-fairseq-train takes them: each flag with the value ``--arch`` gives it, its default (what a flag
-left out gets without a preset; "set by --arch" where only the preset sets it) and its help text.
-The flags are the ones fairseq builds from the config dataclasses, and the preset's values are what
-the registered arch function sets, run the way fairseq runs it, so the list cannot drift from what
-training does. In ``scripts/train.sh`` (Hydra) the same options are ``model.NAME=VALUE`` and
+fairseq-train takes them: each flag with the value ``--arch`` gives it, its default (the value of
+the family's base arch, e.g. ``mega_classifier``; for a task, its config's default) and its help
+text. The flags are the ones fairseq builds from the config dataclasses, and the values are what
+the registered arch functions set, run the way fairseq runs them, so the list cannot drift from
+what training does. In ``scripts/train.sh`` (Hydra) the same options are ``model.NAME=VALUE`` and
 ``task.NAME=VALUE``, NAME being the flag without ``--`` and with ``_`` for ``-``.
 """
 
@@ -22,7 +22,6 @@ from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_NAME_REGISTRY, MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
 from fairseq.tasks import TASK_DATACLASS_REGISTRY, TASK_REGISTRY
 
-from . import models  # noqa: F401  registers the plugin's models and tasks
 from .models.mega_classifier import CLASSIFIER_PRESETS
 from .models.mega_lm import LM_PRESETS
 from .models.mega_translation import MT_PRESETS
@@ -141,11 +140,12 @@ def arch_list(everything: bool) -> str:
 
 
 def _known(name: str, registry, what: str) -> str:
+    """``name``, or an error suggesting the registered names closest to it."""
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=5)
-        raise SystemExit(f"options: error: unknown {what} '{name}'" + (f"; did you mean {', '.join(close)}?" if close
-                                                                       else "") +
-                         " (python -m mega_fairseq.options --list-archs --all lists the archs)")
+        suggestion = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SystemExit(f"options: error: unknown {what} '{name}'{suggestion} (registered: python -m "
+                         f"mega_fairseq.options --list-archs --all lists the archs; fairseq-train --help the tasks)")
     return name
 
 

@@ -7,7 +7,6 @@ checkpoint; and an empty language-modelling training file is named. Tiny checkpo
 update each, every fairseq job in one process (tests/fairseq_driver.py)."""
 
 import re
-import sys
 
 import pytest
 import torch

@@ -104,7 +104,8 @@ def test_every_script_has_a_help_with_commands():
 def test_every_mention_of_train_sh_names_a_recipe_it_accepts():
     """Inline mentions too: prepare_lra.sh's help once said "or scripts/train.sh
     configs/lra/TASK.yaml OUT_DIR SAVE_DIR", which train.sh rejects; TASK stands for every LRA task."""
-    texts = {**{name: shell_help(name) for name in SHELL_SCRIPTS}, **{name: python_help(name) for name in PYTHON_SCRIPTS}}
+    texts = {name: shell_help(name) for name in SHELL_SCRIPTS}
+    texts.update({name: python_help(name) for name in PYTHON_SCRIPTS})
     mentions = [(name, found.group(1)) for name, text in texts.items()
                 for found in re.finditer(r"scripts/train\.sh\s+([^\s,;)]+)", text)]
     assert len(mentions) >= 3
