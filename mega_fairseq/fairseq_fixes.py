@@ -11,6 +11,7 @@ fix                                    fairseq 0.12 alone
 :func:`write_checkpoints_atomically`   a kill while saving truncates ``checkpoint_last.pt``
 :func:`replace_unk_reads_alignments`   ``--print-alignment hard --replace-unk``: a TypeError
 :func:`replace_unk_without_dictionary` the bare flag ``--replace-unk`` opens a file named "@@ "
+:func:`name_checkpoints_in_errors`    a mismatched checkpoint: "ensure that the architectures match"
 =====================================  ========================================================
 
 :func:`apply` applies them all, once however often it is called. The plugin calls it when fairseq
@@ -29,6 +30,7 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from .checkpoint_errors import CheckpointMismatchError, reading_error
 from .checkpoint_loading import TorchLoadingAs, UnsafeCheckpointError, fairseq_checkpoint_globals, refusal
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ def apply():
     write_checkpoints_atomically()
     replace_unk_reads_alignments()
     replace_unk_without_dictionary()
+    name_checkpoints_in_errors()
 
 
 def allow_checkpoint_classes():
@@ -91,6 +94,8 @@ def refuse_unsafe_checkpoints():
             raise
         except pickle.UnpicklingError as error:
             raise refusal(path, error) from None
+        except Exception as error:  # a file that holds no checkpoint is named as such
+            raise reading_error(path, error) from None
 
     checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
 
@@ -218,3 +223,41 @@ def replace_unk_without_dictionary():
         return load_align_dict("" if value == BARE_FLAG else value)
 
     utils.load_align_dict = load_align_dict_of_flag
+
+
+def name_checkpoints_in_errors():
+    """Wrong: fairseq's trainer replaces any error raised while loading a checkpoint
+    (--restore-file, --finetune-from-model) by "please ensure that the architectures match", and
+    ``load_model_ensemble_and_task`` (evaluation, ``from_pretrained``) names no file: a checkpoint of
+    another kind of model or another dictionary is a puzzle after a page of configuration.
+    Instead: the plugin's checks (:mod:`mega_fairseq.checkpoint_errors`) raise
+    :class:`~mega_fairseq.checkpoint_errors.CheckpointMismatchError`, and both loaders re-raise it
+    naming the checkpoint file, as the last thing printed.
+    Shown by tests/test_checkpoint_errors.py::test_a_language_model_of_another_dictionary_is_named and
+    tests/test_checkpoint_errors.py::test_a_model_built_for_a_task_of_another_kind_is_named."""
+    from fairseq import checkpoint_utils
+    from fairseq.trainer import Trainer
+
+    load_ensemble = checkpoint_utils.load_model_ensemble_and_task
+
+    @functools.wraps(load_ensemble)
+    def load_model_ensemble_and_task(filenames, *args, **kwargs):
+        try:
+            return load_ensemble(filenames, *args, **kwargs)
+        except CheckpointMismatchError as error:
+            raise error.naming(" or ".join(map(str, filenames))) from None
+
+    load_checkpoint = Trainer.load_checkpoint
+
+    @functools.wraps(load_checkpoint)
+    def trainer_load_checkpoint(self, filename, *args, **kwargs):
+        try:
+            return load_checkpoint(self, filename, *args, **kwargs)
+        except Exception as error:
+            cause = error if isinstance(error, CheckpointMismatchError) else error.__context__
+            if isinstance(cause, CheckpointMismatchError):
+                raise cause.naming(filename) from None
+            raise
+
+    checkpoint_utils.load_model_ensemble_and_task = load_model_ensemble_and_task
+    Trainer.load_checkpoint = trainer_load_checkpoint

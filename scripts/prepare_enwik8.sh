@@ -14,6 +14,7 @@
 #   VALID_BYTES=N      validation bytes, taken before the test bytes (default 5000000)
 #   TEST_BYTES=N       test bytes, the end of the file (default 5000000)
 #   ENWIK8_URL         where to download the zip from (default: mattmahoney.net)
+#   DRY_RUN=1          check the arguments, say what would be done and exit (nothing is downloaded)
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -37,7 +38,9 @@ done
 
 if [[ -n "$INPUT" ]]; then
     [[ -f "$INPUT" ]] || die "no such file: $INPUT (give the enwik8 file or enwik8.zip)"
-else
+fi
+dry_run_stop "split and binarise ${INPUT:-enwik8.zip (downloaded unless in $OUT_DIR/raw)} into $OUT_DIR"
+if [[ -z "$INPUT" ]]; then
     INPUT="$OUT_DIR/raw/enwik8.zip"
     if [[ -f "$INPUT" ]]; then
         say "using the zip already downloaded: $INPUT"

@@ -14,12 +14,17 @@
 #             pathx       lra_release/pathfinder128/curv_contour_length_14
 #           With no download: python -m mega_fairseq.data.listops (and mega_fairseq.data.pathfinder)
 #           write data in the release layout.
-# OUT_DIR   receives input0/ (input1/ for retrieval), label/ and meta.json; train with
-#           fairseq-train OUT_DIR --user-dir mega_fairseq --task mega_sequence_classification ...
-#           or scripts/train.sh configs/lra/TASK.yaml OUT_DIR SAVE_DIR.
+# OUT_DIR   receives input0/ (input1/ for retrieval), label/ and meta.json.
 #
 # The output is written to a temporary folder beside OUT_DIR and renamed into place when complete;
-# an existing OUT_DIR is kept unless FORCE=1.
+# an existing OUT_DIR is kept unless FORCE=1. DRY_RUN=1 checks the arguments and exits.
+#
+# Then train the paper's recipe and evaluate its best checkpoint; the last command lists the model
+# and task options of the recipe (overridden on train.sh's command line as model.NAME=VALUE,
+# task.NAME=VALUE):
+#   scripts/train.sh lra/TASK OUT_DIR SAVE_DIR
+#   scripts/eval_cls.sh SAVE_DIR/checkpoints/checkpoint_best.pt OUT_DIR
+#   python -m mega_fairseq.options --arch mega_lra_TASK --task mega_sequence_classification
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -34,6 +39,7 @@ esac
 if [[ -e "$OUT_DIR" && "${FORCE:-0}" != 1 ]]; then
     die "$OUT_DIR already exists; set FORCE=1 to replace it"
 fi
+dry_run_stop "binarise $TASK from $RAW_DIR into $OUT_DIR"
 
 TMP="$(temp_dir_beside "$OUT_DIR")"
 trap 'rm -rf "$TMP"' EXIT

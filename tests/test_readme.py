@@ -164,6 +164,11 @@ def test_readme_command_runs(results, command):
         assert hypotheses and aligned == hypotheses, proc.stdout[-2000:]
     if "DRY_RUN=1" in command:
         assert "torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=host0" in proc.stdout
+    if "mega_fairseq.options --arch" in command:  # the arch's options with its values, then the task's
+        arch = shlex.split(command)[shlex.split(command).index("--arch") + 1]
+        assert re.search(rf"^option +{arch} +default", proc.stdout, re.M) and "\n--task " in proc.stdout, proc.stdout
+    if "mega_fairseq.options --list-archs" in command:
+        assert re.search(r"^mega_classifier: .*\n(  .*\n)*  mega_lra_listops ", proc.stdout, re.M), proc.stdout
 
 
 @pytest.mark.parametrize("number", range(len(PYTHON_BLOCKS)))

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..data.input_types import INPUT_TYPES
 from ..hub import ClassifierHubInterface, FromPretrained
+from ..checkpoint_errors import check_model_fits_task
 from ..modules import POOLING_TYPES, MegaStack, RealValuedEmbedding, TokenEmbedding, pool
 from ..modules.activations import ACTIVATIONS, get_activation
 from .mega_config import (PRESET_OPTIONS, Preset, PresetTable, alias, derived_fields, layer_config, layer_defaults,
@@ -242,6 +243,7 @@ class MegaSequenceClassifier(FromPretrained, BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega_classifier")
         CLASSIFIER_PRESETS.apply("mega_classifier", cfg)  # configs of older checkpoints may lack fields
         input_type = str(cfg.input_type)
         encoder_type = str(cfg.encoder_type)

@@ -1,5 +1,6 @@
 """Mega language models (``--arch mega_lm*``), with the official recipes' presets."""
 
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Optional
@@ -11,6 +12,7 @@ from fairseq.utils import eval_str_list, safe_getattr
 from omegaconf import II
 
 from ..hub import FromPretrained
+from ..checkpoint_errors import check_dictionaries, check_model_fits_task
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, alias, derived_fields,
                           layer_config, layer_defaults, layer_options_config, preset_help, size_columns)
@@ -93,6 +95,7 @@ class MegaLanguageModel(FromPretrained, FairseqLanguageModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega_lm")
         LM_PRESETS.apply("mega_lm", cfg)  # configs of older checkpoints may lack fields
         check_config(cfg)
         if safe_getattr(cfg, "max_target_positions", None) is None:
@@ -110,8 +113,23 @@ class MegaLanguageModel(FromPretrained, FairseqLanguageModel):
         embedding = build_token_embedding(cfg, embed_tokens, cfg.decoder_embed_dim, input_dim)
         stack = MegaStack(layers, causal=True, final_norm_affine=not cfg.no_affine_final_norm)
         projection, adaptive_softmax = build_output_layer(cfg, dictionary, embed_tokens, cfg.decoder_embed_dim)
-        return cls(MegaDecoder(dictionary, embedding, stack, output_projection=projection,
-                               adaptive_softmax=adaptive_softmax, max_target_positions=cfg.max_target_positions))
+        model = cls(MegaDecoder(dictionary, embedding, stack, output_projection=projection,
+                                adaptive_softmax=adaptive_softmax, max_target_positions=cfg.max_target_positions))
+        model.dictionary_files = dictionary_file(task)
+        return model
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """A checkpoint trained with another dictionary is named as such, not as a size mismatch."""
+        check_dictionaries(self, state_dict, getattr(self, "dictionary_files", {}))
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
+
+def dictionary_file(task) -> dict:
+    """{"decoder": the dictionary file of a language modelling task} (DATA/dict.txt, as fairseq's
+    language_modeling reads it), where its config names a data folder."""
+    config = safe_getattr(task, "args", None) or safe_getattr(task, "cfg", None)
+    data = str(safe_getattr(config, "data", "") or "").split(os.pathsep)[0]
+    return {"decoder": os.path.join(data, "dict.txt")} if data else {}
 
 
 def check_config(cfg):

@@ -12,6 +12,7 @@ from fairseq.utils import safe_getattr
 from omegaconf import II
 
 from ..hub import FromPretrained
+from ..checkpoint_errors import check_dictionaries, check_model_fits_task
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, derived_fields, layer_config,
                           layer_defaults, layer_options_config, size_columns)
@@ -90,6 +91,7 @@ class MegaTranslationModel(FromPretrained, FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega")
         MT_PRESETS.apply("mega", cfg)  # configs of older checkpoints may lack fields
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         max_source = safe_getattr(cfg, "max_source_positions", None) or 1024
@@ -140,14 +142,7 @@ class MegaTranslationModel(FromPretrained, FairseqEncoderDecoderModel):
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """A checkpoint trained with another dictionary is named as such, not as a size mismatch."""
-        for side in ("encoder", "decoder"):
-            dictionary = getattr(self, side).dictionary
-            for name in (f"{side}.embedding.embed_tokens.weight", f"{side}.embed_tokens.weight"):
-                if name in state_dict and state_dict[name].size(0) != len(dictionary):
-                    where = getattr(self, "dictionary_files", {}).get(side, f"the {side} dictionary")
-                    raise ValueError(f"the checkpoint's {side} embeddings have {state_dict[name].size(0)} rows but "
-                                     f"{where} has {len(dictionary)} symbols: the checkpoint was trained with "
-                                     f"another dictionary")
+        check_dictionaries(self, state_dict, getattr(self, "dictionary_files", {}))
         return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 
