@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 from mega_fairseq import options
-from mega_fairseq.tasks.mega_sequence_classification import LRA_TASKS
+from mega_fairseq.data.classification import LRA_TASKS
 
 SCRIPTS = ROOT / "scripts"
 SHELL_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.sh") if p.name != "common.sh")
