@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
-from .attention import attend, compute_dtype, toeplitz_rows
+from .attention import _ensure_nonempty_rows, attend, compute_dtype, toeplitz_rows
 from .attention_cpu import softmax_attention_blocks
 from .config import MegaLayerConfig
 from .dropout import make_dropout
@@ -252,6 +252,8 @@ class MovingAverageGatedAttention(GatedBlock):
                      prev_padding_mask=None if padding_mask is None else padding_mask[:, context - keep:])
         self.set_incremental_state(incremental_state, saved)
 
+        if num_new == 1:
+            return self._attend_newest(q, k, v, padding_mask, need_weights)
         if num_new > 1 and 0 < self.chunk_size < context:
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
@@ -261,6 +263,35 @@ class MovingAverageGatedAttention(GatedBlock):
         out, weights = self._attend_rows(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), offset_bias, padding_mask,
                                          context - num_new, need_weights)
         return out.squeeze(1), (None if weights is None else weights.squeeze(1))
+
+    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
+                       need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attention of one new query (a decoding step) to every kept key: the last row of the
+        context's causal attention, so one row of the bias and no causal mask.
+
+        Softmax without dropout computes its B x 1 x K weights with three small ops (one query costs
+        less this way than through ``attend``'s dispatch: a decoding step is mostly such overhead);
+        the other functions and dropout go through ``attend``. Compared with the full forward in
+        tests/test_modules.py (test_incremental_equals_full).
+
+        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; returns
+        (B x 1 x h, weights B x 1 x K or None).
+        """
+        context = k.size(1)
+        bias = self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
+        visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
+        if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
+            out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
+            return out, (weights if need_weights else None)
+        dtype = compute_dtype(q, k, v)
+        with torch.autocast(q.device.type, enabled=False):  # the dtype is chosen above
+            scores = torch.baddbmm(bias.to(dtype), q.to(dtype), k.to(dtype).transpose(1, 2),
+                                   alpha=self.scaling)  # B x 1 x K
+            if visible is not None:
+                scores = scores.masked_fill(~_ensure_nonempty_rows(visible), float("-inf"))
+            weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)).to(dtype)
+            out = torch.bmm(weights, v.to(dtype)).to(v.dtype)  # B x 1 x h
+        return out, (weights if need_weights else None)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, zdim={self.zdim}, hdim={self.hdim}, ndim={self.ndim}, "

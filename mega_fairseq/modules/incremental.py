@@ -1,12 +1,13 @@
 """Incremental (decoding) state kept in a fairseq-compatible nested dict, without fairseq."""
 
 import uuid
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 from torch import Tensor
 
-# tensors with the batch first, or Python numbers (counts shared by the whole batch)
-IncrementalState = Dict[str, Dict[str, Optional[Union[Tensor, int]]]]
+# tensors with the batch first, Python numbers (counts shared by the whole batch), or tuples of
+# tensors shared by the whole batch (reordering leaves both alone)
+IncrementalState = Dict[str, Dict[str, Optional[Union[Tensor, int, Tuple[Tensor, ...]]]]]
 
 
 class IncrementalStateMixin:
