@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .incremental import IncrementalStateMixin
+from .incremental import IncrementalStateMixin, without_autocast
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -278,7 +278,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         if self.bidirectional:
             raise RuntimeError("a bidirectional EMA has no recurrent mode")
         bsz, length, _ = x.size()
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with without_autocast(x.device.type):
             signal = _at_least_fp32(x)
             coefficients = self.coefficients() if coefficients is None else coefficients
             in_weight, q, log_q, out_weight = (t.to(signal.dtype) for t in coefficients)

@@ -13,7 +13,7 @@ from .attention_cpu import softmax_attention_blocks
 from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
-from .incremental import IncrementalState, IncrementalStateMixin
+from .incremental import IncrementalState, IncrementalStateMixin, without_autocast
 from .norm import SequenceNorm
 from .positional_bias import build_relative_positional_bias
 
@@ -147,8 +147,9 @@ class MovingAverageGatedAttention(GatedBlock):
         phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
         z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        q = torch.addcmul(self.mu[0], z, self.kappa[0])  # kappa * z + mu, B x L x z
-        k = torch.addcmul(self.mu[1], z, self.kappa[1])
+        mu, kappa = self.mu, self.kappa
+        q = torch.addcmul(mu[0], z, kappa[0])  # kappa * z + mu, B x L x z
+        k = torch.addcmul(mu[1], z, kappa[1])
         v = self.hidden_dropout(v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
@@ -284,7 +285,7 @@ class MovingAverageGatedAttention(GatedBlock):
             out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
             return out, (weights if need_weights else None)
         dtype = compute_dtype(q, k, v)
-        with torch.autocast(q.device.type, enabled=False):  # the dtype is chosen above
+        with without_autocast(q.device.type):  # the dtype is chosen above
             scores = torch.baddbmm(bias.to(dtype), q.to(dtype), k.to(dtype).transpose(1, 2),
                                    alpha=self.scaling)  # B x 1 x K
             if visible is not None:
