@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .incremental import IncrementalStateMixin, without_autocast
+from .incremental import IncrementalStateMixin, to_dtype, without_autocast
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -240,7 +240,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
         # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
-        return F.silu(x * self.omega + ema.to(x.dtype))
+        return F.silu(x * self.omega + to_dtype(ema, x.dtype))
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """Convolution mode.
@@ -281,12 +281,12 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         with without_autocast(x.device.type):
             signal = _at_least_fp32(x)
             coefficients = self.coefficients() if coefficients is None else coefficients
-            in_weight, q, log_q, out_weight = (t.to(signal.dtype) for t in coefficients)
+            in_weight, q, log_q, out_weight = (to_dtype(t, signal.dtype) for t in coefficients)
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             if state is None:
                 state = self.default_state(bsz, x.device, signal.dtype)
-            state = state.to(signal.dtype)
+            state = to_dtype(state, signal.dtype)
             if length == 1:
                 new_state = torch.addcmul(q * state, in_weight, signal.transpose(1, 2))  # B x D x N
                 ema = torch.linalg.vecdot(new_state, out_weight).unsqueeze(1)  # B x 1 x D

@@ -13,7 +13,7 @@ from .attention_cpu import softmax_attention_blocks
 from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
-from .incremental import IncrementalState, IncrementalStateMixin, without_autocast
+from .incremental import IncrementalState, IncrementalStateMixin, to_dtype, without_autocast
 from .norm import SequenceNorm
 from .positional_bias import build_relative_positional_bias
 
@@ -286,12 +286,12 @@ class MovingAverageGatedAttention(GatedBlock):
             return out, (weights if need_weights else None)
         dtype = compute_dtype(q, k, v)
         with without_autocast(q.device.type):  # the dtype is chosen above
-            scores = torch.baddbmm(bias.to(dtype), q.to(dtype), k.to(dtype).transpose(1, 2),
+            scores = torch.baddbmm(to_dtype(bias, dtype), to_dtype(q, dtype), to_dtype(k, dtype).transpose(1, 2),
                                    alpha=self.scaling)  # B x 1 x K
             if visible is not None:
                 scores = scores.masked_fill(~_ensure_nonempty_rows(visible), float("-inf"))
-            weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)).to(dtype)
-            out = torch.bmm(weights, v.to(dtype)).to(v.dtype)  # B x 1 x h
+            weights = to_dtype(torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)), dtype)
+            out = to_dtype(torch.bmm(weights, to_dtype(v, dtype)), v.dtype)  # B x 1 x h
         return out, (weights if need_weights else None)
 
     def extra_repr(self) -> str:

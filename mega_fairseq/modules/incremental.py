@@ -48,3 +48,9 @@ def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+def to_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, without the call where ``t`` has that dtype already (``Tensor.to`` goes through
+    torch's dispatcher even when it returns ``t``)."""
+    return t if t.dtype == dtype else t.to(dtype)
