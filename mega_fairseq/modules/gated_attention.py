@@ -1,6 +1,6 @@
 """Moving average equipped gated attention (Mega, section 3), with Mega-chunk."""
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,25 @@ def _cat_padding(first: Optional[Tensor], second: Optional[Tensor], first_length
     first = reference.new_zeros(reference.size(0), first_length) if first is None else first
     second = reference.new_zeros(reference.size(0), second_length) if second is None else second
     return torch.cat([first, second], dim=1)
+
+
+def _rows_with_room(rows: Tensor, room: int) -> Tensor:
+    """A new buffer of ``room`` positions (dim 1) whose first ones are ``rows`` (room >= their number).
+    Shapes: rows: B x K x ...; returns B x room x ..."""
+    buffer = rows.new_empty(rows.size(0), room, *rows.shape[2:])
+    buffer[:, :rows.size(1)] = rows
+    return buffer
+
+
+def _select_rows(buffer: Tensor, order: Tensor, filled: int) -> Tensor:
+    """``buffer[order]`` of the same room, of which only the first ``filled`` positions are copied.
+    Shapes: buffer: B x room x ...; order: B'; returns B' x room x ..."""
+    rows = buffer[:, :filled]
+    if rows.requires_grad and torch.is_grad_enabled():  # index_select's out= takes no autograd
+        return _rows_with_room(rows.index_select(0, order), buffer.size(1))
+    selected = buffer.new_empty(order.size(0), *buffer.shape[1:])
+    torch.index_select(rows, 0, order, out=selected[:, :filled])
+    return selected
 
 
 class MovingAverageGatedAttention(GatedBlock):
@@ -242,20 +261,12 @@ class MovingAverageGatedAttention(GatedBlock):
                             incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
         num_new = q.size(1)
         saved = self.get_incremental_state(incremental_state)
-        if "prev_key" in saved:
-            padding_mask = _cat_padding(saved["prev_padding_mask"], padding_mask, saved["prev_key"].size(1), num_new)
-            k = torch.cat([saved["prev_key"], k], dim=1)
-            v = torch.cat([saved["prev_value"], v], dim=1)
-        context = k.size(1)
-        # Keep the keys of the chunk still being filled (all keys for full attention).
-        keep = context % self.chunk_size if self.chunk_size > 0 else context
-        saved.update(prev_key=k[:, context - keep:], prev_value=v[:, context - keep:],
-                     prev_padding_mask=None if padding_mask is None else padding_mask[:, context - keep:])
+        k, v, padding_mask = self._keys_seen(saved, k, v, padding_mask)
         self.set_incremental_state(incremental_state, saved)
-
+        context = k.size(1)
         if num_new == 1:
             return self._attend_newest(q, k, v, padding_mask, need_weights)
-        if num_new > 1 and 0 < self.chunk_size < context:
+        if 0 < self.chunk_size < context:
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
             return self._attend_chunks(q, k, v, padding_mask, need_weights, num_queries=num_new)
@@ -264,6 +275,56 @@ class MovingAverageGatedAttention(GatedBlock):
         out, weights = self._attend_rows(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), offset_bias, padding_mask,
                                          context - num_new, need_weights)
         return out.squeeze(1), (None if weights is None else weights.squeeze(1))
+
+    def _keys_seen(self, saved: Dict[str, Any], k: Tensor, v: Tensor,
+                   padding_mask: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """The keys, values and key padding that the new queries see: the kept ones followed by the new
+        ones; ``saved`` is updated to keep those of the chunk still being filled (all of them for full
+        attention).
+
+        They are kept in buffers with room for the whole chunk (for full attention, for twice the keys
+        kept), ``kept`` rows filled: a decoding step without autograd writes its key into the next
+        row, where concatenating would copy all of them, and beam search's reordering copies only
+        the filled rows (``reorder_incremental_state``); so one state dict serves one decoding. Several
+        new positions, a full buffer, or autograd (whose graph may hold an earlier step's keys) take
+        new buffers instead.
+
+        Shapes: k: B x L x z; v: B x L x h; padding_mask: B x L or None; returns B x K x z, B x K x h
+        and B x K or None, K = kept + L.
+        """
+        kept, num_new = saved.get("kept", 0), k.size(1)
+        context = kept + num_new
+        keys, values, padding = saved.get("prev_key"), saved.get("prev_value"), saved.get("prev_padding_mask")
+        chunked = self.chunk_size > 0
+        if (num_new == 1 and keys is not None and kept < keys.size(1) and not torch.is_grad_enabled()
+                and (padding is not None or padding_mask is None)):
+            keys[:, kept:context] = k
+            values[:, kept:context] = v
+            if padding is not None:
+                padding[:, kept:context] = False if padding_mask is None else padding_mask
+            k, v = keys[:, :context], values[:, :context]
+            padding_mask = None if padding is None else padding[:, :context]
+        else:
+            if kept:
+                padding_mask = _cat_padding(None if padding is None else padding[:, :kept], padding_mask, kept, num_new)
+                k, v = torch.cat([keys[:, :kept], k], dim=1), torch.cat([values[:, :kept], v], dim=1)
+            keep = context % self.chunk_size if chunked else context
+            room = self.chunk_size if chunked else 2 * context
+            keys, values = (_rows_with_room(t[:, context - keep:], room) for t in (k, v))
+            padding = None if padding_mask is None else _rows_with_room(padding_mask[:, context - keep:], room)
+        saved.update(prev_key=keys, prev_value=values, prev_padding_mask=padding,
+                     kept=context % self.chunk_size if chunked else context)
+        return k, v, padding_mask
+
+    def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor):
+        """Beam search's reordering of the batch: only the filled rows of the key buffers are copied."""
+        saved = incremental_state.get(self._state_key())
+        if saved:
+            kept = saved["kept"]
+            incremental_state[self._state_key()] = dict(saved, **{
+                name: _select_rows(saved[name], new_order, kept)
+                for name in ("prev_key", "prev_value", "prev_padding_mask") if saved[name] is not None})
+        return incremental_state
 
     def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
