@@ -49,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_CHUNK_LENGTHS = (32768, 65536)
 DEFAULT_DECODE_CONTEXTS = (256, 1024, 4096, 16384)
+DEFAULT_BEAM_LENGTHS = (128, 512)
 DEFAULT_TOKENS_PER_STEP = {"cpu": 8192, "cuda": 32768}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -108,8 +109,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     runs.add_argument("--vocab-size", type=int, default=64, help="vocabulary of the decoding benchmark")
     runs.add_argument("--beam-size", type=int, default=5, help="beam of the beam search benchmark")
     runs.add_argument("--beam-batch", type=int, default=32, help="sequences decoded at once by the beam search")
-    runs.add_argument("--beam-length", type=int, default=128,
-                      help="tokens decoded per sequence by the beam search (best of --repeats runs); 0 skips it")
+    runs.add_argument("--beam-lengths", type=int, nargs="*", default=None,
+                      help="tokens decoded per sequence by the beam search, one run each (best of --repeats); none "
+                           f"skips it (default: {' '.join(map(str, DEFAULT_BEAM_LENGTHS))}; --quick: "
+                           f"{DEFAULT_BEAM_LENGTHS[0]})")
     runs.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     runs.add_argument("--memory-jobs", type=int, default=1,
                       help="peak-memory subprocesses run at once (each measures only itself; mind the RAM)")
@@ -154,6 +157,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.chunk_lengths = [16384] if args.quick else list(DEFAULT_CHUNK_LENGTHS)
     if args.decode_contexts is None:
         args.decode_contexts = list(DEFAULT_DECODE_CONTEXTS)
+    if args.beam_lengths is None:
+        args.beam_lengths = list(DEFAULT_BEAM_LENGTHS[:1] if args.quick else DEFAULT_BEAM_LENGTHS)
     if args.quick:
         args.repeats = 1
     defaults = dict(DEFAULT_SIZES)
@@ -288,35 +293,41 @@ def beam_search_rates(models: Dict[str, nn.Module], batch: int, beam: int, lengt
                       device: str = "cpu") -> Dict[str, float]:
     """Tokens per second of fairseq's SequenceGenerator (beam search) with each model: ``batch``
     sequences decoded from the start token, ``length`` tokens each (min_len = max_len: every
-    hypothesis runs every step), ``batch * length / seconds``; one warm-up run, then ``repeats``
-    runs in which the models take turns, best kept."""
-    from fairseq.sequence_generator import SequenceGenerator
-
-    generators = {name: SequenceGenerator([model], model.decoder.dictionary, beam_size=beam, max_len_a=0,
-                                          max_len_b=length, min_len=length)
-                  for name, model in models.items()}
+    hypothesis runs every step), ``batch * length / seconds``; a warm-up run of a few tokens, then
+    ``repeats`` runs in which the models take turns, best kept."""
     vocab_size = len(next(iter(models.values())).decoder.dictionary)
     src_tokens = torch.randint(4, vocab_size, (batch, 1), device=device)
     sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": torch.ones(batch, dtype=torch.long,
                                                                                device=device)}}
-    for name, generator in generators.items():
-        hypos = generator.generate([models[name]], sample)  # warm-up
-        if any(len(hypo["tokens"]) != length + 1 for beam_hypos in hypos for hypo in beam_hypos):
-            raise RuntimeError(f"{name}: a hypothesis of the beam search is not {length} tokens and eos long")
+    for name, generator in _beam_searches(models, beam, min(length, 8)).items():
+        generator.generate([models[name]], sample)  # warm-up
+    generators = _beam_searches(models, beam, length)
     times: Dict[str, List[float]] = {name: [] for name in generators}
     for _ in range(repeats):
         for name, generator in generators.items():
-            times[name].append(timed(lambda: generator.generate([models[name]], sample), device))
+            hypos: list = []
+            times[name].append(timed(lambda: hypos.extend(generator.generate([models[name]], sample)), device))
+            if any(len(hypo["tokens"]) != length + 1 for beam_hypos in hypos for hypo in beam_hypos):
+                raise RuntimeError(f"{name}: a hypothesis of the beam search is not {length} tokens and eos long")
     return {name: batch * length / min(times[name]) for name in generators}
+
+
+def _beam_searches(models: Dict[str, nn.Module], beam: int, length: int) -> dict:
+    """fairseq's SequenceGenerator for each model, decoding exactly ``length`` tokens and eos."""
+    from fairseq.sequence_generator import SequenceGenerator
+
+    return {name: SequenceGenerator([model], model.decoder.dictionary, beam_size=beam, max_len_a=0,
+                                    max_len_b=length, min_len=length)
+            for name, model in models.items()}
 
 
 def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: int, beam: dict,
                      device: str = "cpu", precision: str = "fp32") -> dict:
     """Per-token latency of both language models after each context, with the SDPA backend and the
-    busiest kernels of one profiled token of each (``profiles``), and, with ``beam["length"]`` > 0,
-    their beam search rates (``beam_search_rates``)."""
+    busiest kernels of one profiled token of each (``profiles``), and their beam search rates for
+    each of ``beam["lengths"]`` (``beam_search_rates``)."""
     torch.manual_seed(0)
-    max_positions = max(contexts + [0]) + steps + beam["length"] + 2
+    max_positions = max(contexts + [0]) + steps + max(beam["lengths"] + [0]) + 2
     models = {"mega_chunk": mega_lm(sizes, vocab_size, max_positions).to(device).eval(),
               "fairseq_transformer": fairseq_transformer_lm(sizes, vocab_size, max_positions).to(device).eval()}
     rows = []
@@ -330,16 +341,17 @@ def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: i
             rows.append({"context": context,
                          **{f"{name}_ms_per_token": 1e3 * latency for name, (latency, _) in latencies.items()},
                          "profiles": {name: record for name, (_, record) in latencies.items()}})
-        rates = {}
-        if beam["length"] > 0:
-            rates = beam_search_rates(models, beam["batch"], beam["size"], beam["length"], beam["repeats"], device)
-    beam_search = dict(beam, **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}) if rates else {}
+        beam_search = []
+        for length in beam["lengths"]:
+            rates = beam_search_rates(models, beam["batch"], beam["size"], length, beam["repeats"], device)
+            beam_search.append({"length": length, "beam": beam["size"], "batch": beam["batch"],
+                                **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}})
     return {"decode": rows, "beam_search": beam_search}
 
 
 def timing_worker(spec: dict) -> dict:
     sizes, configs, device = spec["sizes"], spec["configs"], spec["device"]
-    results = {"train": [], "matmul": [], "decode": [], "beam_search": {}}
+    results = {"train": [], "matmul": [], "decode": [], "beam_search": []}
     lengths = list(dict.fromkeys(length for _, length in configs))
     for length in lengths:
         names = [name for name, config_length in configs if config_length == length]
@@ -354,7 +366,7 @@ def timing_worker(spec: dict) -> dict:
     # the [phi, z, gamma, h] projection, and a chunk's weights times values
     results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device, precision=spec["precision"]),
                          matmul_rate([max(1, tokens // c), c, c, h], device=device, precision=spec["precision"])]
-    if spec["decode_contexts"] or spec["beam"]["length"] > 0:
+    if spec["decode_contexts"] or spec["beam"]["lengths"]:
         results.update(measure_decoding(sizes, spec["decode_contexts"], spec["decode_steps"], spec["vocab_size"],
                                         spec["beam"], device, spec["precision"]))
     return results
@@ -491,8 +503,9 @@ def best_of_workers(timings: List[dict]) -> dict:
         "decode": [{**row, **{key: min(t["decode"][i][key] for t in timings)
                               for key in row if key.endswith("_ms_per_token")}}
                    for i, row in enumerate(first["decode"])],
-        "beam_search": {**first["beam_search"], **{key: max(t["beam_search"][key] for t in timings)
-                                                   for key in first["beam_search"] if key.endswith("_tokens_per_s")}},
+        "beam_search": [{**row, **{key: max(t["beam_search"][i][key] for t in timings)
+                                   for key in row if key.endswith("_tokens_per_s")}}
+                        for i, row in enumerate(first["beam_search"])],
     }
 
 
@@ -522,7 +535,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         timing = run_worker(dict(common, kind="timing", configs=configs, repeats=args.repeats,
                                  decode_contexts=args.decode_contexts, decode_steps=args.decode_steps,
                                  vocab_size=args.vocab_size,
-                                 beam=dict(size=args.beam_size, batch=args.beam_batch, length=args.beam_length,
+                                 beam=dict(size=args.beam_size, batch=args.beam_batch, lengths=args.beam_lengths,
                                            repeats=args.repeats)), args)
         if timing is None:
             raise SystemExit("the timing worker failed")

@@ -15,7 +15,7 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[int],
-                   beam_search: Optional[dict] = None) -> Dict[str, Optional[float]]:
+                   beam_search: Optional[List[dict]] = None) -> Dict[str, Optional[float]]:
     """Speed-ups (other model's time / Mega's time), memory fractions and length scaling."""
 
     def time_of(model, length):
@@ -55,9 +55,9 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
         for key in ("mega_chunk_ms_per_token", "fairseq_transformer_ms_per_token"):
             ratios[f"decode_{key.replace('_ms_per_token', '')}@{last['context']}_vs@{first['context']}"] = ratio(
                 last[key], first[key])
-    if beam_search:
-        ratios["beam_search_mega_chunk_speedup_vs_fairseq_transformer"] = ratio(
-            beam_search["mega_chunk_tokens_per_s"], beam_search["fairseq_transformer_tokens_per_s"])
+    for row in beam_search or []:
+        ratios[f"beam_search_mega_chunk_speedup_vs_fairseq_transformer@{row['length']}"] = ratio(
+            row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"])
     return ratios
 
 
@@ -153,13 +153,15 @@ def format_report(results: dict) -> str:
             mega, transformer = row["mega_chunk_ms_per_token"], row["fairseq_transformer_ms_per_token"]
             lines.append(f"| {row['context']} | {_fmt(mega, 2)} | {_fmt(transformer, 2)} | "
                          f"{_fmt(ratio(transformer, mega), 2)} |")
-    beam = results.get("beam_search")
-    if beam:
-        lines += ["", f"## Beam search on {device} ({precision_label(results)}): fairseq's SequenceGenerator, "
-                      f"beam {beam['size']}, {beam['batch']} sequences of {beam['length']} tokens, tokens per second",
-                  "", "| Mega-chunk | fairseq transformer_lm | Mega-chunk / transformer |", "|---|---|---|",
-                  f"| {_fmt(beam['mega_chunk_tokens_per_s'], 0)} | {_fmt(beam['fairseq_transformer_tokens_per_s'], 0)} | "
-                  f"{_fmt(ratio(beam['mega_chunk_tokens_per_s'], beam['fairseq_transformer_tokens_per_s']), 2)} |"]
+    if results.get("beam_search"):
+        first = results["beam_search"][0]
+        lines += ["", f"## Beam search on {device} ({precision_label(results)}): fairseq's SequenceGenerator, beam "
+                      f"{first['beam']}, {first['batch']} sequences of L tokens decoded at once, tokens per second", "",
+                  "| L | Mega-chunk | fairseq transformer_lm | Mega-chunk / transformer |", "|---|---|---|---|"]
+        for row in results["beam_search"]:
+            mega, transformer = row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
+            lines.append(f"| {row['length']} | {_fmt(mega, 0)} | {_fmt(transformer, 0)} | "
+                         f"{_fmt(ratio(mega, transformer), 2)} |")
     lines += what_ran(results, device)
     lines += ["", "## Ratios", ""]
     lines += [f"- {key}: {_fmt(value, 2)}" for key, value in results["ratios"].items() if value is not None]
