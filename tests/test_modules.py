@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mega_fairseq.modules import (MegaLayer, MegaLayerConfig, MegaStack, MovingAverageGatedAttention,
                                   MultiDimensionalDampedEMA, ema_reference)
@@ -200,7 +201,7 @@ def test_incremental_state_is_bounded_by_chunk():
     for _ in range(10):
         layer(randn(2, 1, 8), incremental_state=state)
     saved = layer.mega_layer.get_incremental_state(state)
-    assert saved["prev_key"].size(1) == 10 % 4
+    assert saved["kept"] == 10 % 4 and saved["prev_key"].size(1) == 4  # room for one chunk
     ema_saved = layer.mega_layer.move.get_incremental_state(state)
     assert ema_saved["ema_state"].shape == (2, 8, 3)
 
@@ -217,6 +218,38 @@ def test_reorder_incremental_state():
             module.reorder_incremental_state(state, order)
     out, _ = layer(x[order, 5:], incremental_state=state)
     torch.testing.assert_close(out, layer(x[order])[0][:, 5:])
+
+
+@pytest.mark.parametrize("function", ["softmax", "laplace"])
+@pytest.mark.parametrize("chunk", [4, -1])
+def test_decoding_without_autograd_equals_full(function, chunk):
+    """Without autograd a decoding step writes its key and value into the kept buffers, and beam
+    search's reordering copies only their filled rows: equal to the full forward across chunk
+    boundaries and the full-attention buffers' growth, with key padding that starts before and after
+    the first step (a left-padded and a mid-sequence padded example) and a reordering mid-chunk.
+    Padded positions' outputs are left out: they reach no real position."""
+    torch.manual_seed(0)
+    layer = _layer(causal=True, attention_activation_fn=function, chunk_size=chunk)
+    x = randn(3, 15, 8)
+    padding = torch.zeros(3, 15, dtype=torch.bool)
+    padding[1, :3] = True  # left padding
+    padding[2, 9] = True  # a padded position after unpadded steps
+    order = torch.tensor([2, 0, 0, 1])
+    with torch.no_grad():
+        full, _ = layer(x, padding)
+        state, outs = {}, []
+        for start, size in zip([0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3]):
+            outs.append(layer(x[:, start:start + size], padding[:, start:start + size], incremental_state=state)[0])
+        real = ~padding
+        torch.testing.assert_close(torch.cat(outs, 1)[real], full[real])
+        for module in layer.modules():
+            if hasattr(module, "reorder_incremental_state"):
+                module.reorder_incremental_state(state, order)
+        y = torch.cat([x[order, :15], randn(4, 3, 8)], 1)
+        mask = F.pad(padding[order], (0, 3), value=False)
+        steps = [layer(y[:, t:t + 1], mask[:, t:t + 1], incremental_state=state)[0] for t in range(15, 18)]
+        torch.testing.assert_close(torch.cat(steps, 1), layer(y, mask)[0][:, 15:])
+    assert state[layer.mega_layer._state_key()]["kept"] == (18 % chunk if chunk > 0 else 18)
 
 
 def test_gradients_chunked_vs_full_attention():

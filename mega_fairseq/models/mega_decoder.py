@@ -140,7 +140,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         if first_segment is not None:  # carry values, not the graph, into the next segment
             for saved in self._stream_state.values():
                 for key, value in saved.items():
-                    if value is not None:
+                    if isinstance(value, Tensor):
                         saved[key] = value.detach()
         attn = None if out.attn is None else in_source_order(out.attn, encoder_out)
         return out.out, {"inner_states": out.inner_states, "attn": [attn]}

@@ -33,8 +33,9 @@ class ScaleNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Shapes: x: ... x D, returned in its dtype."""
         factor = inverse_rms(x, self.eps)  # ... x 1, at least float32
-        if self.scalar is not None:
-            factor = factor * self.scalar  # on the ... x 1 factor: one pass over x, not two
+        scalar = self.scalar  # read once: a module's attribute reads are slow next to a decoding step's ops
+        if scalar is not None:
+            factor = factor * scalar  # on the ... x 1 factor: one pass over x, not two
         return (x * factor).to(x.dtype)
 
 
@@ -79,15 +80,16 @@ class SequenceNorm(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None."""
-        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+        norm = self.norm
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
             if padding_mask is not None and self.training and padding_mask.shape == x.shape[:2]:
-                return masked_batch_norm(self.norm, x, padding_mask)
-            if self.training and isinstance(self.norm, nn.SyncBatchNorm) and _distributed():
+                return masked_batch_norm(norm, x, padding_mask)
+            if self.training and isinstance(norm, nn.SyncBatchNorm) and _distributed():
                 # the path of padded batches: all processes must all-reduce the same statistics, padded
                 # batch or not (nn.SyncBatchNorm would exchange other tensors, and syncs on GPUs only)
-                return masked_batch_norm(self.norm, x, None)
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(x)
+                return masked_batch_norm(norm, x, None)
+            return norm(x.transpose(1, 2)).transpose(1, 2)
+        return norm(x)
 
 
 def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_mask: Optional[Tensor]) -> Tensor:
