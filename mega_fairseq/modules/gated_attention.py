@@ -8,11 +8,6 @@ from torch import Tensor, nn
 
 from . import attention
 from .activations import get_activation
-<<<<<<< HEAD
-=======
-from .attention import _ensure_nonempty_rows, attend, compute_dtype, toeplitz_rows
-from .attention_cpu import softmax_attention_blocks
->>>>>>> decoding
 from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
@@ -300,12 +295,12 @@ class MovingAverageGatedAttention(GatedBlock):
         if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
             out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
             return out, (weights if need_weights else None)
-        dtype = compute_dtype(q, k, v)
+        dtype = attention.compute_dtype(q, k, v)
         with without_autocast(q.device.type):  # the dtype is chosen above
             scores = torch.baddbmm(to_dtype(bias, dtype), to_dtype(q, dtype), to_dtype(k, dtype).transpose(1, 2),
                                    alpha=self.scaling)  # B x 1 x K
             if visible is not None:
-                scores = scores.masked_fill(~_ensure_nonempty_rows(visible), float("-inf"))
+                scores = scores.masked_fill(~attention._ensure_nonempty_rows(visible), float("-inf"))
             weights = to_dtype(torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)), dtype)
             out = to_dtype(torch.bmm(weights, to_dtype(v, dtype)), v.dtype)  # B x 1 x h
         return out, (weights if need_weights else None)
