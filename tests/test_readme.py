@@ -91,7 +91,8 @@ def tiny(command: str, sandbox: Path):
         del assignments["NPROC"]  # one CPU process
     if words[0] == "make":
         if words[1].startswith("demo"):
-            words.append(f"DEMO_ARGS=--tiny --updates 2 --out {sandbox / words[1]}")
+            # not sandbox/demo: that is the link to the demo package
+            words.append(f"DEMO_ARGS=--tiny --updates 2 --out {sandbox / 'demo_runs' / words[1]}")
         return words, ROOT, {**env, **assignments}
     if words[0] == "scripts/train.sh":
         words += TRAIN_OVERRIDES.get(words[1], []) if "DRY_RUN" not in assignments else []
