@@ -193,6 +193,6 @@ def test_transformer_baselines(arch):
     assert v["encoder_type"] == "transformer" and v["activation_fn"] == "gelu"
 
 
-def test_readme_preset_table_is_current():
-    readme = (ROOT / "README.md").read_text()
-    assert preset_table() in readme
+def test_docs_preset_table_is_current():
+    page = (ROOT / "docs" / "lra.md").read_text()
+    assert preset_table() in page

@@ -166,8 +166,9 @@ def test_big_recipe_is_the_base_recipe_with_the_big_preset():
     assert [line.replace("mega_wmt_en_de_big", "mega_wmt_en_de") for line in big] == base
 
 
-def test_readme_table_is_the_preset_table():
+def test_docs_table_is_the_preset_table():
     from mega_fairseq.models.mega_translation import preset_table
 
     table = preset_table()
-    assert table in (ROOT / "README.md").read_text(), f"update the README's table of translation archs:\n{table}"
+    assert table in (ROOT / "docs" / "translation.md").read_text(), \
+        f"update the table of translation archs in docs/translation.md:\n{table}"

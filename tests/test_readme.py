@@ -1,9 +1,12 @@
-"""Every command in README.md's fenced ```bash blocks runs, in README order, in one sandbox folder,
-with tiny overrides: generated raw data where the README reads a release, tiny models and two
-updates appended to training commands (Hydra overrides for scripts/train.sh, later flags for
-fairseq-train), one CPU process where the README says NPROC=8. The ```python blocks (the Python
-interface) run after them, on what they trained, and must print. A README command this file does
-not know fails the test: the docs cannot rot unseen. `make test` is this suite and is not rerun."""
+"""Every command of the documentation's fenced ```bash blocks runs, page by page in PAGES order
+(README.md, then the docs/ pages) and in each page's order, in one sandbox folder shared by all
+pages (later pages use what earlier ones prepared and trained), with tiny overrides: generated raw
+data where a page reads a release, tiny models and two updates appended to training commands
+(Hydra overrides for scripts/train.sh, later flags for fairseq-train), one CPU process where a
+page says NPROC=8. The ```python blocks (the Python interface) run after them, on what they
+trained, and must print. A command this file does not know fails the test, and so does a docs/
+page with commands that PAGES leaves out: the docs cannot rot unseen. `make test` is this suite
+and is not rerun."""
 
 import os
 import re
@@ -35,7 +38,7 @@ TRAIN_OVERRIDES = {"lm/wikitext103": TINY["lm/wikitext103"], "lm/enwik8": TINY["
                    "mt/wmt16_en_de": TINY_MT, "lra/listops": TINY_LRA, "speech/sc_raw": TINY_SPEECH}
 SKIPPED = {"make test": "the test suite itself"}
 
-# README command -> arguments appended (tiny data)
+# documented command -> arguments appended (tiny data)
 APPEND = {
     "python -m demo.lm_corpus --out data/lm_raw": ["--max-train-words", "20000"],
     "python -m mega_fairseq.data.listops data/raw/listops": ["--train", "60", "--valid", "16", "--test", "16",
@@ -49,10 +52,21 @@ LAST_LINE = {
 }
 
 
-def readme_commands():
-    text = (ROOT / "README.md").read_text()
+# the pages whose blocks run, in this order: the README's recipes prepare and train what the docs'
+# commands then use (the plots read runs/lm and runs/wt103, the Python blocks several pages' runs)
+PAGES = ["README.md", "docs/language_modeling.md", "docs/translation.md", "docs/lra.md", "docs/speech.md",
+         "docs/training.md", "docs/python_interface.md"]
+
+
+def fenced_blocks(language: str, page: str):
+    """The bodies of a page's fenced blocks of that language, in page order."""
+    return re.findall(rf"```{language}\n(.*?)```", (ROOT / page).read_text(), re.S)
+
+
+def page_commands(page: str):
+    """A page's commands: one per line of its ```bash blocks (continuation lines joined, comments cut)."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+    for block in fenced_blocks("bash", page):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.split(r"\s+#", line)[0].strip()
             if line:
@@ -60,13 +74,13 @@ def readme_commands():
     return commands
 
 
-COMMANDS = readme_commands()
+COMMANDS = [command for page in PAGES for command in page_commands(page)]
 # the ```python blocks (the Python interface), run after the commands, on what they trained
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+PYTHON_BLOCKS = [block for page in PAGES for block in fenced_blocks("python", page)]
 
 
 def tiny(command: str, sandbox: Path):
-    """(argv for bash -c, working folder, extra environment) of a README command with tiny overrides."""
+    """(argv for bash -c, working folder, extra environment) of a documented command with tiny overrides."""
     env = {"CPU": "1", "WORKERS": "1"}
     words = shlex.split(command)
     assignments = {}
@@ -77,7 +91,8 @@ def tiny(command: str, sandbox: Path):
         del assignments["NPROC"]  # one CPU process
     if words[0] == "make":
         if words[1].startswith("demo"):
-            words.append(f"DEMO_ARGS=--tiny --updates 2 --out {sandbox / words[1]}")
+            # not sandbox/demo: that is the link to the demo package
+            words.append(f"DEMO_ARGS=--tiny --updates 2 --out {sandbox / 'demo_runs' / words[1]}")
         return words, ROOT, {**env, **assignments}
     if words[0] == "scripts/train.sh":
         words += TRAIN_OVERRIDES.get(words[1], []) if "DRY_RUN" not in assignments else []
@@ -97,7 +112,7 @@ def tiny(command: str, sandbox: Path):
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     """A working folder that looks like the repository (scripts, configs, the package) with the raw
-    data the README's commands read."""
+    data the documented commands read."""
     root = tmp_path_factory.mktemp("readme")
     for name in ("scripts", "configs", "mega_fairseq", "demo"):
         (root / name).symlink_to(ROOT / name)
@@ -112,7 +127,7 @@ def sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def results(sandbox):
-    """Runs the commands in README order; later ones use what earlier ones wrote."""
+    """Runs the commands in PAGES order; later ones use what earlier ones wrote."""
     done = {}
     for command in COMMANDS:
         if command in SKIPPED:
@@ -131,7 +146,16 @@ def results(sandbox):
     return done
 
 
+def test_every_page_with_commands_runs():
+    """Each page of PAGES exists, and every docs/ page with a bash or Python block is one of them."""
+    assert all((ROOT / page).is_file() for page in PAGES)
+    pages = {page for page in (str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*.md"))
+             if fenced_blocks("bash", page) or fenced_blocks("python", page)}
+    assert pages <= set(PAGES), f"add to PAGES: {sorted(pages - set(PAGES))}"
+
+
 def test_every_readme_command_is_known():
+    assert len(set(COMMANDS)) == len(COMMANDS), "a command appears twice: the results are kept by command"
     for command in COMMANDS:
         words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=.*", w)]
         assert command in SKIPPED or words[0] in ("make", "python", "fairseq-preprocess", "fairseq-train",
@@ -141,7 +165,7 @@ def test_every_readme_command_is_known():
 
 
 def test_scripts_with_a_shebang_are_executable():
-    """The README runs them as scripts/NAME."""
+    """The docs run them as scripts/NAME."""
     for path in (ROOT / "scripts").iterdir():
         if path.is_file() and path.read_bytes().startswith(b"#!"):
             assert os.access(path, os.X_OK), f"chmod +x {path.relative_to(ROOT)}"

@@ -5,8 +5,9 @@ official-only options dropped with a note each (``DROPPED``), and refuses option
 cannot reproduce (``REFUSED``). Language and translation models keep their task and architecture
 names, which this plugin registers too.
 
-Imports fairseq: a classifier's settings come from the benchmark table of
-:mod:`mega_fairseq.tasks.mega_sequence_classification`.
+Imports fairseq: the error class comes from :mod:`mega_fairseq.models.official_names`, and importing
+``mega_fairseq.models`` registers the plugin. A classifier's settings come from the benchmark table of
+:mod:`mega_fairseq.data.classification`.
 """
 
 import argparse

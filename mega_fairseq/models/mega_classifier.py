@@ -162,7 +162,7 @@ CLASSIFIER_PRESETS = PresetTable("mega_classifier", MegaClassifierConfig, PRESET
 
 
 def preset_table() -> str:
-    """The README's table of named classifier architectures (kept equal to it by a test)."""
+    """The table of named classifier architectures in docs/lra.md (kept equal to it by a test)."""
 
     def mega_only(column):
         title, value = column

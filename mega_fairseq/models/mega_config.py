@@ -9,7 +9,7 @@ config back to the ``MegaLayerConfig`` of one stack.
 Presets (``--arch`` names) are a :class:`PresetTable` per family: each preset lists only what
 it changes from its parent, and a family's base preset starts from the layer defaults
 (:func:`layer_defaults`). The table registers the architectures, writes the help text (one
-helper, :func:`preset_help`), the README table and the values the tests check.
+helper, :func:`preset_help`), the docs' tables and the values the tests check.
 """
 
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
@@ -203,7 +203,7 @@ class PresetTable:
         return arch
 
     def markdown(self, columns: Iterable[Tuple[str, Callable[[Dict[str, Any]], Any]]]) -> str:
-        """A README table: one row per preset, ``columns`` as (title, value of resolved preset)."""
+        """A Markdown table for the docs: one row per preset, ``columns`` as (title, value of resolved preset)."""
         columns = list(columns)
         lines = ["| `--arch` | " + " | ".join(title for title, _ in columns) + " | notes |",
                  "|---" * (len(columns) + 2) + "|"]
@@ -222,7 +222,7 @@ class PresetTable:
 
 
 def size_columns(prefix: str) -> List[Tuple[str, Callable[[Dict[str, Any]], Any]]]:
-    """README table columns of one stack's sizes (for ``PresetTable.markdown``)."""
+    """Table columns of one stack's sizes (for ``PresetTable.markdown``)."""
     return [
         ("d", lambda v: v[f"{prefix}_embed_dim"]), ("v (hidden)", lambda v: v[f"{prefix}_hidden_dim"]),
         ("ffn", lambda v: v[f"{prefix}_ffn_embed_dim"]), ("z", lambda v: v[f"{prefix}_z_dim"]),
@@ -231,7 +231,7 @@ def size_columns(prefix: str) -> List[Tuple[str, Callable[[Dict[str, Any]], Any]
     ]
 
 
-# README table columns of the options shared by the stacks
+# table columns of the options shared by the stacks
 SHARED_COLUMNS = [
     ("norm", lambda v: "prenorm" if v["normalize_before"] else "postnorm"),
     ("dropout (attn, hidden, FFN)", lambda v: f"{v['dropout']} ({v['attention_dropout']}, {v['hidden_dropout']}, "

@@ -82,7 +82,7 @@ LM_PRESETS = PresetTable("mega_lm", MegaLMConfig, PRESETS,
 
 
 def preset_table() -> str:
-    """The README's table of named architectures (a test keeps the README equal to it)."""
+    """The table of named architectures in docs/language_modeling.md (a test keeps the page equal to it)."""
     return LM_PRESETS.markdown([("layers", lambda v: v["decoder_layers"]), *size_columns("decoder"),
                                 ("bias", lambda v: v["rel_pos_bias"]), *SHARED_COLUMNS])
 

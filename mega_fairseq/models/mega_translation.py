@@ -60,7 +60,7 @@ MT_PRESETS = PresetTable("mega", MegaTranslationConfig, PRESETS, derived=derived
 
 
 def preset_table() -> str:
-    """The README's table of named translation architectures (kept equal to it by a test)."""
+    """The table of named translation architectures in docs/translation.md (kept equal to it by a test)."""
     return MT_PRESETS.markdown([("layers (enc+dec)", lambda v: f"{v['encoder_layers']}+{v['decoder_layers']}"),
                                 *size_columns("encoder"), *SHARED_COLUMNS])
 
