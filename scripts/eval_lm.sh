@@ -6,7 +6,9 @@
 #   scripts/eval_lm.sh CHECKPOINT DATA_BIN [SUBSET] [fairseq-eval-lm args ...]
 #
 # SUBSET defaults to test. Ends with "perplexity: P" (and "bits per character: L" with BPC=1),
-# read from fairseq-eval-lm's "Loss (base 2): L, Perplexity: P" line.
+# read from fairseq-eval-lm's "Loss (base 2): L, Perplexity: P" line. The task's options, which
+# the fairseq-eval-lm args may set, with their defaults and help:
+#   python -m mega_fairseq.options --task mega_language_modeling
 #
 # Environment:
 #   STREAMS=N    number of streams (default 10; the paper: 10 for WikiText-103, 50 for enwik8)
