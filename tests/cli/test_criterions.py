@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from conftest import USER_DIR, driver_outputs
-from lra_fixtures import write_listops
+from helpers import USER_DIR
+from helpers.fairseq_jobs import driver_outputs
+from helpers.tiny import write_listops
 
 COMMON = ["--user-dir", USER_DIR, "--task", "mega_sequence_classification", "--num-classes", "10",
           "--max-positions", "100", "--arch", "mega_classifier_tiny", "--optimizer", "adam", "--lr", "1e-3",

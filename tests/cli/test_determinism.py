@@ -4,18 +4,15 @@ model and a sequence classifier. On CUDA, where the memory-efficient attention b
 varying order, they log the same losses to the logged precision, and a language model trained
 without dropout logs the losses of its CPU run within a tolerance."""
 
-import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, run, tensors
-from fairseq_driver import job_on
-from lra_fixtures import write_listops
+from helpers import USER_DIR
+from helpers.fairseq_jobs import Driver, job_on, run
+from helpers.forked import tensors
+from helpers.tiny import write_listops
 
 COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--num-workers", "0",
           "--optimizer", "adam", "--lr", "1e-3", "--max-update", "3", "--no-epoch-checkpoints",
@@ -31,10 +28,10 @@ CPU_CUDA_TOLERANCE = 0.01
 
 
 def train_twice(root, device, lm_data, mt_data):
-    """Each family trained twice on DEVICE, by two driver processes side by side; returns
+    """Each family trained twice on DEVICE, by two job drivers side by side; returns
     {family: (output of run a, output of run b)}."""
     listops = write_listops(root / "listops")
-    procs = []
+    drivers = []
     for name in ("a", "b"):
         jobs = [["train", [str(lm_data), *COMMON, *LM, "--save-dir", str(root / name / "lm")]],
                 ["train", [str(mt_data), *COMMON, "--task", "translation", "--source-lang", "src", "--target-lang",
@@ -42,15 +39,12 @@ def train_twice(root, device, lm_data, mt_data):
                 ["train", [str(listops), *COMMON, "--task", "mega_sequence_classification", "--num-classes", "10",
                            "--max-positions", "100", "--arch", "mega_classifier_tiny", "--criterion",
                            "sentence_prediction", "--save-dir", str(root / name / "cls")]]]
-        (root / f"{name}.json").write_text(json.dumps([job_on(device, job) for job in jobs]))
-        procs.append(subprocess.Popen([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / f"{name}.json"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        drivers.append(Driver([job_on(device, job) for job in jobs], root / name, threads=1))
     outputs = []
-    for proc in procs:
-        output, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, output[-3000:]
-        outputs.append(re.split(r"^JOB OK \d+$", output, flags=re.M)[:len(FAMILIES)])
+    for driver in drivers:
+        done = driver.wait()
+        assert done.returncode == 0, done.stdout[-3000:]
+        outputs.append([output for output, _ in done.reports()][:len(FAMILIES)])
     return dict(zip(FAMILIES, zip(*outputs)))
 
 

@@ -1,7 +1,7 @@
 """Two processes on CPU (gloo, one process per rank, fairseq's legacy_ddp) train as one process on
 the same data with the same seed:
 - a language model with the commands scripts/train.sh builds (NPROC=2 CPU=1, each rank run with
-  the environment torchrun gives it; the torchrun launch itself is tests/test_recipes.py's
+  the environment torchrun gives it; the torchrun launch itself is tests/cli/test_recipes.py's
   test_train_two_processes_on_cpu): 2 ranks of B tokens against one process with update_freq 2;
 - a ListOps classifier with plain batch norm: 2 ranks of B against one process of B with
   --update-freq 2 (each batch normalised by its own statistics in both);
@@ -27,15 +27,14 @@ batches from one stream, so the masks differ by design.
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR
-from lra_fixtures import write_listops, write_speech_commands
-from test_resume import assert_same_tensors, fairseq_processes, finish, load, logged_updates, start, write_lm_corpus
+from helpers import ROOT, USER_DIR
+from helpers.forked import assert_same_tensors, fairseq_processes, finish, free_port, load, logged_updates, start
+from helpers.tiny import write_listops, write_lm_corpus, write_speech_commands
 
 COMMON = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--log-interval", "1",
           "--num-workers", "0", "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", "--seed", "3",
@@ -70,12 +69,6 @@ LOSS_TOLERANCE = 0.0015  # the logged losses are rounded to 3 decimals
 
 
 RESUMED_EXIT_CODES = []  # of the two resumed ranks (the fixture's other runs must not depend on them)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def distributed(port, rank):

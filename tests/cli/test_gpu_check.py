@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from benchmarks import gpu_check
-from conftest import ROOT, run
+from helpers import ROOT
+from helpers.fairseq_jobs import run
 
 SECTIONS = ["machine", "CUDA tests (pytest -m cuda)", "SDPA backend of each preset's attention",
             "accuracy against float64", "training: 5 updates of fairseq-train", "decoding: fairseq-generate",
@@ -42,7 +43,7 @@ def test_dry_run_passes_with_every_section(dry_run):
 def test_cuda_tests_are_collected_by_their_marker(dry_run):
     status, detail = results(dry_run[2])["CUDA tests"]
     count = int(re.fullmatch(r"(\d+) collected, not run \(no GPU\)", detail).group(1))
-    assert status == "ok" and count >= 97  # tests/test_precision.py's 96 and the benchmark on CUDA
+    assert status == "ok" and count >= 97  # tests/unit/test_precision.py's 96 and the benchmark on CUDA
 
 
 def test_backends_of_the_tiny_presets(dry_run):

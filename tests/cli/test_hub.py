@@ -4,14 +4,10 @@ greedy ``.sample()``; ``.translate()`` with fairseq's sentencepiece hook against
 fairseq-generate's detokenised hypotheses; the classifiers' ``.predict()`` on raw examples
 (ListOps text, AAN text pairs, Pathfinder images, Speech Commands WAV files) against the model's
 forward on the task's own batches and fairseq-validate's accuracy. Unsafe checkpoints are refused
-by ``from_pretrained`` as on every loading path (tests/test_safe_loading.py)."""
+by ``from_pretrained`` as on every loading path (tests/cli/test_safe_loading.py)."""
 
-import json
-import os
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +16,9 @@ import soundfile
 import torch
 from fairseq.hub_utils import GeneratorHubInterface
 
-from conftest import ROOT, USER_DIR
-from lra_fixtures import tone, write_aan, write_listops, write_pathfinder, write_speech_commands
+from helpers import USER_DIR
+from helpers.fairseq_jobs import Driver, preprocess
+from helpers.tiny import tone, write_aan, write_listops, write_pathfinder, write_speech_commands
 from mega_fairseq.data import speech_commands
 from mega_fairseq.data.classification import DataError, read_pathfinder, speech_commands_split
 from mega_fairseq.hub import ClassifierHubInterface, FromPretrained
@@ -40,14 +37,6 @@ TRAIN = ["--optimizer", "adam", "--no-epoch-checkpoints", "--disable-validation"
 MT_UPDATES = 150
 
 
-def binarise(*args):
-    """fairseq-preprocess in this process (its import is paid once)."""
-    from fairseq import options
-    from fairseq_cli import preprocess
-
-    preprocess.main(options.get_preprocessing_parser().parse_args([str(a) for a in args] + ["--workers", "1"]))
-
-
 def write_lm_corpus(folder: Path):
     """Sentences with a learnable order (each word tends to be followed by the next one)."""
     rng = random.Random(0)
@@ -59,8 +48,8 @@ def write_lm_corpus(folder: Path):
             lines.append(" ".join(LM_WORDS[(start + k + (rng.random() < 0.2)) % len(LM_WORDS)]
                                   for k in range(rng.randint(3, 12))))
         (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    binarise("--only-source", "--trainpref", folder / "train.txt", "--validpref", folder / "valid.txt",
-             "--testpref", folder / "test.txt", "--destdir", folder / "bin")
+    preprocess("--only-source", "--trainpref", folder / "train.txt", "--validpref", folder / "valid.txt",
+               "--testpref", folder / "test.txt", "--destdir", folder / "bin", "--workers", "1")
     return folder
 
 
@@ -85,8 +74,9 @@ def write_mt_corpus(folder: Path):
             lines = (folder / f"{split}.raw.{lang}").read_text().splitlines()
             (folder / f"{split}.{lang}").write_text("".join(" ".join(model.encode(line, out_type=str)) + "\n"
                                                             for line in lines))
-    binarise("--source-lang", "en", "--target-lang", "de", "--trainpref", folder / "train", "--validpref",
-             folder / "valid", "--testpref", folder / "test", "--destdir", folder / "bin", "--joined-dictionary")
+    preprocess("--source-lang", "en", "--target-lang", "de", "--trainpref", folder / "train", "--validpref",
+               folder / "valid", "--testpref", folder / "test", "--destdir", folder / "bin", "--joined-dictionary",
+               "--workers", "1")
     return folder
 
 
@@ -128,7 +118,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(data):
-    """Trains every model and runs the fairseq evaluations (tests/fairseq_driver.py, two processes);
+    """Trains every model and runs the fairseq evaluations (two job drivers);
     returns {job name: its output}."""
     root = data["root"]
     lm, mt = data["lm"], data["mt"]
@@ -157,20 +147,15 @@ def trained(data):
     # two processes of about equal length, one per core, one thread each
     first = ["mt", "generate", "lm", "eval_lm"]
     groups = [first, [name for name in jobs if name not in first]]
-    procs = []
-    for number, names in enumerate(groups):
-        (root / f"jobs{number}.json").write_text(json.dumps([jobs[name] for name in names]))
-        with open(root / f"jobs{number}.log", "w") as log:
-            procs.append(subprocess.Popen([sys.executable, ROOT / "tests" / "fairseq_driver.py",
-                                           root / f"jobs{number}.json"], stdout=log, stderr=subprocess.STDOUT,
-                                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}))
+    drivers = [Driver([jobs[name] for name in names], root / f"jobs{number}", threads=1)
+               for number, names in enumerate(groups)]
     outputs = {}
-    for number, (names, proc) in enumerate(zip(groups, procs)):
-        proc.wait(timeout=600)
-        parts = re.split(r"^JOB OK \d+$", (root / f"jobs{number}.log").read_text(), flags=re.M)
-        if len(parts) != len(names) + 1:
-            pytest.fail(f"{names[len(parts) - 1]} failed:\n{parts[-1][-4000:]}")
-        outputs.update(zip(names, parts))
+    for names, driver in zip(groups, drivers):
+        done = driver.wait()
+        reports = done.reports()
+        if len(reports) != len(names):
+            pytest.fail(f"{names[len(reports)]} failed:\n{done.rest()[-4000:]}")
+        outputs.update(zip(names, [output for output, _ in reports]))
     return outputs
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, driver_outputs, run
+from helpers import ROOT, USER_DIR
+from helpers.fairseq_jobs import driver_outputs, run
 from mega_fairseq.models.mega_config import option_names
 from mega_fairseq.models.mega_lm import LM_PRESETS
 

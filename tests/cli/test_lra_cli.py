@@ -3,18 +3,16 @@ every named arch trains 2 updates and validates, each task's best Mega checkpoin
 on the test split with fairseq-validate, and every recipe of configs/lra composes and trains.
 The shell scripts (prepare_lra.sh, train.sh, eval_cls.sh) run once, on the pair task."""
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import ROOT, USER_DIR, run
-from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
+from helpers import ROOT, USER_DIR
+from helpers.fairseq_jobs import run, run_jobs
+from helpers.tiny import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
 from mega_fairseq.data.classification import LRA_TASKS
 
 SCRIPTS = ROOT / "scripts"
@@ -42,7 +40,7 @@ def task_args(task, data):
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     """A tiny data folder per task, in its release format (Path-X: 32 x 32 images, to stay cheap; the
-    reading of 128 x 128 images is tested in test_lra_data.py)."""
+    reading of 128 x 128 images is tested in tests/unit/test_lra_data.py)."""
     root = tmp_path_factory.mktemp("lra_raw")
     return {"listops": write_listops(root / "listops"), "text": write_imdb(root / "aclImdb"),
             "retrieval": write_aan(root / "tsv_data"), "image": write_cifar10(root / "cifar-10-batches-py"),
@@ -52,7 +50,7 @@ def raw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driven(raw, tmp_path_factory):
-    """Runs every job in one process (tests/fairseq_driver.py); returns {job name: (output, save dir)}."""
+    """Runs every job in one job driver; returns {job name: (output, save dir)}."""
     root = tmp_path_factory.mktemp("lra_runs")
     jobs, names, saves = [], [], []
     for task in TASKS:
@@ -85,17 +83,14 @@ def driven(raw, tmp_path_factory):
                       *TINY_HYDRA, "common.cpu=true"]])
         names.append(("recipe", task))
         saves.append(save)
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs.json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore"})
-    parts = re.split(r"^JOB OK \d+$", proc.stdout, flags=re.M)
+    done = run_jobs(jobs, root / "jobs", timeout=1200)
+    outputs = [output for output, _ in done.reports()]
     results = {}
     for index, name in enumerate(names):
-        if index < len(parts) - 1:
-            results[name] = (parts[index], saves[index])
+        if index < len(outputs):
+            results[name] = (outputs[index], saves[index])
         else:
-            results[name] = (None, parts[-1][-4000:])
+            results[name] = (None, done.rest()[-4000:])
     return results
 
 

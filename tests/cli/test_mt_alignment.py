@@ -1,24 +1,21 @@
 """Alignments of translation models through fairseq's real command-line tools: alignment-supervised
 fairseq-train (--load-alignments, label_smoothed_cross_entropy_with_alignment), then
 fairseq-generate --print-alignment on generated and on reference translations, --replace-unk,
-and fairseq-interactive --print-alignment. All jobs run in one process (tests/fairseq_driver.py).
+and fairseq-interactive --print-alignment. All jobs run in one process (the job driver).
 
 The task is a word-for-word translation whose alignment is known: each source word w<k> becomes
 t<k>, in the same order, and names (words seen once, <unk> in the dictionary) are copied. The
 test sentences have 3 to 10 words in batches of 8, so most sources are left-padded in their batch.
 """
 
-import json
-import os
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, USER_DIR
-from test_mt_cli import LANGS, TINY
+from helpers import USER_DIR
+from helpers.fairseq_jobs import run_jobs
+from helpers.tiny import MT_LANGS as LANGS, TINY_MT as TINY
 
 UPDATES = 200
 
@@ -92,16 +89,12 @@ def driven(tmp_path_factory):
                                         "--print-alignment", "--input", root / "input.txt"]],
         "replace_unk_alone": ["expect_error", "generate", [root / "raw", *generate, *raw, "--replace-unk"]],
     }
-    (root / "jobs.json").write_text(json.dumps([[str(a) if not isinstance(a, list) else [str(b) for b in a]
-                                                 for a in job] for job in jobs.values()]))
     # one thread: the tiny model trains several times faster than with two threads on two busy cores
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs.json"],
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
-    parts = re.split(r"^(JOB (?:OK|ERROR) \d+.*)$", proc.stdout, flags=re.M)  # output, status, output, ...
-    assert proc.returncode == 0 and len(parts) == 2 * len(jobs) + 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    done = {name: (output, status) for name, output, status in zip(jobs, parts[0::2], parts[1::2])}
-    done["root"], done["log"] = root, proc.stderr  # fairseq logs to stderr
+    ran = run_jobs(list(jobs.values()), root / "jobs", threads=1, merged=False)
+    reports = ran.reports()
+    assert ran.returncode == 0 and len(reports) == len(jobs), ran.stdout[-3000:] + ran.stderr[-3000:]
+    done = dict(zip(jobs, reports))
+    done["root"], done["log"] = root, ran.stderr  # fairseq logs to stderr
     return done
 
 

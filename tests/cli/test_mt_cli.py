@@ -11,14 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, driver_outputs, run
+from helpers import ROOT, USER_DIR
+from helpers.fairseq_jobs import driver_outputs, run
+from helpers.tiny import MT_LANGS as LANGS, TINY_MT as TINY
 from mega_fairseq.models.mega_config import option_names
 from mega_fairseq.models.mega_translation import MT_PRESETS
-
-TINY = ["--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
-        "--encoder-hidden-dim", "32", "--decoder-hidden-dim", "32", "--encoder-z-dim", "8", "--decoder-z-dim", "8",
-        "--encoder-n-dim", "2", "--decoder-n-dim", "2"]
-LANGS = ["--source-lang", "src", "--target-lang", "tgt"]
 
 
 def train(data, save_dir, *extra, arch="mega_mt_tiny", updates=2, check=True):

@@ -1,99 +1,34 @@
 """The WMT16 En-De scripts on tiny data: scripts/prepare_wmt16_en_de.sh end to end on a few hundred
-generated sentence pairs (and its refusals of bad input), scripts/average_checkpoints.py on small
-fake checkpoints, the BLEU helpers of mega_fairseq.data.mt on hand-written text, and
-scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the prepared data."""
+generated sentence pairs (and its refusals of bad input), mega_fairseq.data.mt's scoring of
+fairseq-generate's output, and scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the
+prepared data. Checkpoint averaging and the BLEU helpers: tests/unit/test_average_checkpoints.py and
+tests/unit/test_mt_data.py."""
 
-import importlib.util
 import io
-import math
 import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-import torch
 
+from helpers import ROOT, SCRIPTS
+from helpers.fairseq_jobs import check
+from helpers.fairseq_jobs import run_script as run
+from helpers.tiny import WMT_SIZES, write_wmt_raw
 from mega_fairseq.data import mt as mt_data
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
 VOCAB = 200
-SIZES = {"train": 300, "valid": 20, "test": 24}
-
-
-def run(*args, env=None, timeout=300):
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "WORKERS": "1"}
-    full_env.update(env or {})
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=full_env, timeout=timeout)
-
-
-def check(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result.stdout + result.stderr
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------- data
 
-# a made-up lexicon: English word -> German word (hyphenated compounds and umlauts included)
-NOUNS = {"cat": "Katze", "dog": "Hund", "house": "Haus", "e-mail": "E-Mail", "tree": "Baum", "river": "Fluss",
-         "city": "Stadt", "teacher": "Lehrer", "bird": "Vogel", "garden": "Garten", "car": "Auto",
-         "T-shirt": "T-Shirt", "book": "Buch", "child": "Kind", "road": "Straße", "window": "Fenster",
-         "mountain": "Berg", "village": "Dorf", "doctor": "Ärztin", "flower": "Blume", "bridge": "Brücke",
-         "letter": "Brief", "kitchen": "Küche", "student": "Studentin", "forest": "Wald", "horse": "Pferd",
-         "computer": "Rechner", "newspaper": "Zeitung", "island": "Insel", "musician": "Musiker",
-         "train": "Zug", "market": "Markt", "lake": "See", "fox": "Fuchs", "baker": "Bäcker",
-         "neighbour": "Nachbar", "painting": "Gemälde", "station": "Bahnhof", "song": "Lied", "key": "Schlüssel"}
-ADJECTIVES = {"big": "große", "small": "kleine", "old": "alte", "green": "grüne", "quiet": "ruhige",
-              "fast": "schnelle", "happy": "glückliche", "well-known": "bekannte", "young": "junge",
-              "tired": "müde", "clever": "kluge", "strange": "seltsame", "beautiful": "schöne",
-              "dark": "dunkle", "friendly": "freundliche", "empty": "leere", "famous": "berühmte",
-              "brave": "mutige", "cold": "kalte", "red": "rote"}
-VERBS = {"sees": "sieht", "likes": "mag", "finds": "findet", "paints": "malt", "follows": "folgt",
-         "hears": "hört", "visits": "besucht", "forgets": "vergisst", "draws": "zeichnet", "buys": "kauft",
-         "answers": "beantwortet", "carries": "trägt", "remembers": "erinnert", "watches": "beobachtet",
-         "opens": "öffnet", "describes": "beschreibt"}
-
-
-def sentence_pair(rng):
-    n1, n2 = rng.sample(sorted(NOUNS), 2)
-    adj, verb = rng.choice(sorted(ADJECTIVES)), rng.choice(sorted(VERBS))
-    en = f"The {adj} {n1} {verb} the {n2}."
-    de = f"Die {ADJECTIVES[adj]} {NOUNS[n1]} {VERBS[verb]} die {NOUNS[n2]}."
-    kind = rng.random()
-    if kind < 0.15:  # typographic quotes and a doubled space: the normaliser's work
-        en, de = f"“{en}”  she said.", f"„{de}“  sagte sie."
-    elif kind < 0.25:
-        en, de = f"{en} And {n2}s, too!", f"{de} Und auch {NOUNS[n2]}!"
-    return en, de
-
-
-def write_raw(folder: Path, seed=0, sizes=SIZES):
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in sizes.items():
-        pairs = [sentence_pair(rng) for _ in range(n)]
-        if split == "train":  # lengths far apart: clean-corpus-n's ratio filter drops it
-            pairs[5] = ("Yes.", "Ja, " + ", ".join(["ganz sicher und ohne jeden Zweifel"] * 6) + ".")
-        for index, lang in enumerate(("en", "de")):
-            (folder / f"{split}.{lang}").write_text("".join(p[index] + "\n" for p in pairs), encoding="utf-8")
-    return folder
-
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    return write_raw(tmp_path_factory.mktemp("wmt_raw"))
+    return write_wmt_raw(tmp_path_factory.mktemp("wmt_raw"))
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +74,7 @@ def test_prepare_outputs(prepared, raw):
         for lang in ("en", "de"):
             dictionary, tokens = load_split(bin_dir, split, lang)
             text = (raw / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
-            assert len(tokens) == len(text) == SIZES[split]
+            assert len(tokens) == len(text) == WMT_SIZES[split]
             decoded = [model.decode(dictionary.string(t).split()) for t in tokens]
             assert "<unk>" not in " ".join(dictionary.string(t) for t in tokens)
             # normalised (typographic quotes, doubled spaces) and nothing else
@@ -159,7 +94,7 @@ def test_prepare_cleans_training_pairs(prepared, raw):
               for s, t in zip(mt_data.normalise_lines(src, "en"), mt_data.normalise_lines(tgt, "de"))]
     kept = [(s, t) for s, t in pieces
             if len(s) <= 1.5 * len(t) and len(t) <= 1.5 * len(s) and max(len(s), len(t)) <= 250]
-    assert len(pieces[5][1]) > 1.5 * len(pieces[5][0]) and 250 <= len(kept) < SIZES["train"]
+    assert len(pieces[5][1]) > 1.5 * len(pieces[5][0]) and 250 <= len(kept) < WMT_SIZES["train"]
     dictionary, en = load_split(out / "bin", "train", "en")
     _, de = load_split(out / "bin", "train", "de")
     assert len(en) == len(de) == len(kept)
@@ -198,7 +133,7 @@ def break_raw(folder: Path, problem: str):
 
 @pytest.mark.parametrize("problem", ["mismatch", "empty", "missing", "utf8"])
 def test_prepare_rejects_bad_input(tmp_path, problem):
-    raw = write_raw(tmp_path / "raw", sizes={"train": 30, "valid": 20, "test": 24})
+    raw = write_wmt_raw(tmp_path / "raw", sizes={"train": 30, "valid": 20, "test": 24})
     expected = break_raw(raw, problem)
     out = tmp_path / "out"
     result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", "--vocab-size", VOCAB, out, raw)
@@ -265,7 +200,7 @@ def test_prepare_download_path_assembles_the_training_corpus(tmp_path):
             "training-parallel-nc-v11/news-commentary-v11.de-en.de": "Nachrichten.\n"}),
     }
     out = tmp_path / "wmt16"
-    downloaded = write_raw(tmp_path / "wmt16.raw", sizes={"valid": 3, "test": 2})
+    downloaded = write_wmt_raw(tmp_path / "wmt16.raw", sizes={"valid": 3, "test": 2})
     (downloaded / "test.de").write_text("Nur eine Zeile.\n", encoding="utf-8")
     result = run("bash", SCRIPTS / "prepare_wmt16_en_de.sh", out, env=urls)
     assert result.returncode != 0 and "test.en has 2 lines but" in result.stderr, result.stderr
@@ -275,28 +210,6 @@ def test_prepare_download_path_assembles_the_training_corpus(tmp_path):
     assert sorted(p.name for p in downloaded.glob("*.tgz")) == ["commoncrawl.tgz", "europarl-v7.tgz",
                                                                 "news-commentary-v11.tgz"]
     assert not out.exists() and leftovers(out) == []
-
-
-def test_fetch_eval_sets_through_sacrebleu(tmp_path, monkeypatch):
-    import sacrebleu.utils
-
-    fetched = {}
-    for name, lines in (("wmt13.en", ["A.", "B."]), ("wmt13.de", ["A-de.", "B-de."]),
-                        ("wmt14.en", ["C.\r"]), ("wmt14.de", ["C-de."])):
-        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def source(test_set, langpair):
-        fetched[test_set] = langpair
-        return str(tmp_path / f"{test_set[:5]}.{langpair[:2]}")
-
-    monkeypatch.setattr(sacrebleu.utils, "get_source_file", source)
-    monkeypatch.setattr(sacrebleu.utils, "get_reference_files",
-                        lambda test_set, langpair: [str(tmp_path / f"{test_set[:5]}.{langpair[3:]}")])
-    mt_data.main(["fetch-eval", str(tmp_path / "raw")])
-    # newstest2013 and the full newstest2014 (3003 sentences; sacrebleu's "wmt14" is the filtered one)
-    assert fetched == {"wmt13": "en-de", "wmt14/full": "en-de"}
-    assert (tmp_path / "raw" / "valid.de").read_text(encoding="utf-8") == "A-de.\nB-de.\n"
-    assert (tmp_path / "raw" / "test.en").read_text(encoding="utf-8") == "C.\n"
 
 
 def test_prepare_dry_run_and_options(tmp_path, raw):
@@ -311,145 +224,7 @@ def test_prepare_dry_run_and_options(tmp_path, raw):
     assert "newstest2014" in helped and "--vocab-size" in helped
 
 
-# ---------------------------------------------------------------- checkpoint averaging
-
-
-def fake_checkpoint(path: Path, seed: int, step: int):
-    g = torch.Generator().manual_seed(seed)
-    state = {
-        "model": {
-            # multiples of 1/8: sums and halves are exact in float32 and float16
-            "encoder.weight": torch.randint(-64, 64, (4, 3), generator=g).float() / 8,
-            "decoder.half": (torch.randint(-64, 64, (5,), generator=g).float() / 8).half(),
-            "decoder.steps": torch.tensor([step, 3 * step + seed]),
-        },
-        "cfg": {"model": {"_name": "transformer"}, "seed": seed},
-        "extra_state": {"train_iterator": {"epoch": step}, "best": 1.5 + seed},
-        "optimizer_history": [{"num_updates": 10 * step}],
-        "last_optimizer_state": {"state": {0: {"exp_avg": torch.full((2,), float(seed))}}},
-    }
-    torch.save(state, path)
-    return state
-
-
-@pytest.fixture
-def checkpoints(tmp_path):
-    folder = tmp_path / "checkpoints"
-    folder.mkdir()
-    states = {}
-    for epoch in (1, 2, 3, 10):
-        states[f"checkpoint{epoch}.pt"] = fake_checkpoint(folder / f"checkpoint{epoch}.pt", epoch, epoch)
-    for epoch, update in ((1, 50), (2, 100), (2, 150)):
-        name = f"checkpoint_{epoch}_{update}.pt"
-        states[name] = fake_checkpoint(folder / name, update, update)
-    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
-        shutil.copy(folder / "checkpoint10.pt", folder / name)
-    return folder, states
-
-
-def expected_average(states, names):
-    models = [states[n]["model"] for n in names]
-    return {
-        "encoder.weight": sum(m["encoder.weight"] for m in models) / len(models),
-        "decoder.half": (sum(m["decoder.half"].float() for m in models) / len(models)).half(),
-        "decoder.steps": sum(m["decoder.steps"] for m in models) // len(models),
-    }
-
-
-def assert_model_equal(model, expected):
-    assert list(model) == list(expected)
-    for k, v in expected.items():
-        assert model[k].dtype == v.dtype and torch.equal(model[k], v), k
-
-
-def test_average_epoch_checkpoints(checkpoints, capsys):
-    folder, states = checkpoints
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    out = folder / "averaged.pt"
-    load_script("average_checkpoints").main(["--inputs", str(folder), "--num-epoch-checkpoints", "3",
-                                             "--output", str(out)])
-    output = capsys.readouterr().out
-    assert "checkpoint10.pt, " in output and "checkpoint3.pt" in output and "checkpoint1.pt" not in output
-    averaged = torch.load(out, map_location="cpu", weights_only=True)
-    newest_three = ["checkpoint10.pt", "checkpoint3.pt", "checkpoint2.pt"]
-    assert_model_equal(averaged["model"], expected_average(states, newest_three))
-    # everything else from the newest checkpoint
-    newest = states["checkpoint10.pt"]
-    assert averaged["cfg"] == newest["cfg"] and averaged["extra_state"] == newest["extra_state"]
-    assert averaged["optimizer_history"] == newest["optimizer_history"]
-    assert torch.equal(averaged["last_optimizer_state"]["state"][0]["exp_avg"], torch.full((2,), 10.0))
-    # the inputs are untouched, no temporary file is left
-    assert {p.name: p.read_bytes() for p in folder.iterdir() if p != out} == before
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "averaged.pt"])
-
-
-def test_average_update_checkpoints_and_files(checkpoints, tmp_path):
-    folder, states = checkpoints
-    average = load_script("average_checkpoints")
-    paths = average.last_n_checkpoints(folder, 2, update_based=True)
-    assert [p.name for p in paths] == ["checkpoint_2_150.pt", "checkpoint_2_100.pt"]
-    bounded = average.last_n_checkpoints(folder, 2, update_based=False, upper_bound=3)
-    assert [p.name for p in bounded] == ["checkpoint3.pt", "checkpoint2.pt"]
-    state = average.average_checkpoints(paths)
-    assert_model_equal(state["model"], expected_average(states, ["checkpoint_2_150.pt", "checkpoint_2_100.pt"]))
-    assert state["cfg"]["seed"] == 150
-    # explicit files: all of them, the rest from the first
-    files = [folder / "checkpoint1.pt", folder / "checkpoint_1_50.pt"]
-    state = average.average_checkpoints(files)
-    assert_model_equal(state["model"], expected_average(states, ["checkpoint1.pt", "checkpoint_1_50.pt"]))
-    assert state["cfg"]["seed"] == 1
-
-
-def test_average_refusals(checkpoints, capsys):
-    folder, _ = checkpoints
-    average = load_script("average_checkpoints")
-    for args, message in (
-            (["--inputs", folder / "checkpoint1.pt", folder / "checkpoint2.pt", "--output", folder / "checkpoint2.pt"],
-             "is one of the inputs"),
-            (["--inputs", folder, "--num-update-checkpoints", "5", "--output", folder / "avg.pt"],
-             "has 3 update (checkpoint_E_U.pt) checkpoints, need 5"),
-            (["--inputs", folder, "--output", folder / "avg.pt"], "needs --num-epoch-checkpoints")):
-        with pytest.raises(SystemExit) as exit_info:
-            average.main([str(a) for a in args])
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
-    assert not (folder / "avg.pt").exists()
-
-
-# ---------------------------------------------------------------- BLEU
-
-
-def test_compound_split_matches_the_perl_rule():
-    # perl -ple 's{(\S)-(\S)}{$1 ##AT##-##AT## $2}g'
-    assert mt_data.compound_split("a-b-c e-mail x - y") == "a ##AT##-##AT## b-c e ##AT##-##AT## mail x - y"
-
-
-def test_bleu_identical_is_100():
-    lines = ["Die E-Mail kam gestern an.", "„Gut“, sagte sie."]
-    assert mt_data.tokenized_bleu(lines, lines, "de").score == pytest.approx(100.0)
-    score, signature = mt_data.sacre_bleu(lines, lines)
-    assert score.score == pytest.approx(100.0) and "tok:13a" in signature and "nrefs:1" in signature
-
-
-def test_tokenized_bleu_against_sacrebleu_directly():
-    import sacrebleu
-
-    hyps = ["Die alte E-Mail-Adresse ist weg, sagte er.", "Der Hund sieht den Baum."]
-    refs = ["Die alte E-Mail-Adresse war weg, sagte er.", "Der Hund sah den großen Baum."]
-    # Moses tokenisation (punctuation split off, hyphens kept), then compound splitting, by hand
-    hyps_tok = ["Die alte E ##AT##-##AT## Mail ##AT##-##AT## Adresse ist weg , sagte er .",
-                "Der Hund sieht den Baum ."]
-    refs_tok = ["Die alte E ##AT##-##AT## Mail ##AT##-##AT## Adresse war weg , sagte er .",
-                "Der Hund sah den großen Baum ."]
-    assert mt_data.tokenize_for_bleu(hyps, "de") == hyps_tok
-    assert mt_data.tokenize_for_bleu(refs, "de") == refs_tok
-    direct = sacrebleu.corpus_bleu(hyps_tok, [refs_tok], tokenize="none", smooth_method="none")
-    score = mt_data.tokenized_bleu(hyps, refs, "de").score
-    assert score == pytest.approx(direct.score) and 0 < score < 100
-    # multi-bleu.perl by hand: 19 hypothesis and 20 reference tokens; the two sentences match
-    # 12+5 unigrams, 10+2 bigrams, 8+0 trigrams and 6+0 4-grams
-    precisions = [17 / 19, 12 / 17, 8 / 15, 6 / 13]
-    by_hand = 100 * math.exp(1 - 20 / 19) * math.prod(precisions) ** 0.25
-    assert score == pytest.approx(by_hand, rel=1e-9)
+# ---------------------------------------------------------------- scoring fairseq-generate's output
 
 
 def generate_output(hyps, refs, sources, shuffle_seed=0):

@@ -2,13 +2,9 @@
 ListOps classifier (bidirectional EMA), each trained a few updates with --tensorboard-logdir in one
 fairseq process. The scripts run in this process (their main), as the command line would call them."""
 
-import json
 import math
-import os
 import random
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 
@@ -17,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, USER_DIR
-from lra_fixtures import script, write_listops
+from helpers import USER_DIR, script
+from helpers.fairseq_jobs import Driver
+from helpers.tiny import write_listops
 
 COMMON = ["--optimizer", "adam", "--lr", "1e-3", "--cpu", "--num-workers", "0", "--no-progress-bar",
           "--log-format", "simple", "--log-interval", "1", "--seed", "1", "--no-epoch-checkpoints"]
@@ -56,14 +53,11 @@ def runs(tmp_path_factory):
                    "--save-dir", str(root / "cls"), "--tensorboard-logdir", str(root / "tb" / "mega_classifier"),
                    *COMMON]],
     ]
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fairseq_driver.py"), str(root / "jobs.json")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    driver = Driver(jobs, root / "jobs")
     import mega_fairseq  # noqa: F401  (plot_ema.py imports it: meanwhile, the runs train)
 
-    out, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, out[-6000:]
+    done = driver.wait()
+    assert done.returncode == 0, done.stdout[-6000:]
     return root
 
 

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from lra_fixtures import write_speech_commands
-from test_mt_scripts import write_raw as write_wmt_raw
-from test_recipes import TINY, fake_enwik8, write_wikitext
+from helpers import ROOT
+from helpers.tiny import TINY_LM_RECIPES, fake_enwik8, write_speech_commands, write_wikitext, write_wmt_raw
 
 TINY_LRA = ["++model.encoder_layers=1", "++model.encoder_embed_dim=16", "++model.encoder_hidden_dim=32",
             "++model.encoder_z_dim=8", "++model.encoder_n_dim=2", "++model.classifier_hidden_dim=16",
@@ -31,7 +29,7 @@ TINY_MT = ["model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_em
            "model.encoder_z_dim=8", "model.decoder_z_dim=8", "model.encoder_n_dim=2", "model.decoder_n_dim=2",
            "dataset.max_tokens=400", "optimization.max_update=5", "checkpoint.save_interval_updates=1",
            "lr_scheduler.warmup_updates=1"]
-TRAIN_OVERRIDES = {"lm/wikitext103": TINY["lm/wikitext103"], "lm/enwik8": TINY["lm/enwik8"],
+TRAIN_OVERRIDES = {"lm/wikitext103": TINY_LM_RECIPES["lm/wikitext103"], "lm/enwik8": TINY_LM_RECIPES["lm/enwik8"],
                    "mt/wmt16_en_de": TINY_MT, "lra/listops": TINY_LRA, "speech/sc_raw": TINY_SPEECH}
 SKIPPED = {"make test": "the test suite itself"}
 

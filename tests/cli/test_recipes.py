@@ -3,10 +3,7 @@ train every configs/lm recipe through scripts/train.sh (fairseq-hydra-train) for
 updates, and evaluate the checkpoints with scripts/eval_lm.sh."""
 
 import math
-import os
-import random
 import re
-import socket
 import subprocess
 import sys
 import zipfile
@@ -15,43 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import ROOT, SCRIPTS
+from helpers.fairseq_jobs import check, run_script
+from helpers.forked import free_port
+from helpers.tiny import TINY_LM_RECIPES as TINY, fake_enwik8, write_wikitext
 from mega_fairseq.data import enwik8 as enwik8_data
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
 RECIPES = ("lm/wikitext103", "lm/enwik8", "lm/demo")
-
-# shrink every recipe to a few thousand parameters; the recipe's other settings stay
-TINY_MODEL = ["model.decoder_layers=1", "model.decoder_embed_dim=32", "model.decoder_hidden_dim=64",
-              "model.decoder_z_dim=16", "model.decoder_n_dim=4", "model.decoder_chunk_size=16"]
-TINY_RUN = ["task.tokens_per_sample=16", "task.max_target_positions=512", "dataset.max_tokens=1024",
-            "optimization.max_update=2"]
-TINY = {
-    "lm/wikitext103": TINY_MODEL + TINY_RUN + ['model.adaptive_input_cutoff="100,200"',
-                                              'model.adaptive_softmax_cutoff="100,200"'],
-    "lm/enwik8": TINY_MODEL + TINY_RUN,
-    "lm/demo": ["optimization.max_update=2"],
-}
 
 
 def run(*args, env=None, timeout=300):
     """Run a script with bash (local launch mode unless env says otherwise)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full_env.pop("SLURM_JOB_ID", None)
-    full_env.update(env or {})
-    return subprocess.run(["bash", *map(str, args)], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
-
-
-def check(result):
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result.stdout + result.stderr
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return run_script("bash", *args, env=env, timeout=timeout)
 
 
 def load_tokens(bin_dir: Path, split: str):
@@ -65,36 +37,12 @@ def load_tokens(bin_dir: Path, split: str):
 # ---------------------------------------------------------------- data
 
 
-def write_wikitext(folder: Path, seed=0):
-    """Three files in the wiki.*.tokens layout: blank lines, ' = Title = ' headings, paragraphs."""
-    rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(300)] + ["<unk>", "@-@", ",", "."]
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, articles in (("train", 30), ("valid", 4), ("test", 4)):
-        with (folder / f"wiki.{split}.tokens").open("w", encoding="utf-8") as f:
-            for a in range(articles):
-                f.write(f" \n = Article {a} = \n \n")
-                for _ in range(20):
-                    f.write(" " + " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 30))) + " \n")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def wikitext(tmp_path_factory):
     raw = write_wikitext(tmp_path_factory.mktemp("wikitext_raw"))
     out = tmp_path_factory.mktemp("wikitext")
     check(run(SCRIPTS / "prepare_wikitext103.sh", out, raw, env={"WORKERS": "1"}))
     return raw, out
-
-
-def fake_enwik8(size: int, seed=0) -> bytes:
-    """XML-ish text with multi-byte UTF-8 characters and newlines, like enwik8."""
-    rng = random.Random(seed)
-    words = ["<page>", "<title>", "the", "of", "[[link]]", "café", "naïve", "{{cite}}", "&amp;", "1999", "東京"]
-    out = bytearray()
-    while len(out) < size:
-        out += (" ".join(rng.choice(words) for _ in range(rng.randint(0, 8))) + "\n").encode()
-    return bytes(out[:size])
 
 
 @pytest.fixture(scope="module")

@@ -7,27 +7,16 @@ only an explicit ``weights_only=True`` still refuses. The genuine checkpoints th
 made from still load (with --finetune-from-model here; the family tests load genuine checkpoints on
 the other paths)."""
 
-import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR
-from lra_fixtures import script, write_listops
-
-
-class RunsCode:
-    """Unpickles to a call of os.system: what a malicious checkpoint would hold."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+from helpers import ROOT, USER_DIR, script
+from helpers.fairseq_jobs import run_jobs
+from helpers.tiny import RunsCode, write_listops
 
 
 def craft(genuine, crafted, marker):
@@ -81,9 +70,8 @@ def runs(tmp_path_factory, lm_data, mt_data):
             "validate": ["validate", cls_args + ["--path", cls, "--valid-subset", "test"]],
         }
 
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs.json"], check=True,
-                   capture_output=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    trained = run_jobs(jobs, root / "jobs", merged=False)
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     crafted = {}
     for kind, checkpoint in genuine.items():
         crafted[kind] = checkpoint.with_name(f"crafted_{kind}.pt")
@@ -92,17 +80,11 @@ def runs(tmp_path_factory, lm_data, mt_data):
     jobs = [["expect_error", *paths(kind_of(name), crafted[kind_of(name)])[name]] for name in names]
     # the genuine checkpoints load (the other paths load genuine checkpoints in the family tests)
     jobs += [paths("lm", genuine["lm"])["finetune_from_model"]]
-    (root / "jobs2.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs2.json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", NO_WEIGHTS_ONLY_DEFAULT: "1"})
-    results = {}
-    for index, name in enumerate(names):
-        found = re.search(rf"^JOB (OK|ERROR) {index}\b(.*)$", proc.stdout, flags=re.M)
-        results[name] = found.group(0) if found else None
-    results["genuine_finetune_from_model"] = bool(re.search(rf"^JOB OK {len(names)}$", proc.stdout, flags=re.M))
+    loaded = run_jobs(jobs, root / "jobs2", env={NO_WEIGHTS_ONLY_DEFAULT: "1"})
+    results = {name: loaded.status(index) for index, name in enumerate(names)}
+    results["genuine_finetune_from_model"] = loaded.status(len(names)) == f"JOB OK {len(names)}"
     return dict(results=results, crafted=crafted, genuine=genuine, marker=marker, root=root,
-                tail=proc.stdout[-3000:], listops=listops, lm_data=lm_data)
+                tail=loaded.stdout[-3000:], listops=listops, lm_data=lm_data)
 
 
 def kind_of(name):

@@ -13,15 +13,13 @@ before training or evaluation with a message naming the flag to change.
   ``--max-source-positions``: fairseq's error before training.
 """
 
-import json
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, USER_DIR
-from lra_fixtures import write_listops, write_pathfinder
+from helpers import USER_DIR
+from helpers.fairseq_jobs import run_jobs
+from helpers.tiny import write_listops, write_pathfinder
 
 TRAIN = ["--user-dir", USER_DIR, "--no-progress-bar", "--log-format", "simple", "--num-workers", "0", "--optimizer",
          "adam", "--lr", "1e-3", "--max-update", "2", "--no-epoch-checkpoints", "--required-batch-size-multiple", "1",
@@ -87,17 +85,14 @@ def outcomes(tmp_path_factory, lm_data, mt_data):
     data = {"lm": lm_data, "mt": mt_data, "out": root, "listops": write_listops(root / "listops"),
             "pathfinder": write_pathfinder(root / "pathfinder", size=16)}
     jobs = [CASES[name][0](data) for name in CASES]
-    jobs = json.loads(json.dumps(jobs, default=str))
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs.json"],
-                          capture_output=True, text=True, timeout=600)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    done = run_jobs(jobs, root / "jobs", merged=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
     results = {}
     for number, name in enumerate(CASES):
-        found = re.search(rf"^JOB (OK {number}$|ERROR {number}: (.*)$)", proc.stdout, re.MULTILINE)
-        assert found, f"{name}: no result\n{output[-4000:]}"
-        results[name] = found.group(2)
+        status = done.status(number)
+        assert status, f"{name}: no result\n{output[-4000:]}"
+        results[name] = status.partition(": ")[2] or None  # the error, or None for "JOB OK n"
     return root, results, output
 
 

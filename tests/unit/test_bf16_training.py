@@ -13,8 +13,8 @@ import copy
 import pytest
 import torch
 
-from conftest import USER_DIR
-from lra_fixtures import write_listops, write_pathfinder
+from helpers import USER_DIR
+from helpers.tiny import write_listops, write_pathfinder
 import mega_fairseq.models  # noqa: F401  (registers the plugin: fairseq skips --user-dir once mega_fairseq is imported)
 from mega_fairseq.modules import ema
 

@@ -14,8 +14,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from conftest import ROOT
 from demo import data_samples as samples
+from helpers import ROOT
+from helpers.fairseq_jobs import preprocess
 from mega_fairseq.data import mt as mt_data
 from mega_fairseq.data.classification import LRA_TASKS, SPEECH_COMMANDS, SPLITS, _ArraysOnly
 from mega_fairseq.tasks.mega_sequence_classification import SequenceClassificationTask
@@ -122,14 +123,10 @@ def test_the_classification_task_reads_each_sample(folder):
 def binarise_text(folder: Path, dest: Path):
     """fairseq-preprocess --only-source, as scripts/common.sh's binarise_lm runs it; returns the dataset
     of each split."""
-    from fairseq import options
     from fairseq.data import Dictionary, data_utils
-    from fairseq_cli import preprocess
 
-    args = options.get_preprocessing_parser().parse_args(
-        ["--only-source", "--trainpref", str(folder / "train.txt"), "--validpref", str(folder / "valid.txt"),
-         "--testpref", str(folder / "test.txt"), "--destdir", str(dest), "--workers", "1"])
-    preprocess.main(args)
+    preprocess("--only-source", "--trainpref", folder / "train.txt", "--validpref", folder / "valid.txt",
+               "--testpref", folder / "test.txt", "--destdir", dest, "--workers", "1")
     dictionary = Dictionary.load(str(dest / "dict.txt"))
     return {split: data_utils.load_indexed_dataset(str(dest / split), dictionary) for split in SPLITS}
 

@@ -1,26 +1,20 @@
-"""Every fairseq run of the tests states its device: the driver (tests/fairseq_driver.py) and the
-runner of tests/conftest.py refuse one that does not, before anything runs. fairseq trains on CUDA
+"""Every fairseq run of the tests states its device: the job driver and the runner of
+tests/helpers/fairseq_jobs.py refuse one that does not, before anything runs. fairseq trains on CUDA
 wherever CUDA is available unless told --cpu, so a CPU test that says nothing would run on a GPU
 machine's GPU, where the attention backward is not bit-for-bit deterministic."""
-
-import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, run
-from fairseq_driver import checked, job_on
+from helpers import ROOT, USER_DIR
+from helpers.fairseq_jobs import checked, job_on, run, run_jobs
 
 TRAIN = ["train", ["data", "--user-dir", USER_DIR, "--arch", "mega_lm_tiny"]]
 
 
 def driver(tmp_path, jobs):
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", tmp_path / "jobs.json"],
-                          capture_output=True, text=True, timeout=120)
-    return proc.returncode, proc.stdout + proc.stderr
+    done = run_jobs(jobs, tmp_path / "jobs", timeout=120, merged=False)
+    return done.returncode, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("jobs,message", [

@@ -6,7 +6,7 @@ read the source (``ast``), so they cost nothing."""
 import ast
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 PRODUCT = ("scripts", "mega_fairseq", "demo", "benchmarks")
 LIST_EDITS = {"insert", "append", "extend", "remove", "pop", "clear", "__setitem__", "__iadd__"}

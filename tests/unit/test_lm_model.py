@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from fairseq import options, tasks
 from fairseq.sequence_generator import SequenceGenerator
 
-from conftest import USER_DIR
+from helpers import USER_DIR
 from mega_fairseq.modules import attention
 
 

@@ -1,16 +1,14 @@
 """The mega_language_modeling task with real fairseq objects: blocks of --sample-break-mode
 complete, custom --train-subset/--valid-subset names, and the trainer's dummy batch after a
-mid-epoch validation. Tiny data written here and binarised with fairseq-preprocess."""
-
-import random
-import re
-import shutil
+mid-epoch validation, on tiny data binarised with fairseq-preprocess (in this process). The renamed
+splits through fairseq-hydra-train: tests/cli/test_lm_task_cli.py."""
 
 import pytest
 import torch
 from fairseq import options, tasks, utils
 
-from conftest import ROOT, USER_DIR, run
+from helpers import USER_DIR
+from helpers.tiny import write_long_lines_corpus
 from mega_fairseq.tasks.mega_language_modeling import StreamSegmentDataset, VariableBlockDataset
 
 TOKENS_PER_SAMPLE = 16
@@ -18,22 +16,7 @@ TOKENS_PER_SAMPLE = 16
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """train/valid with some lines far longer than --tokens-per-sample (16), binarised; the same
-    splits also as mytrain/myvalid (the .bin/.idx files renamed)."""
-    root = tmp_path_factory.mktemp("lm_task")
-    rng = random.Random(0)
-    vocab = [f"w{i}" for i in range(40)]
-    for split, lines in (("train", 60), ("valid", 12)):
-        with (root / f"{split}.txt").open("w") as f:
-            for i in range(lines):
-                length = rng.randint(70, 130) if i % 6 == 2 else rng.randint(2, 12)
-                f.write(" ".join(rng.choice(vocab) for _ in range(length)) + "\n")
-    run(["fairseq-preprocess", "--only-source", "--trainpref", root / "train.txt", "--validpref",
-         root / "valid.txt", "--destdir", root / "bin", "--workers", "1"])
-    for split in ("train", "valid"):
-        for ext in ("bin", "idx"):
-            shutil.copy(root / "bin" / f"{split}.{ext}", root / "bin" / f"my{split}.{ext}")
-    return root / "bin"
+    return write_long_lines_corpus(tmp_path_factory.mktemp("lm_task"))
 
 
 def parse(data, *extra):
@@ -132,16 +115,6 @@ def test_custom_subset_names(data, train, valid):
     check_split_roles(tasks.setup_task(args), train, valid)
     cfg = convert_namespace_to_omegaconf(args)
     check_split_roles(tasks.setup_task(cfg.task), train, valid)
-
-
-def test_custom_subset_names_through_hydra_train(data, tmp_path):
-    """fairseq-hydra-train (scripts/train.sh) with the demo recipe and renamed splits."""
-    _, out = run(["bash", ROOT / "scripts" / "train.sh", "lm/demo", data, tmp_path, "dataset.train_subset=mytrain",
-                  "dataset.valid_subset=myvalid", "optimization.max_update=1", "checkpoint.no_save=true"],
-                 env={"CPU": "1"})
-    assert re.search(r"mytrain: \d+ blocks of \d+-\d+ tokens", out), out[-3000:]
-    assert re.search(r"myvalid: \d+ tokens in 4 streams", out), out[-3000:]
-    assert re.search(r"valid on 'myvalid' subset .*\| num_updates 1\b", out), out[-3000:]
 
 
 # ---------------------------------------------------------------- the trainer's dummy batch

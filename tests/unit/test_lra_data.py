@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
+from helpers.tiny import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder
 from mega_fairseq.data import lra
 from mega_fairseq.data.classification import LRA_TASKS, DataError, check_length, detect_format, grayscale, read_cifar10
 from mega_fairseq.data.examples import load_split

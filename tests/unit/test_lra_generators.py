@@ -1,74 +1,27 @@
 """mega_fairseq.data.listops and mega_fairseq.data.pathfinder: the offline LRA data generators.
 
-ListOps: every label is checked against an evaluator written here (a stack over the flat tokens),
+ListOps: every label is checked against an evaluator of its own (tests/helpers/listops_reference.py),
 lengths stay in the window, the release's parenthesised form reduces to the flat form, files are
 deterministic per seed and the splits differ. Pathfinder: the release layout and metadata, PNG
-format, balanced labels, determinism, 128x128 images, refusal to overwrite, and, from the drawn
-geometry, that markers sit on curve ends and that a positive's markers are joined by bright pixels.
+format, balanced labels, determinism, and, from the drawn geometry, that markers sit on curve ends
+and that a positive's markers are joined by bright pixels. Both as command lines (128x128 images,
+refusal to overwrite): tests/cli/test_lra_generators_cli.py.
 """
 
 import math
 import random
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.listops_reference import SPLIT_FILES, flat, read_tsv, reference_value
 from mega_fairseq.data import listops, pathfinder
-
-SPLIT_FILES = ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv")
-
-
-def run_cli(module: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-
 
 # ---------------------------------------------------------------------------------------------
 # ListOps
-
-
-def reference_value(tokens: List[str]) -> int:
-    """Evaluate flat ListOps tokens with an explicit stack (independent of the script)."""
-    stack: list = []
-    for token in tokens:
-        if token.startswith("["):
-            stack.append([token[1:]])
-        elif token == "]":
-            op, *args = stack.pop()
-            ordered = sorted(args)
-            half = len(ordered) // 2
-            value = {"MAX": max(args), "MIN": min(args), "SM": sum(args) % 10,
-                     "MED": int(np.median(ordered))}[op]
-            if op == "MED":
-                expected = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) // 2
-                assert value == expected
-            if not stack:
-                return value
-            stack[-1].append(value)
-        else:
-            assert token.isdigit() and len(token) == 1, token
-            stack[-1].append(int(token))
-    raise AssertionError(f"unbalanced expression: {' '.join(tokens)}")
-
-
-def read_tsv(path: Path):
-    lines = path.read_text(encoding="utf-8").split("\n")
-    assert lines[-1] == "", "file must end with a newline"
-    assert lines[0] == "Source\tTarget"
-    rows = [line.split("\t") for line in lines[1:-1]]
-    assert all(len(row) == 2 for row in rows)
-    return rows
-
-
-def flat(source: str) -> List[str]:
-    return [token for token in source.split() if token not in "()"]
-
 
 LISTOPS_ARGS = ["--train", "300", "--valid", "100", "--test", "100", "--min-length", "20", "--max-length", "120"]
 
@@ -171,19 +124,6 @@ def test_listops_rejects_impossible_settings(capsys, monkeypatch):
         listops.sample_example(random.Random(0), 3000, 3100, 4, 10)  # possible (<= 11112) but too rare
 
 
-def test_listops_cli(tmp_path):
-    proc = run_cli("mega_fairseq.data.listops", tmp_path / "out", "--train", "20", "--valid", "5", "--test", "5",
-                   "--min-length", "10", "--max-length", "60", "--seed", "7")
-    assert proc.returncode == 0, proc.stderr
-    assert "train: 20 examples" in proc.stdout
-    for name, count in zip(SPLIT_FILES, (20, 5, 5)):
-        rows = read_tsv(tmp_path / "out" / name)
-        assert len(rows) == count
-        assert all(10 <= len(flat(src)) <= 60 and int(label) == reference_value(flat(src)) for src, label in rows)
-    bad = run_cli("mega_fairseq.data.listops", tmp_path / "bad", "--min-length", "50", "--max-length", "40")
-    assert bad.returncode == 2 and "--min-length 50 is larger than --max-length 40" in bad.stderr
-
-
 # ---------------------------------------------------------------------------------------------
 # Pathfinder
 
@@ -237,22 +177,6 @@ def test_pathfinder_determinism(pathfinder_runs):
     assert a == b
     assert a.keys() == c.keys()
     assert sum(a[key] != c[key] for key in a if key.endswith(".png")) == 60
-
-
-def test_pathfinder_size_128_cli_and_refusal(tmp_path):
-    proc = run_cli("mega_fairseq.data.pathfinder", tmp_path, "--size", "128", "--count", "4", "--difficulty", "pathx")
-    assert proc.returncode == 0, proc.stderr
-    assert "4 images of 128x128 (2 positive, 2 negative)" in proc.stdout
-    meta = (tmp_path / "pathx" / "metadata" / "0.npy").read_text().splitlines()
-    assert len(meta) == 4 and all(line.split()[5] == "8" for line in meta)
-    for line in meta:
-        with Image.open(tmp_path / "pathx" / "imgs" / "0" / line.split()[1]) as image:
-            assert image.mode == "L" and image.size == (128, 128)
-    before = (tmp_path / "pathx" / "metadata" / "0.npy").read_bytes()
-    again = run_cli("mega_fairseq.data.pathfinder", tmp_path, "--count", "2", "--difficulty", "pathx")
-    assert again.returncode != 0 and "already exists" in again.stderr
-    assert (tmp_path / "pathx" / "metadata" / "0.npy").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pathx"]
 
 
 def test_pathfinder_impossible_contour_fails_cleanly(tmp_path, monkeypatch, capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary
 
-from conftest import ROOT
+from helpers import ROOT
 from mega_fairseq.models.mega_classifier import (CLASSIFIER_PRESETS, HEAD_NAME, MegaSequenceClassifier, combine_pair,
                                                  preset_table)
 

@@ -6,7 +6,7 @@ import torch
 from fairseq import options, tasks
 from fairseq.sequence_generator import SequenceGenerator
 
-from conftest import USER_DIR
+from helpers import USER_DIR
 
 
 def build(data, *extra, arch="mega_mt_tiny"):

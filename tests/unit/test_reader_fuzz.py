@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lra_fixtures import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder, write_speech_commands
+from helpers.tiny import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder, write_speech_commands
 from mega_fairseq.data.classification import LRA_TASKS, SPEECH_COMMANDS, DataError, detect_format
 from mega_fairseq.data.examples import load_split
 from mega_fairseq.data.input_types import byte_dictionary, token_dictionary

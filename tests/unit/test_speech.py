@@ -1,44 +1,22 @@
 """Raw speech classification (Speech Commands): the clip rules on real WAV files, errors for bad
-audio before training, the prepared cache, the presets and recipes, and training and evaluation
-through the real CLIs and scripts on a fixture in the release layout."""
-
-import hashlib
-import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-from types import SimpleNamespace
+audio before training, the prepared cache, the presets and recipes. Training and evaluation through
+the real CLIs and scripts: tests/cli/test_speech_cli.py."""
 
 import numpy as np
 import pytest
 import soundfile
 from omegaconf import OmegaConf
 
-from conftest import ROOT, USER_DIR, run
-from lra_fixtures import tone, write_speech_commands
+from helpers import ROOT
+from helpers.tiny import speech_cfg, tone, write_speech_commands, write_wav
 from mega_fairseq.data import speech_commands
-from mega_fairseq.data.classification import (ALL_WORDS, SC10_WORDS, SPEECH_COMMANDS, DataError, detect_format,
-                                              read_clip, speech_commands_split)
+from mega_fairseq.data.classification import (ALL_WORDS, SC10_WORDS, DataError, detect_format, read_clip,
+                                              speech_commands_split)
 from mega_fairseq.data.examples import load_split, waveform_statistics
 from mega_fairseq.models.mega_classifier import CLASSIFIER_PRESETS
 from mega_fairseq.tasks.mega_sequence_classification import SequenceClassificationTask
 
-SCRIPTS = ROOT / "scripts"
 WORDS3 = "yes,no,up"
-
-
-def cfg(**changes):
-    values = dict(SPEECH_COMMANDS._asdict(), words="sc10", split_protocol="lists", short_clips="drop",
-                  resample=False, data_format="auto", seed=1, pixel_mean=0.5, pixel_std=0.5)
-    values.update(changes)
-    return SimpleNamespace(**values)
-
-
-def wav(path: Path, samples, rate=16000, subtype="PCM_16") -> Path:
-    soundfile.write(path, samples, rate, subtype=subtype)
-    return path
 
 
 # ---------------------------------------------------------------- the clip rules
@@ -48,33 +26,33 @@ def test_exact_clip_is_read_as_value_over_32768(tmp_path):
     values = np.array([0, 1, -1, 32767, -32768] + [5] * 15995, dtype=np.int16)
     path = tmp_path / "a.wav"
     soundfile.write(path, values, 16000, subtype="PCM_16")
-    audio = read_clip(path, cfg())
+    audio = read_clip(path, speech_cfg())
     assert audio.dtype == np.float32 and audio.shape == (16000,)
     np.testing.assert_array_equal(audio, values.astype(np.float32) / 32768)
 
 
 def test_short_clips_are_dropped_or_padded_with_zeros(tmp_path):
-    clip = wav(tmp_path / "short.wav", tone(0, length=12000))
-    assert read_clip(clip, cfg(short_clips="drop")) is None
-    padded = read_clip(clip, cfg(short_clips="pad"))
+    clip = write_wav(tmp_path / "short.wav", tone(0, length=12000))
+    assert read_clip(clip, speech_cfg(short_clips="drop")) is None
+    padded = read_clip(clip, speech_cfg(short_clips="pad"))
     assert padded.shape == (16000,) and not padded[12000:].any()
     np.testing.assert_allclose(padded[:12000], soundfile.read(clip, dtype="float32")[0])
 
 
 def test_a_long_clip_is_an_error_naming_the_flag_unless_truncated(tmp_path):
-    clip = wav(tmp_path / "long.wav", tone(1, length=20000))
+    clip = write_wav(tmp_path / "long.wav", tone(1, length=20000))
     with pytest.raises(DataError, match=f"^{clip}: a clip of 20000 samples is longer than --max-positions 16000 "
                                         f".*--shorten-method truncate to keep the first 16000 samples"):
-        read_clip(clip, cfg())
-    np.testing.assert_allclose(read_clip(clip, cfg(shorten_method="truncate")),
+        read_clip(clip, speech_cfg())
+    np.testing.assert_allclose(read_clip(clip, speech_cfg(shorten_method="truncate")),
                                soundfile.read(clip, dtype="float32")[0][:16000])
 
 
 def test_stereo_is_averaged_to_mono(tmp_path):
     left, right = tone(0), tone(3, seed=1)
-    clip = wav(tmp_path / "stereo.wav", np.stack([left, right], axis=1))
+    clip = write_wav(tmp_path / "stereo.wav", np.stack([left, right], axis=1))
     both = soundfile.read(clip, dtype="float32")[0]
-    np.testing.assert_allclose(read_clip(clip, cfg()), both.mean(axis=1), atol=1e-7)
+    np.testing.assert_allclose(read_clip(clip, speech_cfg()), both.mean(axis=1), atol=1e-7)
 
 
 @pytest.mark.parametrize("subtype,tolerance", [("PCM_U8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-6),
@@ -85,18 +63,18 @@ def test_bit_depths_and_float_wavs(tmp_path, subtype, tolerance):
     if subtype == "PCM_U8":  # 8-bit WAV is unsigned PCM
         soundfile.write(path, signal, 16000, subtype="PCM_U8", format="WAV")
     else:
-        wav(path, signal, subtype=subtype)
+        write_wav(path, signal, subtype=subtype)
     assert soundfile.info(str(path)).subtype == subtype
-    np.testing.assert_allclose(read_clip(path, cfg()), signal, atol=tolerance + 1e-7)
+    np.testing.assert_allclose(read_clip(path, speech_cfg()), signal, atol=tolerance + 1e-7)
 
 
 def test_other_sample_rates_need_resample(tmp_path):
-    clip = wav(tmp_path / "8k.wav", tone(0, length=8000, rate=8000), rate=8000)
+    clip = write_wav(tmp_path / "8k.wav", tone(0, length=8000, rate=8000), rate=8000)
     with pytest.raises(DataError, match=f"^{clip}: sample rate 8000 Hz, expected 16000 \\(pass --resample"):
-        read_clip(clip, cfg())
+        read_clip(clip, speech_cfg())
     from scipy.signal import resample_poly
 
-    resampled = read_clip(clip, cfg(resample=True))
+    resampled = read_clip(clip, speech_cfg(resample=True))
     expected = resample_poly(soundfile.read(clip, dtype="float32")[0], 2, 1)
     assert resampled.shape == (16000,)
     np.testing.assert_allclose(resampled, expected, atol=1e-6)
@@ -106,10 +84,10 @@ def test_corrupt_and_empty_wavs_are_named(tmp_path):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
     with pytest.raises(DataError, match=f"^{corrupt}: not a readable audio file"):
-        read_clip(corrupt, cfg())
-    empty = wav(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32))
+        read_clip(corrupt, speech_cfg())
+    empty = write_wav(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32))
     with pytest.raises(DataError, match=f"^{empty}: empty audio"):
-        read_clip(empty, cfg())
+        read_clip(empty, speech_cfg())
 
 
 # ---------------------------------------------------------------- the release layout
@@ -117,25 +95,25 @@ def test_corrupt_and_empty_wavs_are_named(tmp_path):
 
 def test_release_lists_and_labels(tmp_path):
     data = write_speech_commands(tmp_path / "sc")
-    wav(data / "no" / "v0000000_nohash_0.wav", tone(1, length=15000))  # a short validation clip
+    write_wav(data / "no" / "v0000000_nohash_0.wav", tone(1, length=15000))  # a short validation clip
     assert detect_format(data).name == "speech_commands"
-    split = speech_commands_split(data, cfg())
+    split = speech_commands_split(data, speech_cfg())
     splits = split.clips
     assert [len(splits[s]) for s in ("train", "valid", "test")] == [40, 9, 10]
     assert split.short == {"train": 0, "valid": 1, "test": 0} and split.dropped_before_split == 0
-    assert split.describe("valid", cfg()) == "valid: 9 clips; short clips (under 16000 samples) dropped: 1"
-    padded = speech_commands_split(data, cfg(short_clips="pad"))
-    assert padded.describe("valid", cfg(short_clips="pad")) == \
+    assert split.describe("valid", speech_cfg()) == "valid: 9 clips; short clips (under 16000 samples) dropped: 1"
+    padded = speech_commands_split(data, speech_cfg(short_clips="pad"))
+    assert padded.describe("valid", speech_cfg(short_clips="pad")) == \
         "valid: 10 clips; short clips (under 16000 samples) padded with zeros: 1"
     assert {path.parent.name for path, _ in splits["valid"]} == set(SC10_WORDS) - {"no"}
     assert all(SC10_WORDS[label] == path.parent.name for path, label in splits["train"])
-    (inputs,), labels = load_split(cfg(), detect_format(data), data, "test", None)
+    (inputs,), labels = load_split(speech_cfg(), detect_format(data), data, "test", None)
     assert len(inputs) == 10 and all(x.shape == (16000,) for x in inputs) and sorted(labels) == list(range(10))
 
 
 def test_the_35_words_and_the_official_label_order(tmp_path):
     data = write_speech_commands(tmp_path / "sc", words=ALL_WORDS, per_word=3)
-    splits = speech_commands_split(data, cfg(words="all", num_classes=35)).clips
+    splits = speech_commands_split(data, speech_cfg(words="all", num_classes=35)).clips
     assert ALL_WORDS[:3] == ("bed", "cat", "down") and len(ALL_WORDS) == 35
     assert {label for _, label in splits["train"]} == set(range(35))
 
@@ -143,13 +121,13 @@ def test_the_35_words_and_the_official_label_order(tmp_path):
 def test_random_split_protocol_is_stratified_and_deterministic(tmp_path):
     data = write_speech_commands(tmp_path / "sc", per_word=20)
     short = data / "yes" / "s0000003_nohash_0.wav"
-    wav(short, tone(0, length=9000))
-    split = speech_commands_split(data, cfg(split_protocol="random"))
+    write_wav(short, tone(0, length=9000))
+    split = speech_commands_split(data, speech_cfg(split_protocol="random"))
     first = split.clips
-    assert first == speech_commands_split(data, cfg(split_protocol="random")).clips
+    assert first == speech_commands_split(data, speech_cfg(split_protocol="random")).clips
     sizes = [len(first[s]) for s in ("train", "valid", "test")]
     assert sum(sizes) == 199 and sizes[0] == 139  # the short clip is dropped before splitting; 70%
-    assert split.dropped_before_split == 1 and split.describe("test", cfg(split_protocol="random")) == \
+    assert split.dropped_before_split == 1 and split.describe("test", speech_cfg(split_protocol="random")) == \
         f"test: {sizes[2]} clips; short clips (under 16000 samples) dropped before the random split: 1"
     everything = [p for s in first.values() for p, _ in s]
     assert len(set(everything)) == 199 and short not in everything
@@ -158,33 +136,33 @@ def test_random_split_protocol_is_stratified_and_deterministic(tmp_path):
     few = write_speech_commands(tmp_path / "few", per_word=3)
     with pytest.raises(DataError, match=f"^{few}: 30 clips of 10 words are too few for the stratified random "
                                         f"70/15/15 split .*--split-protocol lists"):
-        speech_commands_split(few, cfg(split_protocol="random"))
+        speech_commands_split(few, speech_cfg(split_protocol="random"))
 
 
 def test_missing_word_folder_and_listed_file_are_named(tmp_path):
     data = write_speech_commands(tmp_path / "sc", words=("yes", "no"), per_word=3)
     with pytest.raises(DataError, match=f"{data / 'up'}: no such word folder"):
-        speech_commands_split(data, cfg(words="yes,no,up", num_classes=3))
+        speech_commands_split(data, speech_cfg(words="yes,no,up", num_classes=3))
     with open(data / "testing_list.txt", "a") as f:
         f.write("no/gone_nohash_0.wav\n")
     with pytest.raises(DataError, match=f"{data / 'testing_list.txt'}:3: no/gone_nohash_0.wav does not exist"):
-        speech_commands_split(data, cfg(words="yes,no", num_classes=2))
+        speech_commands_split(data, speech_cfg(words="yes,no", num_classes=2))
 
 
 def test_words_must_match_the_classes(tmp_path):
     data = write_speech_commands(tmp_path / "sc", words=WORDS3.split(","), per_word=3)
     with pytest.raises(ValueError, match="--words yes,no,up has 3 words but --num-classes is 10"):
-        SequenceClassificationTask.setup_task(cfg(data=str(data), words=WORDS3))
+        SequenceClassificationTask.setup_task(speech_cfg(data=str(data), words=WORDS3))
 
 
 def test_prepared_cache_equals_the_release_files(tmp_path):
     data = write_speech_commands(tmp_path / "sc")
-    wav(data / "no" / "s0000004_nohash_0.wav", tone(1, length=15000))  # a short training clip, dropped
+    write_wav(data / "no" / "s0000004_nohash_0.wav", tone(1, length=15000))  # a short training clip, dropped
     out = tmp_path / "cache"
-    meta = speech_commands.cache(data, out, cfg())
-    raw = SequenceClassificationTask.setup_task(cfg(data=str(data)))
-    cached = SequenceClassificationTask.setup_task(cfg(data=str(out)))
-    train_clips = load_split(cfg(), detect_format(data), data, "train", None)[0][0]
+    meta = speech_commands.cache(data, out, speech_cfg())
+    raw = SequenceClassificationTask.setup_task(speech_cfg(data=str(data)))
+    cached = SequenceClassificationTask.setup_task(speech_cfg(data=str(out)))
+    train_clips = load_split(speech_cfg(), detect_format(data), data, "train", None)[0][0]
     assert len(train_clips) == 39 and meta["examples"] == {"train": 39, "valid": 10, "test": 10}
     mean, std = waveform_statistics(train_clips)
     assert (meta["mean"], meta["std"]) == pytest.approx((mean, std), rel=1e-9)
@@ -204,8 +182,8 @@ def test_batches_hold_whole_clips_without_padding(tmp_path):
     """Batch norm sees no padding: every clip is exactly --max-positions samples long, short ones
     included (--short-clips pad), so a batch has no padded position."""
     data = write_speech_commands(tmp_path / "sc")
-    wav(data / "yes" / "s0000004_nohash_0.wav", tone(0, length=11000))
-    task = SequenceClassificationTask.setup_task(cfg(data=str(data), short_clips="pad"))
+    write_wav(data / "yes" / "s0000004_nohash_0.wav", tone(0, length=11000))
+    task = SequenceClassificationTask.setup_task(speech_cfg(data=str(data), short_clips="pad"))
     task.load_dataset("train")
     dataset = task.dataset("train")
     batch = dataset.collater([dataset[i] for i in range(len(dataset))])
@@ -247,148 +225,3 @@ def test_recipes_have_the_official_settings():
     assert different == {"model", "optimization"}
     for key in ("common", "task", "criterion", "optimizer", "lr_scheduler", "dataset", "checkpoint"):
         assert OmegaConf.to_container(base[key]) == OmegaConf.to_container(big[key])
-
-
-# ---------------------------------------------------------------- end to end
-
-CLI_TINY = ["--arch", "mega_sc_raw_tiny", "--encoder-chunk-size", "100", "--criterion", "sentence_prediction",
-            "--optimizer", "adam", "--lr", "1e-2", "--batch-size", "4", "--max-update", "2", "--no-progress-bar",
-            "--log-format", "simple", "--log-interval", "1", "--required-batch-size-multiple", "1", "--num-workers",
-            "0", "--cpu", "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric",
-            "--no-epoch-checkpoints"]
-
-
-def test_train_on_the_release_files_and_stop_on_bad_input_with_the_cli(tmp_path):
-    """fairseq-train on the release folder (the default random split, 2 updates, validation), which
-    logs the short clips it dropped; then, each stopping before training: a corrupt WAV, and
-    waveforms without --max-positions, read from the release folder or from the prepared cache
-    (no clip is cut to the default 1024 samples). All in one process (tests/fairseq_driver.py)."""
-    good = write_speech_commands(tmp_path / "good", per_word=7)
-    wav(good / "up" / "s0000003_nohash_0.wav", tone(2, length=15000))  # short: dropped before the split
-    bad_data = write_speech_commands(tmp_path / "bad", per_word=4)
-    bad = bad_data / "go" / "s0000002_nohash_0.wav"
-    bad.write_bytes(b"not audio at all")
-    cache = tmp_path / "cache"
-    speech_commands.cache(good, cache, cfg(split_protocol="random"))
-
-    def train(data, save, positions=("--max-positions", "16000")):
-        return ["train", [str(data), "--user-dir", USER_DIR, "--task", "mega_sequence_classification",
-                          "--input-type", "waveform", "--num-classes", "10", *positions, *CLI_TINY,
-                          "--save-dir", str(save)]]
-
-    jobs = [train(good, tmp_path / "save"), ["expect_error", *train(bad_data, tmp_path / "bad_save")],
-            ["expect_error", *train(good, tmp_path / "default_save", positions=())],
-            ["expect_error", *train(cache, tmp_path / "cache_save", positions=())]]
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", tmp_path / "jobs.json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "2"})
-    first, _, errors = proc.stdout.partition("JOB OK 0")
-    assert "num_updates 2" in first and re.search(r"valid on 'valid' subset .*? accuracy [0-9.]+", first), \
-        proc.stdout[-3000:]
-    assert "training samples: mean" in first
-    for split, count in (("train", 48), ("valid", 10)):  # of 69 clips, 70/15/15
-        assert f"{split}: {count} clips; short clips (under 16000 samples) dropped before the random split: 1" \
-            in first, first[-3000:]
-    assert f"JOB ERROR 1: DataError: {bad}: not a readable audio file" in errors, errors[-3000:]
-    assert re.search(r"JOB ERROR 2: DataError: \S+\.wav: a clip of 16000 samples is longer than --max-positions "
-                     r"1024 \(set --max-positions to the clip length", errors), errors[-3000:]
-    assert f"JOB ERROR 3: DataError: {cache / 'input0' / 'valid.npy'} (example 0): an input of 16000 items is " \
-           f"longer than --max-positions 1024" in errors, errors[-3000:]
-    assert "begin training" not in errors and not list(tmp_path.glob("*_save/checkpoint_last.pt"))
-
-
-def official_sc10_split(release: Path):
-    """The official code's SC10 data (its _process_data and split_data, as S4's), written here on
-    its own: the ten words' clips of exactly 16000 samples, file names sorted (the official code
-    takes os.listdir's order), split 70/30 stratified with seed 0, then the 30 halved into
-    validation and test with seed 1. Returns {split: (clips N x 16000, labels)}."""
-    from sklearn.model_selection import train_test_split
-
-    clips, labels = [], []
-    for label, word in enumerate(SC10_WORDS):
-        for name in sorted(os.listdir(release / word)):
-            audio = soundfile.read(release / word / name, dtype="float32")[0]
-            if len(audio) == 16000:
-                clips.append(audio)
-                labels.append(label)
-
-    def split_data(tensor, stratify):
-        train, rest, _, rest_stratify = train_test_split(tensor, stratify, train_size=0.7, random_state=0,
-                                                         shuffle=True, stratify=stratify)
-        valid, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True, stratify=rest_stratify)
-        return train, valid, test
-
-    labels = np.array(labels)
-    return {split: (x, y) for split, x, y in zip(("train", "valid", "test"), split_data(np.stack(clips), labels),
-                                                  split_data(labels, labels))}
-
-
-def test_prepare_train_and_evaluate_with_the_scripts(tmp_path):
-    """prepare_sc.sh (downloading the release archive: a file:// address here, with its SHA-256)
-    makes the official code's random split by default -> train.sh speech/sc_raw -> eval_cls.sh,
-    which prints the test accuracy last."""
-    release = write_speech_commands(tmp_path / "release", per_word=7)
-    wav(release / "no" / "s0000004_nohash_0.wav", tone(1, length=15000))  # short: dropped before splitting
-    archive = tmp_path / "speech_commands_v0.02.tar.gz"
-    run(["tar", "-czf", archive, "-C", release, "."])
-    raw = tmp_path / "raw"  # empty: prepare_sc.sh downloads and extracts the archive into it
-    data = tmp_path / "sc10"
-    output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, data],
-                 env={"SPEECH_COMMANDS_URL": f"file://{archive}",
-                      "SPEECH_COMMANDS_SHA256": hashlib.sha256(archive.read_bytes()).hexdigest()})[1]
-    assert "downloading file://" in output and "checking the SHA-256" in output
-    assert (raw / "validation_list.txt").is_file() and not list(tmp_path.glob(".sc10.tmp.*"))
-    assert "train: 48 clips; short clips (under 16000 samples) dropped before the random split: 1" in output
-    meta = json.loads((data / "meta.json").read_text())
-    assert meta["words"] == list(SC10_WORDS) and meta["input_type"] == "waveform"
-    assert meta["split_protocol"] == "random" and meta["examples"] == {"train": 48, "valid": 10, "test": 11}
-    for split, (clips, labels) in official_sc10_split(release).items():
-        np.testing.assert_array_equal(np.load(data / "input0" / f"{split}.npy"), clips)
-        assert (data / "label" / f"{split}.label").read_text().split() == [str(label) for label in labels]
-    save = tmp_path / "run"
-    run(["bash", SCRIPTS / "train.sh", "speech/sc_raw", data, save, "++model.encoder_layers=1",
-         "++model.encoder_embed_dim=16", "++model.encoder_hidden_dim=32", "++model.encoder_z_dim=8",
-         "++model.encoder_n_dim=2", "++model.encoder_chunk_size=100", "++model.classifier_hidden_dim=16",
-         "optimization.max_update=2", "dataset.batch_size=4", "lr_scheduler.warmup_updates=1"], env={"CPU": "1"})
-    output = run(["bash", SCRIPTS / "eval_cls.sh", save / "checkpoints" / "checkpoint_best.pt", data],
-                 env={"CPU": "1"})[1]
-    assert re.fullmatch(r"test accuracy: [0-9.]+", output.strip().splitlines()[-1]), output[-2000:]
-
-
-def test_prepare_downloads_over_https_and_extracts_only_the_release_archive(tmp_path):
-    """A stand-in curl serves an archive that is not the release: prepare_sc.sh asks for an https
-    address and stops at the SHA-256 check, before extracting or decoding anything."""
-    release = write_speech_commands(tmp_path / "release", words=("yes", "no"), per_word=2)
-    archive = tmp_path / "other.tar.gz"
-    run(["tar", "-czf", archive, "-C", release, "."])
-    shims = tmp_path / "shims"
-    shims.mkdir()
-    (shims / "curl").write_text(f"""#!/usr/bin/env bash
-while [[ $# -gt 0 ]]; do case "$1" in -o) out="$2"; shift ;; -*) ;; *) url="$1" ;; esac; shift; done
-echo "$url" > {tmp_path / "url"}
-cp {archive} "$out"
-""")
-    (shims / "curl").chmod(0o755)
-    raw = tmp_path / "raw"
-    code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "sc10"], check=False,
-                       env={"PATH": f"{shims}:{os.environ['PATH']}"})
-    url = (tmp_path / "url").read_text().strip()
-    assert url.startswith("https://") and url.endswith("/speech_commands_v0.02.tar.gz"), url
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert code != 0 and f"has SHA-256 {digest}, expected " \
-        "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58" in output, output
-    assert sorted(path.name for path in raw.iterdir()) == ["speech_commands_v0.02.tar.gz"]  # not extracted
-    assert not (tmp_path / "sc10").exists()
-
-
-def test_prepare_refuses_existing_output_and_names_bad_files(tmp_path):
-    raw = write_speech_commands(tmp_path / "raw", per_word=3)
-    (tmp_path / "out").mkdir()
-    code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "out"], check=False)
-    assert code != 0 and "already exists" in output
-    wav(raw / "up" / "s0000002_nohash_0.wav", tone(2, length=8000, rate=8000), rate=8000)
-    code, output = run(["bash", SCRIPTS / "prepare_sc.sh", raw, tmp_path / "new", "--split-protocol", "lists"],
-                       check=False)
-    assert code != 0 and "s0000002_nohash_0.wav: sample rate 8000 Hz" in output
-    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new.tmp.*"))

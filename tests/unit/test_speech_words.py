@@ -1,17 +1,13 @@
 """Tests of demo/speech_words.py: the Speech Commands layout, speaker-disjoint splits,
-determinism by seed, the audio itself, and the refusals."""
+determinism by seed, the audio itself, and the refusals (without espeak-ng:
+tests/cli/test_speech_words_cli.py)."""
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-from conftest import ROOT
 
 from demo import speech_words
 
@@ -144,17 +140,6 @@ def test_refuses_existing_out_dir_unless_forced(tmp_path, capsys):
     speech_words.main([str(out), "--words", "go", "--per-word", "2", "--force"])
     assert not (out / "keep.txt").exists() and len(wav_files(out)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-def test_missing_espeak_is_explained(tmp_path):
-    empty = tmp_path / "empty_bin"
-    empty.mkdir()
-    env = dict(os.environ, PATH=str(empty), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "demo.speech_words", str(tmp_path / "out")], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "apt-get install espeak-ng" in proc.stderr and "brew install espeak-ng" in proc.stderr
-    assert not (tmp_path / "out").exists()
 
 
 def test_bad_arguments_are_rejected(tmp_path, capsys):
