@@ -59,9 +59,11 @@ test: install
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # The unit tests alone (tests/unit: the layers, models, tasks, readers and scripts' functions in the test
-# processes; no fairseq command, script or process of the package): under 2 minutes on 2 CPU cores.
+# processes; no fairseq command, script or process of the package): about 100 s of CPU time, under 2
+# minutes on 2 CPU cores. One thread per test process: their small tensors gain nothing from more threads,
+# which would oversubscribe the cores.
 test-fast: install
-	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit
 
 # On the GPU when torch sees CUDA, else on CPU; extra flags in BENCH_ARGS, e.g.
 # make bench BENCH_ARGS="--device cpu --json bench.json --plot bench.png"

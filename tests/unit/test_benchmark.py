@@ -1,9 +1,9 @@
-"""Smoke test of the benchmark: tiny sizes, every measurement present and positive (timings are not judged),
-the precision it runs in, and what ran (SDPA backend, kernels) recorded beside each figure."""
+"""The benchmark's parts in this process: FLOP counts, names and sizes, the device and precision chosen,
+what ran (SDPA backend, kernels) and the report's headings. The whole benchmark with its worker
+processes: tests/cli/test_benchmark_cli.py."""
 
 import dataclasses
 import inspect
-import json
 from types import SimpleNamespace
 
 import pytest
@@ -12,65 +12,9 @@ from torch import nn
 from torch.autograd import DeviceType
 
 from benchmarks import cases, fused_attention, harness, profiling, report
+from helpers.benchmark_records import check_profile
 from mega_fairseq import models, modules
 from mega_fairseq.modules import MegaLayerConfig
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-def check_profile(record: dict, device: str):
-    """A record of what ran: a known SDPA backend and the busiest kernels with their shares."""
-    assert set(record["sdpa_backend"].split("+")) <= set(profiling.SDPA_OPERATORS.values()) or \
-        record["sdpa_backend"].startswith(profiling.NO_SDPA), record
-    assert record["kernels"] and sum(share for _, share in record["kernels"]) <= 1 + 1e-9
-    if device == "cpu":
-        assert all(name.startswith("aten::") for name, _ in record["kernels"]), record
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_benchmark_writes_every_measurement(tmp_path, device):
-    out = tmp_path / "bench.json"
-    results = harness.main([
-        "--device", device,
-        "--models", "mega_chunk", "--lengths", "64", "--chunk-lengths", "128", "--layers", "1",
-        "--embed-dim", "16", "--z-dim", "8", "--hidden-dim", "16", "--n-dim", "2", "--ffn-embed-dim", "16",
-        "--chunk-size", "32", "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
-        "--decode-contexts", "8", "40",
-        "--decode-steps", "4", "--threads", "1", "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
-    assert {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "ratios"} <= set(results)
-    assert results["settings"]["timing_workers"] == 2
-    assert results["settings"]["device"] == results["machine"]["device"] == device
-    assert results["settings"]["precision"] == harness.DEFAULT_PRECISION[device]
-    assert ("gpu" in results["machine"]) == (device == "cuda")
-    label = report.device_label(results["machine"])
-    assert label == (f"GPU {torch.cuda.get_device_name()}" if device == "cuda"
-                     else f"CPU {results['machine']['cpu']}, 1 thread")
-    text = report.format_report(results)
-    assert text.count(label) == 4  # training, FLOP, decoding and what-ran headings
-    assert text.count(f"({report.precision_label(results)})") == 2  # training and decoding headings
-    assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
-    for row in results["train"]:
-        assert row["batch"] * row["length"] == row["tokens"]
-        assert row["ms_per_1k_tokens"] > 0 and row["step_s"] > 0 and row["peak_mb"] > 0
-        check_profile(row, device)
-        assert f"| train mega_chunk L={row['length']} | {row['sdpa_backend']} | `" in text
-        if device == "cpu":  # softmax attention without dropout: Mega's blocked kernel, no SDPA
-            assert row["sdpa_backend"] == "none (blocked CPU kernel)"
-    assert all(row["gflops"] > 0 and row["total_gflop"] > 0 for row in results["flops"])
-    for row in results["matmul"]:
-        assert row["gflops"] > 0
-        check_profile(dict(row, sdpa_backend=profiling.NO_SDPA), device)
-    assert [row["context"] for row in results["decode"]] == [8, 40]
-    for row in results["decode"]:
-        assert row["mega_chunk_ms_per_token"] > 0 and row["fairseq_transformer_ms_per_token"] > 0
-        assert set(row["profiles"]) == {"mega_chunk", "fairseq_transformer"}
-        for record in row["profiles"].values():
-            check_profile(record, device)
-    assert results["ratios"]["mega_chunk_time_per_token@128_vs@64"] > 0
-    memory = {row["length"]: row["peak_mb"] / row["tokens"] for row in results["train"]}
-    assert results["ratios"]["mega_chunk_memory_per_token@128_vs@64"] == memory[128] / memory[64]
-    assert results["ratios"]["decode_mega_chunk@40_vs@8"] > 0
 
 
 def test_flop_count_of_a_chunked_step():
