@@ -1,6 +1,8 @@
-"""Running fairseq in the tests: a command or a script of scripts/ (``run``), or several fairseq jobs in
-one Python process, the import of torch and fairseq paid once (the job driver: this file, run as a
-script by ``start_jobs`` and ``run_jobs``). Every fairseq run states its device (``check_device``).
+"""Running fairseq in the tests: a command or a script of scripts/ (``run``, ``run_script``),
+fairseq-preprocess in the test process (``preprocess``), or several fairseq jobs in one Python
+process, the import of torch and fairseq paid once: the job driver, which is this file run as a
+script (``Driver``, ``run_jobs``, ``driver_outputs``). ``run`` and the driver refuse a fairseq run
+that does not state its device (``check_device``).
 
     python tests/helpers/fairseq_jobs.py JOBS.json
 
