@@ -66,7 +66,8 @@ def allow_checkpoint_classes():
     ``argparse.Namespace`` and numpy values, which torch's weights-only unpickler (torch's default
     from 2.6) refuses, so ``torch.load(path)`` of such a checkpoint fails anywhere in the process.
     Instead: those classes, and only those (:func:`~mega_fairseq.checkpoint_loading.fairseq_checkpoint_globals`),
-    join torch's allow-list. Shown by tests/test_lm_cli.py::test_legacy_checkpoint_objects_load_with_weights_only."""
+    join torch's allow-list.
+    Shown by tests/cli/test_lm_cli.py::test_legacy_checkpoint_objects_load_with_weights_only."""
     torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
 
 
@@ -79,8 +80,8 @@ def refuse_unsafe_checkpoints():
     Instead: fairseq's checkpoint module sees a ``torch`` whose ``load`` is weights-only (its own
     name ``torch`` is replaced, not ``torch.load`` for everyone), and a refused checkpoint is an
     :class:`~mega_fairseq.checkpoint_loading.UnsafeCheckpointError` naming the file.
-    Shown by tests/test_safe_loading.py::test_crafted_checkpoint_is_refused (and
-    tests/test_fairseq_fixes.py::test_switch_gives_fairseqs_own_behaviour, without the fix)."""
+    Shown by tests/cli/test_safe_loading.py::test_crafted_checkpoint_is_refused (and
+    tests/cli/test_fairseq_fixes_cli.py::test_switch_gives_fairseqs_own_behaviour, without the fix)."""
     from fairseq import checkpoint_utils
 
     original = checkpoint_utils.load_checkpoint_to_cpu
@@ -108,7 +109,7 @@ def load_broadcasts_between_ranks():
     Instead: those utilities see a ``torch`` whose ``load`` is not weights-only. They load nothing
     but what another rank of the same job serialised from a checkpoint the weights-only reader
     has already accepted; checkpoint files stay weights-only.
-    Shown by tests/test_distributed.py::test_two_processes_resume_from_the_checkpoint_rank_0_broadcasts."""
+    Shown by tests/cli/test_distributed.py::test_two_processes_resume_from_the_checkpoint_rank_0_broadcasts."""
     from fairseq.distributed import utils as distributed_utils
 
     distributed_utils.torch = TorchLoadingAs(weights_only=False)
@@ -145,8 +146,8 @@ def write_checkpoints_atomically():
     and renamed over ``NAME``, so a reader sees the old file or the new one, never a part. Paths
     of an ioPath handler (not the local file system) and ``--write-checkpoints-asynchronously``
     keep fairseq's behaviour.
-    Shown by tests/test_resume.py::test_killed_while_saving_keeps_the_previous_checkpoint (and
-    tests/test_resume.py::test_without_atomic_saves_a_kill_while_saving_breaks_the_restart, without
+    Shown by tests/cli/test_resume.py::test_killed_while_saving_keeps_the_previous_checkpoint (and
+    tests/cli/test_resume.py::test_without_atomic_saves_a_kill_while_saving_breaks_the_restart, without
     the fix)."""
     from fairseq import checkpoint_utils
     from fairseq.file_io import PathManager
@@ -191,7 +192,7 @@ def replace_unk_reads_alignments():
     but the alignments of ``--print-alignment hard`` are (source word, target word) pairs
     (``utils.extract_hard_alignment``): ``--replace-unk`` fails with a TypeError, for every model.
     Instead: a list of pairs is read as {target word: source word}; anything else is passed on.
-    Shown by tests/test_mt_alignment.py::test_replace_unk_copies_the_aligned_source_word."""
+    Shown by tests/cli/test_mt_alignment.py::test_replace_unk_copies_the_aligned_source_word."""
     from fairseq import utils
 
     replace_unk = utils.replace_unk
@@ -213,7 +214,7 @@ def replace_unk_without_dictionary():
     which ``utils.load_align_dict`` opens as a file.
     Instead: that value means no dictionary (each ``<unk>`` becomes its aligned source word, as
     fairseq documents); a dictionary's path is read as before.
-    Shown by tests/test_mt_alignment.py::test_replace_unk_copies_the_aligned_source_word."""
+    Shown by tests/cli/test_mt_alignment.py::test_replace_unk_copies_the_aligned_source_word."""
     from fairseq import utils
 
     load_align_dict = utils.load_align_dict

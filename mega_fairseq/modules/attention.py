@@ -11,8 +11,8 @@ caller needs (``relative_attention``, ``attend``); the layers (``gated_attention
 - the blocked softmax kernel of the CPU (``softmax_attention_blocks``), for self-attention with
   a relative bias and no dropout on CPU.
 
-Every fast kernel is compared with the reference in tests/test_fast_paths.py and
-tests/test_fused_attention.py.
+Every fast kernel is compared with the reference in tests/unit/test_fast_paths.py and
+tests/unit/test_fused_attention.py.
 """
 
 import math
