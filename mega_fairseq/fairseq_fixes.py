@@ -234,8 +234,8 @@ def name_checkpoints_in_errors():
     Instead: the plugin's checks (:mod:`mega_fairseq.checkpoint_errors`) raise
     :class:`~mega_fairseq.checkpoint_errors.CheckpointMismatchError`, and both loaders re-raise it
     naming the checkpoint file, as the last thing printed.
-    Shown by tests/test_checkpoint_errors.py::test_a_language_model_of_another_dictionary_is_named and
-    tests/test_checkpoint_errors.py::test_a_model_built_for_a_task_of_another_kind_is_named."""
+    Shown by tests/cli/test_checkpoint_errors.py::test_a_language_model_of_another_dictionary_is_named and
+    tests/cli/test_checkpoint_errors.py::test_a_model_built_for_a_task_of_another_kind_is_named."""
     from fairseq import checkpoint_utils
     from fairseq.trainer import Trainer
 

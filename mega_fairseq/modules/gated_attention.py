@@ -284,7 +284,7 @@ class MovingAverageGatedAttention(GatedBlock):
         Softmax without dropout computes its B x 1 x K weights with three small ops (one query costs
         less this way than through ``attend``'s dispatch: a decoding step is mostly such overhead);
         the other functions and dropout go through ``attend``. Compared with the full forward in
-        tests/test_modules.py (test_incremental_equals_full).
+        tests/unit/test_modules.py (test_incremental_equals_full).
 
         Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; returns
         (B x 1 x h, weights B x 1 x K or None).

@@ -4,15 +4,16 @@ evaluation script of another kind (checked before fairseq runs, by python -m
 mega_fairseq.checkpoint_info), and inside fairseq a model built for a task of another kind, a
 checkpoint trained with another dictionary (fine-tuning, evaluating), a file that holds no
 checkpoint; and an empty language-modelling training file is named. Tiny checkpoints of one
-update each, every fairseq job in one process (tests/fairseq_driver.py)."""
+update each, every fairseq job in one process (tests/helpers/fairseq_jobs.py)."""
 
 import re
 
 import pytest
 import torch
 
-from conftest import ROOT, USER_DIR, driver_outputs, run
-from lra_fixtures import write_listops
+from helpers import ROOT, USER_DIR
+from helpers.fairseq_jobs import driver_outputs, run
+from helpers.tiny import write_listops
 from mega_fairseq import checkpoint_info
 from mega_fairseq.checkpoint_errors import EXPECTED_CHECKPOINT, FAMILIES
 

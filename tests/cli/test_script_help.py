@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from mega_fairseq import options
 from mega_fairseq.data.classification import LRA_TASKS
 

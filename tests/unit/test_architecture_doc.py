@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 PAGE = ROOT / "docs" / "architecture.md"
 PACKAGE = ROOT / "mega_fairseq"
