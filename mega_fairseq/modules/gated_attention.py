@@ -166,9 +166,9 @@ class MovingAverageGatedAttention(GatedBlock):
         phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
         z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        mu, kappa = self.mu, self.kappa
-        q = torch.addcmul(mu[0], z, kappa[0])  # kappa * z + mu, B x L x z
-        k = torch.addcmul(mu[1], z, kappa[1])
+        (mu_q, mu_k), (kappa_q, kappa_k) = self.mu.unbind(), self.kappa.unbind()
+        q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
+        k = torch.addcmul(mu_k, z, kappa_k)
         v = self.hidden_dropout(v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
@@ -298,12 +298,14 @@ class MovingAverageGatedAttention(GatedBlock):
         chunked = self.chunk_size > 0
         if (num_new == 1 and keys is not None and kept < keys.size(1) and not torch.is_grad_enabled()
                 and (padding is not None or padding_mask is None)):
-            keys[:, kept:context] = k
-            values[:, kept:context] = v
-            if padding is not None:
-                padding[:, kept:context] = False if padding_mask is None else padding_mask
-            k, v = keys[:, :context], values[:, :context]
-            padding_mask = None if padding is None else padding[:, :context]
+            keys.narrow(1, kept, 1).copy_(k)
+            values.narrow(1, kept, 1).copy_(v)
+            if padding is not None and padding_mask is not None:
+                padding.narrow(1, kept, 1).copy_(padding_mask)
+            elif padding is not None:
+                padding.narrow(1, kept, 1).fill_(False)
+            k, v = keys.narrow(1, 0, context), values.narrow(1, 0, context)
+            padding_mask = None if padding is None else padding.narrow(1, 0, context)
         else:
             if kept:
                 padding_mask = _cat_padding(None if padding is None else padding[:, :kept], padding_mask, kept, num_new)
@@ -340,7 +342,7 @@ class MovingAverageGatedAttention(GatedBlock):
         (B x 1 x h, weights B x 1 x K or None).
         """
         context = k.size(1)
-        bias = self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
+        bias = self.rel_pos_bias.offsets(context).narrow(0, 0, context).unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
         visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
         if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
             out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
