@@ -298,14 +298,12 @@ class MovingAverageGatedAttention(GatedBlock):
         chunked = self.chunk_size > 0
         if (num_new == 1 and keys is not None and kept < keys.size(1) and not torch.is_grad_enabled()
                 and (padding is not None or padding_mask is None)):
-            keys.narrow(1, kept, 1).copy_(k)
-            values.narrow(1, kept, 1).copy_(v)
-            if padding is not None and padding_mask is not None:
-                padding.narrow(1, kept, 1).copy_(padding_mask)
-            elif padding is not None:
-                padding.narrow(1, kept, 1).fill_(False)
-            k, v = keys.narrow(1, 0, context), values.narrow(1, 0, context)
-            padding_mask = None if padding is None else padding.narrow(1, 0, context)
+            keys[:, kept:context] = k
+            values[:, kept:context] = v
+            if padding is not None:
+                padding[:, kept:context] = False if padding_mask is None else padding_mask
+            k, v = keys[:, :context], values[:, :context]
+            padding_mask = None if padding is None else padding[:, :context]
         else:
             if kept:
                 padding_mask = _cat_padding(None if padding is None else padding[:, :kept], padding_mask, kept, num_new)
@@ -342,7 +340,7 @@ class MovingAverageGatedAttention(GatedBlock):
         (B x 1 x h, weights B x 1 x K or None).
         """
         context = k.size(1)
-        bias = self.rel_pos_bias.offsets(context).narrow(0, 0, context).unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
+        bias = self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
         visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
         if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
             out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
