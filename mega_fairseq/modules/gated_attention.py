@@ -155,9 +155,9 @@ class MovingAverageGatedAttention(GatedBlock):
         phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
         z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        mu, kappa = self.mu, self.kappa
-        q = torch.addcmul(mu[0], z, kappa[0])  # kappa * z + mu, B x L x z
-        k = torch.addcmul(mu[1], z, kappa[1])
+        (mu_q, mu_k), (kappa_q, kappa_k) = self.mu.unbind(), self.kappa.unbind()
+        q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
+        k = torch.addcmul(mu_k, z, kappa_k)
         v = self.hidden_dropout(v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
