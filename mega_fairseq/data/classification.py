@@ -529,7 +529,8 @@ class Format:
     read: Optional[Callable[..., Iterator[Record]]]  # (data folder, split, task config) -> records
     # (task config) -> how its texts become tokens
     text_rules: Callable[..., TextRules] = lambda cfg: TextRules()
-    word_labels: bool = False  # labels are words, numbered by a label dictionary of the training labels
+    # labels are words, numbered by a label dictionary of the labels of this training file (else integer classes)
+    label_file: str = ""
 
 
 def _single(data: Path) -> bool:
@@ -555,7 +556,8 @@ FORMATS: Dict[str, Format] = {f.name: f for f in [
            lambda d: (d / "validation_list.txt").is_file() or (d / "testing_list.txt").is_file(),
            read_speech_commands),
     Format("tsv", "text TSVs (train.tsv, valid.tsv, test.tsv: text, label)", ("tokens", "bytes"), tsv_paired,
-           lambda d: (d / "train.tsv").is_file(), read_tsv, text_rules=tsv_text_rules, word_labels=True),
+           lambda d: (d / "train.tsv").is_file(), read_tsv, text_rules=tsv_text_rules,
+           label_file="train.tsv"),
 ]}
 
 

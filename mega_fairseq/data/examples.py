@@ -13,6 +13,7 @@ dictionary, as fairseq's ``sentence_prediction`` numbers them. The binarised lab
 """
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
@@ -24,6 +25,8 @@ from fairseq.data import Dictionary, FairseqDataset, TruncateDataset, data_utils
 from .classification import (FORMATS, META_FILE, DataError, Format, Record, TextRules, check_length, parse_label,
                              sorted_labels, text_lines)
 from .input_types import INPUT_TYPES
+
+logger = logging.getLogger(__name__)
 
 
 class ArrayListDataset(FairseqDataset):
@@ -109,8 +112,8 @@ def label_dictionary(data: Path, fmt: Format, train_records: Optional[Callable[[
     if fmt.read is None:
         path = data / "label" / "dict.txt"
         return LabelDictionary.load(path) if path.is_file() else None
-    if fmt.word_labels:
-        return LabelDictionary.of_records(train_records(), str(data / "train.tsv"))
+    if fmt.label_file:
+        return LabelDictionary.of_records(train_records(), str(data / fmt.label_file))
     return None
 
 
@@ -140,7 +143,18 @@ def load_split(cfg, fmt: Format, data: Path, split: str, dictionary: Optional[Di
             inputs[k].append(array[:check_length(len(array), cfg, record.where)])
     if not classes:
         raise DataError(f"{data}: the {split} split is empty")
+    if text.unknown == "unk" and input_type.name == "tokens":
+        _log_unknown(split, inputs, dictionary)
     return inputs, np.array(classes, dtype=np.int64)
+
+
+def _log_unknown(split: str, inputs: List[List[np.ndarray]], dictionary: Dictionary):
+    """How many tokens of a split are <unk> (words the training split does not hold)."""
+    total = sum(len(array) for arrays in inputs for array in arrays)
+    unknown = sum(int((array == dictionary.unk()).sum()) for arrays in inputs for array in arrays)
+    if unknown:
+        logger.info(f"{split}: {unknown} of {total} tokens ({100 * unknown / total:.1f}%) are not in the dictionary "
+                    f"(<unk>)")
 
 
 def _binarised_input(prefix: Path, stored_as: str) -> Tuple[FairseqDataset, Path]:
@@ -219,7 +233,8 @@ def binarised_text_rules(data: Path) -> TextRules:
 def _ends_with_eos(prefix: Path, examples: int = 1000) -> bool:
     """Whether the first ``examples`` examples of binarised data all end with ``</s>``."""
     dataset = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
-    if dataset is None or len(dataset) == 0:
+    if dataset is None:
         raise FileNotFoundError(f"{prefix}.bin/.idx: no such binarised data")
     eos = Dictionary().eos()
-    return all(len(dataset[i]) and int(dataset[i][-1]) == eos for i in range(min(len(dataset), examples)))
+    return len(dataset) > 0 and all(len(dataset[i]) and int(dataset[i][-1]) == eos
+                                    for i in range(min(len(dataset), examples)))
