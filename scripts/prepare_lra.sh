@@ -20,7 +20,8 @@
 #                         bytes), the dictionary the training split's, other words become <unk>
 #           With no download: python -m mega_fairseq.data.listops (and mega_fairseq.data.pathfinder)
 #           write data in the release layout.
-# OUT_DIR   receives input0/ (input1/ for retrieval), label/ and meta.json; train with
+# OUT_DIR   receives input0/ (input1/ for pairs), label/ (tsv: label/dict.txt, the label words in
+#           class order), meta.json and a copy of --sentencepiece-model (sentencepiece.model); train with
 #           fairseq-train OUT_DIR --user-dir mega_fairseq --task mega_sequence_classification ...
 #           or scripts/train.sh configs/lra/TASK.yaml OUT_DIR SAVE_DIR.
 #
