@@ -201,6 +201,9 @@ def test_bytes_on_word_ids_stops_naming_the_dictionary_and_the_flag(data, driven
     dictionary = data["preprocessed"] / "input0" / "dict.txt"
     assert driven["bytes_on_words"].startswith(f"DataError: {dictionary}: a dictionary of ")
     assert "not the byte dictionary that --input-type bytes reads" in driven["bytes_on_words"]
+    with pytest.raises(DataError, match=f"^{re.escape(str(dictionary))}: the data are token ids .* but --input-type "
+                                        f"pixels reads real values"):
+        task_for(data["preprocessed"], input_type="pixels")
 
 
 # ---------------------------------------------------------------- the reader's rules
