@@ -11,7 +11,8 @@
   pixel arrays or image files, WAV files, pairs of them) and turns them into model input with the
   task's own readers and transforms (:mod:`mega_fairseq.data.input_types`,
   ``SequenceClassificationTask.build_dataset``), so that an example is seen exactly as training
-  and fairseq-validate see it.
+  and fairseq-validate see it; ``.predict_label()`` gives the label words of the data's label
+  dictionary.
 
 ``data_name_or_path`` is the data folder the model was trained on (binarised, or a release
 folder for classifiers): it holds the dictionaries and, for waveforms, the training statistics.
@@ -67,8 +68,14 @@ class ClassifierHubInterface(nn.Module):
       binarised data the rules ``meta.json`` records), standardised with the training statistics;
     - with ``--paired``: a tuple of two such documents.
 
+    Text becomes tokens by the data's text rules (:attr:`SequenceClassificationTask.text_rules`):
+    as its reader splits it (ListOps, TSV words or sentencepiece pieces), or for
+    fairseq-preprocess data as fairseq-preprocess did (words, unknown ones ``<unk>``, ``</s>``
+    appended).
+
     ``predict(example)`` returns the class (an int); ``predict([example, ...])`` a list of them. A
-    list is always a batch: give one token list as ``predict([tokens])[0]``.
+    list is always a batch: give one token list as ``predict([tokens])[0]``. ``predict_label``
+    returns the classes' label words (:attr:`labels`).
     """
 
     def __init__(self, cfg, task, models: List[nn.Module]):
@@ -81,7 +88,7 @@ class ClassifierHubInterface(nn.Module):
         self.model.eval()
         self.input_type = INPUT_TYPES[str(task.cfg.input_type)]
         self.paired = bool(task.cfg.paired)
-        self.clip_rules = _clip_rules(task)  # what parsing an audio file needs
+        self.rules = _reading_rules(task)  # what parsing an audio file or a text needs
         self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))  # follows .to(device)
 
     @property
@@ -91,6 +98,13 @@ class ClassifierHubInterface(nn.Module):
     @property
     def num_classes(self) -> int:
         return int(self.task.cfg.num_classes)
+
+    @property
+    def labels(self) -> List[str]:
+        """The label word of each class: the data's label dictionary, or the class numbers."""
+        if self.task.labels is not None:
+            return list(self.task.labels.words)
+        return [str(k) for k in range(self.num_classes)]
 
     def encode(self, example, where: str = "example") -> tuple:
         """One example as the task's arrays: a tuple of one array (two for a pair)."""
@@ -102,8 +116,8 @@ class ClassifierHubInterface(nn.Module):
         return (self._document(example, where),)
 
     def _document(self, value, where: str) -> np.ndarray:
-        parsed = self.input_type.parse(value, where, self.clip_rules)
-        array = self.input_type.ids_or_values(parsed, self.task.dictionary, where)
+        parsed = self.input_type.parse(value, where, self.rules)
+        array = self.input_type.ids_or_values(parsed, self.task.dictionary, where, self.rules.text)
         return array[:check_length(len(array), self.task.cfg, where)]
 
     @torch.no_grad()
@@ -133,18 +147,24 @@ class ClassifierHubInterface(nn.Module):
         classes = logits.argmax(dim=-1)
         return classes.tolist() if isinstance(examples, list) else int(classes)
 
+    def predict_label(self, examples, batch_size: int = 32) -> Union[str, List[str]]:
+        """The label word of one example's class, or of each example's of a list."""
+        classes = self.predict(examples, batch_size=batch_size)
+        return [self.labels[c] for c in classes] if isinstance(classes, list) else self.labels[classes]
+
     def predict_proba(self, examples, batch_size: int = 32) -> Tensor:
         """Class probabilities: C for one example, N x C for a list."""
         return self.logits(examples, batch_size).softmax(dim=-1)
 
 
-def _clip_rules(task) -> SimpleNamespace:
+def _reading_rules(task) -> SimpleNamespace:
     """How an audio file becomes a clip: the task's options, or for binarised data the options the
-    clips were cached with (``meta.json``, written by scripts/prepare_sc.sh)."""
+    clips were cached with (``meta.json``, written by scripts/prepare_sc.sh); and how a text
+    becomes tokens (``text``: the task's text rules)."""
     cfg = task.cfg
     meta_file = task.data_path / META_FILE
     meta = json.loads(meta_file.read_text()) if task.format.read is None and meta_file.is_file() else {}
     return SimpleNamespace(max_positions=cfg.max_positions, short_clips=meta.get("short_clips", str(cfg.short_clips)),
                            shorten_method=meta.get("shorten_method", str(cfg.shorten_method)),
-                           resample=meta.get("resample", cfg.resample))
+                           resample=meta.get("resample", cfg.resample), text=task.text_rules)
 

@@ -19,6 +19,11 @@ it came from, ``file:line``), so that every error names the file and line (or im
 - ``speech_commands``: the Speech Commands v0.02 release (a folder of WAV files per word,
   ``validation_list.txt``, ``testing_list.txt``), read with soundfile; see :func:`read_clip` for
   the clip rules and :func:`speech_commands_split` for the splits.
+- ``tsv``: a user's text classification data, ``train.tsv``, ``valid.tsv`` and ``test.tsv``:
+  one text column (two for a pair), then the label, a word or an integer; a first line with a
+  column named ``label`` is a header. Texts become tokens by :class:`TextRules` (whitespace, or
+  the pieces of a sentencepiece model) or bytes; labels are numbered by a label dictionary built
+  from the training labels (:func:`sorted_labels`).
 
 fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by :mod:`.examples`; how an
 input of each type becomes model input is said in :mod:`.input_types`. The data settings of each
@@ -31,7 +36,8 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -48,7 +54,7 @@ class DataError(ValueError):
 class Record:
     inputs: Tuple  # one input, or two for a pair: a list of str (tokens), bytes, a uint8 array (pixels) or
     # float32 samples (waveform)
-    label: int
+    label: Union[int, str]  # the class, or a label word that the label dictionary numbers (tsv)
     where: str  # file:line, or file (image n)
 
 
@@ -91,20 +97,53 @@ def text_lines(path: Path) -> Iterator[Tuple[int, str]]:
             yield number, line.rstrip("\r\n")
 
 
-def _tsv_rows(path: Path, fields: int, header: Optional[str]) -> Iterator[Tuple[List[str], str]]:
-    """(fields, where) of each row; the header line, when given, must be the first line."""
+def _tsv_rows(path: Path, fields: Optional[int], header: str, columns: str = "") -> Iterator[Tuple[List[str], str]]:
+    """(fields, where) of each row; a first line with a field named ``header`` (any case) is a
+    header. A row of another count than ``fields`` (unless None) is an error, whose message names
+    the expected fields with ``columns``."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     for number, line in text_lines(path):
         where = f"{path}:{number}"
-        if number == 1 and header is not None and line.split("\t")[0] == header:
+        row = line.split("\t")
+        if number == 1 and header.lower() in (field.strip().lower() for field in row):
             continue
         if not line.strip():
             continue
-        row = line.split("\t")
-        if len(row) != fields:
-            raise DataError(f"{where}: {len(row)} tab-separated fields, expected {fields}")
+        if fields is not None and len(row) != fields:
+            raise DataError(f"{where}: {len(row)} tab-separated fields, expected {fields}{columns}")
         yield row, where
+
+
+@dataclass(frozen=True)
+class TextRules:
+    """How a text becomes the tokens of a dictionary, the same for the readers, the prepare module
+    and the hub: split by ``tokenizer`` (``listops``: whitespace, the release's parentheses
+    dropped; ``whitespace``, as fairseq-preprocess splits lines; ``sentencepiece``: the pieces of
+    ``sentencepiece_model``); a token not in the dictionary is an error (``unknown="error"``) or
+    ``<unk>`` (``"unk"``, as fairseq-preprocess reads it); ``append_eos``: every input ends with
+    ``</s>``, as fairseq-preprocess writes it."""
+
+    tokenizer: str = "whitespace"
+    sentencepiece_model: str = ""
+    unknown: str = "error"
+    append_eos: bool = False
+
+    def tokens(self, text: str) -> List[str]:
+        if self.tokenizer == "listops":
+            return listops_tokens(text)
+        if self.tokenizer == "sentencepiece":
+            return sentencepiece_processor(self.sentencepiece_model).encode(text, out_type=str)
+        return text.split()
+
+
+@lru_cache(maxsize=4)
+def sentencepiece_processor(path: str):
+    import sentencepiece
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such sentencepiece model (--sentencepiece-model)")
+    return sentencepiece.SentencePieceProcessor(model_file=path)
 
 
 # ListOps ---------------------------------------------------------------------------------------
@@ -118,7 +157,7 @@ def listops_tokens(text: str) -> List[str]:
 
 
 def read_listops(data: Path, split: str, cfg=None) -> Iterator[Record]:
-    for (source, target), where in _tsv_rows(data / _LISTOPS_FILES[split], 2, header="Source"):
+    for (source, target), where in _tsv_rows(data / _LISTOPS_FILES[split], 2, "Source"):
         yield Record((listops_tokens(source),), parse_label(target, where), where)
 
 
@@ -146,7 +185,7 @@ _AAN_FILES = {"train": "new_aan_pairs.train.tsv", "valid": "new_aan_pairs.eval.t
 
 
 def read_aan(data: Path, split: str, cfg=None) -> Iterator[Record]:
-    for (label, _, _, first, second), where in _tsv_rows(data / _AAN_FILES[split], 5, header="label"):
+    for (label, _, _, first, second), where in _tsv_rows(data / _AAN_FILES[split], 5, "label"):
         yield Record((first.encode("utf-8"), second.encode("utf-8")), parse_label(label, where), where)
 
 
@@ -431,34 +470,94 @@ def read_speech_commands(data: Path, split: str, cfg=None) -> Iterator[Record]:
         yield Record((read_clip(path, cfg),), label, str(path))
 
 
+# Text TSVs (a user's own data) -----------------------------------------------------------------
+
+def tsv_text_rules(cfg) -> TextRules:
+    """Whitespace-separated words, or the pieces of ``--sentencepiece-model``; unknown words are
+    ``<unk>`` (the dictionary holds the training split's words only)."""
+    model = str(getattr(cfg, "sentencepiece_model", "") or "")
+    return TextRules("sentencepiece" if model else "whitespace", model, unknown="unk")
+
+
+def _tsv_columns(paired: bool) -> str:
+    return " (text, text, label; a pair)" if paired else " (text, label; 3 for a pair, with --paired)"
+
+
+def tsv_paired(data: Path) -> bool:
+    """Whether a TSV folder holds pairs: its train.tsv's first row has three fields (two: single texts)."""
+    for row, where in _tsv_rows(data / "train.tsv", None, "label"):
+        if len(row) not in (2, 3):
+            raise DataError(f"{where}: {len(row)} tab-separated fields, expected 2 (text, label) or 3 (text, "
+                            f"text, label)")
+        return len(row) == 3
+    raise DataError(f"{data / 'train.tsv'}: no examples")
+
+
+def read_tsv(data: Path, split: str, cfg) -> Iterator[Record]:
+    paired = bool(getattr(cfg, "paired", False))
+    rules = tsv_text_rules(cfg)
+    as_bytes = str(cfg.input_type) == "bytes"
+    for row, where in _tsv_rows(data / f"{split}.tsv", 3 if paired else 2, "label", _tsv_columns(paired)):
+        *texts, label = row
+        for column, text in enumerate(texts, start=1):
+            if not text.strip():
+                raise DataError(f"{where}: empty text in column {column}")
+        if not label.strip():
+            raise DataError(f"{where}: empty label")
+        yield Record(tuple(text.encode("utf-8") if as_bytes else rules.tokens(text) for text in texts),
+                     label.strip(), where)
+
+
+def sorted_labels(labels) -> List[str]:
+    """The label words in class order: integers by value (so that 0 .. C-1 keep their numbers),
+    otherwise alphabetically."""
+    labels = set(labels)
+    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
 # Formats ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Format:
     name: str
     description: str
-    input_type: str
-    paired: bool
+    input_types: Tuple[str, ...]  # the --input-type values it is read as
+    paired: Callable[[Path], bool]  # whether the data folder holds pairs
     detect: Callable[[Path], bool]
     read: Optional[Callable[..., Iterator[Record]]]  # (data folder, split, task config) -> records
+    # (task config) -> how its texts become tokens
+    text_rules: Callable[..., TextRules] = lambda cfg: TextRules()
+    # labels are words, numbered by a label dictionary of the labels of this training file (else integer classes)
+    label_file: str = ""
+
+
+def _single(data: Path) -> bool:
+    return False
 
 
 FORMATS: Dict[str, Format] = {f.name: f for f in [
-    Format("binarised", "fairseq's binarised form (input0/, label/)", "", False,
+    Format("binarised", "fairseq's binarised form (input0/, label/)", (), _single,
            lambda d: (d / "input0").is_dir(), None),
-    Format("listops", "ListOps TSVs of the LRA release (basic_*.tsv)", "tokens", False,
-           lambda d: any((d / name).is_file() for name in _LISTOPS_FILES.values()), read_listops),
-    Format("aan", "Retrieval TSVs of the LRA release (new_aan_pairs.*.tsv)", "bytes", True,
+    Format("listops", "ListOps TSVs of the LRA release (basic_*.tsv)", ("tokens",), _single,
+           lambda d: any((d / name).is_file() for name in _LISTOPS_FILES.values()), read_listops,
+           text_rules=lambda cfg: TextRules("listops")),
+    Format("aan", "Retrieval TSVs of the LRA release (new_aan_pairs.*.tsv)", ("bytes",), lambda d: True,
            lambda d: any((d / name).is_file() for name in _AAN_FILES.values()), read_aan),
-    Format("imdb", "the aclImdb folder of the IMDB archive", "bytes", False,
+    Format("imdb", "the aclImdb folder of the IMDB archive", ("bytes",), _single,
            lambda d: (d / "train" / "pos").is_dir() or (d / "test" / "pos").is_dir(), read_imdb),
-    Format("cifar10", "CIFAR-10's cifar-10-batches-py pickles", "pixels", False,
+    Format("cifar10", "CIFAR-10's cifar-10-batches-py pickles", ("pixels",), _single,
            lambda d: (d / "data_batch_1").is_file() or (d / "test_batch").is_file(), read_cifar10),
-    Format("pathfinder", "a Pathfinder / Path-X folder of the LRA release (metadata/, imgs/)", "pixels", False,
+    Format("pathfinder", "a Pathfinder / Path-X folder of the LRA release (metadata/, imgs/)", ("pixels",), _single,
            lambda d: (d / "metadata").is_dir(), read_pathfinder),
     Format("speech_commands", "the Speech Commands release (word folders of WAVs, validation_list.txt)",
-           "waveform", False, lambda d: (d / "validation_list.txt").is_file() or (d / "testing_list.txt").is_file(),
+           ("waveform",), _single,
+           lambda d: (d / "validation_list.txt").is_file() or (d / "testing_list.txt").is_file(),
            read_speech_commands),
+    Format("tsv", "text TSVs (train.tsv, valid.tsv, test.tsv: text, label)", ("tokens", "bytes"), tsv_paired,
+           lambda d: (d / "train.tsv").is_file(), read_tsv, text_rules=tsv_text_rules,
+           label_file="train.tsv"),
 ]}
 
 

@@ -2,14 +2,15 @@
 
 The input type (``tokens``, ``bytes``, ``pixels``, ``waveform``; ``--paired`` for document
 pairs) says how an example becomes model input; the data folder is either fairseq's binarised
-form (what ``scripts/prepare_lra.sh`` and ``scripts/prepare_sc.sh`` write) or a public release
-format read directly (:mod:`mega_fairseq.data.classification`: ListOps TSVs, ``aclImdb``, AAN
-TSVs, CIFAR-10 pickles, Pathfinder PNGs, Speech Commands WAVs); what each input type means is
-:mod:`mega_fairseq.data.input_types`. Every example is checked while loading
+form (what ``scripts/prepare_lra.sh``, ``scripts/prepare_sc.sh`` and fairseq-preprocess write) or
+a format read directly (:mod:`mega_fairseq.data.classification`: ListOps TSVs, ``aclImdb``, AAN
+TSVs, CIFAR-10 pickles, Pathfinder PNGs, Speech Commands WAVs, a user's text TSVs); what each
+input type means is :mod:`mega_fairseq.data.input_types`. Every example is checked while loading
 (:mod:`mega_fairseq.data.examples`), before training starts: labels are integers below
-``--num-classes``, inputs are not empty and not longer than ``--max-positions`` (unless
-``--shorten-method truncate``), pixels are 0-255 and images all of one size; errors name the
-file and line.
+``--num-classes`` or words of the data's label dictionary (``label/dict.txt``, or the labels of
+``train.tsv``, as many as ``--num-classes``), inputs are not empty and not longer than
+``--max-positions`` (unless ``--shorten-method truncate``), pixels are 0-255 and images all of one
+size; errors name the file and line.
 
 Batches: ``net_input`` holds ``src_tokens`` / ``src_lengths`` (and ``pair_tokens`` /
 ``pair_lengths`` for pairs), right-padded; pixels are floats, (value / 255 - mean) / std;
@@ -20,6 +21,7 @@ Use it with ``--criterion sentence_prediction`` (loss and accuracy per split).
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -30,8 +32,9 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from ..data.classification import FORMATS, META_FILE, Format, detect_format, speech_words
-from ..data.examples import ArrayListDataset, load_split, waveform_statistics
+from ..data.classification import FORMATS, META_FILE, Format, TextRules, detect_format, speech_words
+from ..data.examples import (ArrayListDataset, LabelDictionary, binarised_text_rules, label_dictionary, load_split,
+                             waveform_statistics)
 from ..data.input_types import INPUT_TYPES
 from .splits import TrainingSplit
 
@@ -42,11 +45,13 @@ logger = logging.getLogger(__name__)
 class SequenceClassificationConfig(FairseqDataclass):
     data: str = field(default="", metadata={"help": "data folder: fairseq's binarised form (input0/, label/) or a "
                                                     "release format (ListOps TSVs, aclImdb, AAN TSVs, "
-                                                    "cifar-10-batches-py, a Pathfinder folder)"})
+                                                    "cifar-10-batches-py, a Pathfinder folder), or text TSVs "
+                                                    "(train.tsv, valid.tsv, test.tsv)"})
     input_type: ChoiceEnum(list(INPUT_TYPES)) = field(
         default="tokens", metadata={"help": ", ".join(f"{t.name} ({t.description})" for t in INPUT_TYPES.values())})
     paired: bool = field(default=False, metadata={"help": "each example is a pair of documents (LRA Retrieval)"})
-    num_classes: int = field(default=2, metadata={"help": "number of classes; labels are 0 .. num_classes-1"})
+    num_classes: int = field(default=2, metadata={"help": "number of classes; labels are 0 .. num_classes-1, or "
+                                                          "the words of the data's label dictionary"})
     max_positions: int = field(default=1024, metadata={"help": "the longest input (per document of a pair)"})
     shorten_method: ChoiceEnum(["none", "truncate"]) = field(
         default="none", metadata={"help": "none: an input longer than --max-positions is an error; truncate: "
@@ -66,6 +71,9 @@ class SequenceClassificationConfig(FairseqDataclass):
         default="drop", metadata={"help": "Speech Commands clips shorter than --max-positions samples: dropped (the "
                                           "official SC10 protocol) or padded with zeros at the end"})
     resample: bool = field(default=False, metadata={"help": "resample audio that is not 16 kHz (otherwise an error)"})
+    sentencepiece_model: str = field(
+        default="", metadata={"help": "text TSVs read as tokens: the sentencepiece model (.model file) whose pieces "
+                                      "are the tokens (default: whitespace-separated words)"})
     seed: int = II("common.seed")
     # the split trained on (the others are batched without dropping any example)
     train_subset: str = II("dataset.train_subset")
@@ -87,10 +95,12 @@ class Standardized(BaseWrapperDataset):
 class SequenceClassificationTask(TrainingSplit, FairseqTask):
     """Sequence (or sequence pair) classification from binarised or release-format data."""
 
-    def __init__(self, cfg: SequenceClassificationConfig, fmt: Format, dictionary: Optional[Dictionary]):
+    def __init__(self, cfg: SequenceClassificationConfig, fmt: Format, dictionary: Optional[Dictionary],
+                 labels: Optional[LabelDictionary] = None):
         super().__init__(cfg)
         self.format = fmt
         self.dictionary = dictionary
+        self.labels = labels  # the label words of the classes, where the data have a label dictionary
         self._loaded: Dict[str, tuple] = {}  # splits already read from release files
         self.standardization = (1.0 / 255.0, cfg.pixel_mean, cfg.pixel_std)
         if str(cfg.input_type) == "waveform":
@@ -102,23 +112,39 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         fmt = FORMATS[str(cfg.data_format)] if str(cfg.data_format) != "auto" else detect_format(data)
         input_type = str(cfg.input_type)
         declared = _declared(data, fmt)
-        if declared is not None and (declared[0] != input_type or declared[1] != cfg.paired):
-            raise ValueError(f"--input-type {input_type}{' --paired' if cfg.paired else ''} but {data} holds "
-                             f"{declared[0]}{' pairs' if declared[1] else ''} ({fmt.description})")
+        if declared is not None and input_type not in declared[0]:
+            raise ValueError(f"--input-type {input_type} but {data} holds {' or '.join(declared[0])} "
+                             f"({fmt.description})")
+        if declared is not None and declared[1] != cfg.paired:
+            raise ValueError(f"{'--paired' if cfg.paired else 'no --paired'} but {data} holds "
+                             f"{'pairs' if declared[1] else 'single documents'} ({fmt.description})")
         if cfg.num_classes < 2:
             raise ValueError(f"--num-classes must be at least 2, got {cfg.num_classes}")
         if fmt.name == "speech_commands" and len(speech_words(str(cfg.words))) != cfg.num_classes:
             raise ValueError(f"--words {cfg.words} has {len(speech_words(str(cfg.words)))} words but --num-classes is "
                              f"{cfg.num_classes}")
-        train_records = (lambda: fmt.read(data, "train", cfg)) if fmt.read is not None else None
+        # read once for the dictionary and the labels
+        train_records = lru_cache(maxsize=1)(lambda: list(fmt.read(data, "train", cfg))) if fmt.read else None
         dictionary = INPUT_TYPES[input_type].dictionary(data, train_records)
+        labels = label_dictionary(data, fmt, train_records)
+        if labels is not None:
+            labels.check_count(cfg.num_classes)
         logger.info(f"{data}: {fmt.description}; {input_type}{' pairs' if cfg.paired else ''}, "
-                    f"{cfg.num_classes} classes")
-        return cls(cfg, fmt, dictionary)
+                    f"{cfg.num_classes} classes{': ' + ' '.join(labels.words) if labels else ''}")
+        return cls(cfg, fmt, dictionary, labels)
 
     @property
     def data_path(self) -> Path:
         return Path(str(self.cfg.data).split(":")[0])
+
+    @property
+    def text_rules(self) -> TextRules:
+        """How a text becomes token ids as in this task's data (the hub encodes text by them)."""
+        if self.format.read is not None:
+            return self.format.text_rules(self.cfg)
+        if str(self.cfg.input_type) == "tokens":
+            return binarised_text_rules(self.data_path)
+        return TextRules()  # bytes and real values are not split into tokens
 
     def _waveform_statistics(self) -> Tuple[float, float]:
         """Mean and std of the training samples (the official normalisation; std + 1e-5)."""
@@ -138,7 +164,7 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         if split in self._loaded:
             inputs, labels = self._loaded.pop(split)
         else:
-            inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary)
+            inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary, self.labels)
         dataset = self.build_dataset(inputs, labels)
         with data_utils.numpy_seed(self.cfg.seed + epoch):
             shuffle = np.random.permutation(len(dataset))
@@ -188,12 +214,12 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         return None
 
 
-def _declared(data: Path, fmt: Format) -> Optional[Tuple[str, bool]]:
-    """(input type, paired) of a data folder: from the release format, or from meta.json."""
+def _declared(data: Path, fmt: Format) -> Optional[Tuple[Tuple[str, ...], bool]]:
+    """(the input types it is read as, paired) of a data folder: from the release format, or from meta.json."""
     if fmt.read is not None:
-        return fmt.input_type, fmt.paired
+        return fmt.input_types, fmt.paired(data)
     meta = data / META_FILE
     if meta.is_file():
         values = json.loads(meta.read_text())
-        return values["input_type"], bool(values["paired"])
+        return (values["input_type"],), bool(values["paired"])
     return None

@@ -363,8 +363,8 @@ def test_pixels_from_arrays_of_any_dtype_and_image_files(classifiers, data):
 
 def test_waveforms_follow_the_clip_rules_of_the_prepared_data(classifiers, data, tmp_path):
     hub = classifiers["speech"]
-    assert str(hub.task.cfg.short_clips) == "drop" and hub.clip_rules.short_clips == "pad"  # from meta.json
-    assert str(hub.task.cfg.shorten_method) == "none" and hub.clip_rules.shorten_method == "truncate"
+    assert str(hub.task.cfg.short_clips) == "drop" and hub.rules.short_clips == "pad"  # from meta.json
+    assert str(hub.task.cfg.shorten_method) == "none" and hub.rules.shorten_method == "truncate"
     clip = tone(1, length=CLIP - 1000, seed=5)
     soundfile.write(tmp_path / "short.wav", clip, 16000, subtype="PCM_16")
     soundfile.write(tmp_path / "padded.wav", np.concatenate([clip, np.zeros(1000, np.float32)]), 16000,

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
-from helpers.tiny import TINY_LM_RECIPES, fake_enwik8, write_speech_commands, write_wikitext, write_wmt_raw
+from helpers.tiny import (TINY_LM_RECIPES, fake_enwik8, write_speech_commands, write_text_tsv, write_wikitext,
+                          write_wmt_raw)
 
 TINY_LRA = ["++model.encoder_layers=1", "++model.encoder_embed_dim=16", "++model.encoder_hidden_dim=32",
             "++model.encoder_z_dim=8", "++model.encoder_n_dim=2", "++model.classifier_hidden_dim=16",
@@ -32,6 +33,9 @@ TINY_MT = ["model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_em
            "model.encoder_z_dim=8", "model.decoder_z_dim=8", "model.encoder_n_dim=2", "model.decoder_n_dim=2",
            "dataset.max_tokens=400", "optimization.max_update=5", "checkpoint.save_interval_updates=1",
            "lr_scheduler.warmup_updates=1"]
+# fairseq-train of a classifier: the tiny size
+TINY_CLASSIFIER = ["--encoder-layers", "1", "--encoder-embed-dim", "16", "--encoder-hidden-dim", "32",
+                   "--encoder-z-dim", "8", "--encoder-n-dim", "2", "--classifier-hidden-dim", "16"]
 TRAIN_OVERRIDES = {"lm/wikitext103": TINY_LM_RECIPES["lm/wikitext103"], "lm/enwik8": TINY_LM_RECIPES["lm/enwik8"],
                    "mt/wmt16_en_de": TINY_MT, "lra/listops": TINY_LRA, "speech/sc_raw": TINY_SPEECH}
 SKIPPED = {"make test": "the test suite itself"}
@@ -98,6 +102,7 @@ def tiny(command: str, sandbox: Path):
         words[1:1] = ["--vocab-size", "200"]
     elif words[0] == "fairseq-train":
         words += ["--max-update", "2", "--num-workers", "0"]
+        words += TINY_CLASSIFIER if "mega_sequence_classification" in words else []
     elif words[0] == "fairseq-preprocess":
         words += ["--workers", "1"]
     elif words[0] == "fairseq-generate":
@@ -120,6 +125,7 @@ def sandbox(tmp_path_factory):
         archive.writestr("enwik8", fake_enwik8(200_000))
     write_wmt_raw(raw / "wmt16_en_de")
     write_speech_commands(raw / "speech_commands", per_word=7)  # enough for the random 70/15/15 split
+    write_text_tsv(raw / "reviews")  # negative, neutral, positive
     return root
 
 

@@ -298,3 +298,27 @@ def crafted_checkpoint(folder: Path):
     path, marker = folder / "crafted.pt", folder / "code_ran"
     torch.save({"model": {"w": torch.ones(1)}, "extra_state": {"payload": RunsCode(marker)}}, path)
     return path, marker
+
+
+SENTIMENT_WORDS = {"negative": ["dull", "boring", "awful"], "neutral": ["okay", "average", "fine"],
+                   "positive": ["great", "superb", "lovely"]}
+
+
+def write_text_tsv(folder: Path, counts=(36, 9, 12), seed=0, header="text\tlabel") -> Path:
+    """train.tsv, valid.tsv and test.tsv of sentences labelled negative, neutral or positive by
+    their class words (learnable), under a header line; valid and test sentences also hold words
+    that training never saw."""
+    rng = random.Random(seed)
+    labels = sorted(SENTIMENT_WORDS)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in zip(("train", "valid", "test"), counts):
+        rows = [header] if header else []
+        for i in range(count):
+            label = labels[i % len(labels)]
+            words = rng.choices(WORDS, k=rng.randint(3, 9)) + rng.choices(SENTIMENT_WORDS[label], k=2)
+            if split != "train":
+                words += [f"unseen{rng.randrange(5)}"]
+            rng.shuffle(words)
+            rows.append(f"{' '.join(words)}\t{label}")
+        (folder / f"{split}.tsv").write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+    return folder

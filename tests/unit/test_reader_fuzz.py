@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers.tiny import write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder, write_speech_commands
-from mega_fairseq.data.classification import LRA_TASKS, SPEECH_COMMANDS, DataError, detect_format
-from mega_fairseq.data.examples import load_split
+from helpers.tiny import (write_aan, write_cifar10, write_imdb, write_listops, write_pathfinder, write_speech_commands,
+                          write_text_tsv)
+from mega_fairseq.data.classification import LRA_TASKS, SPEECH_COMMANDS, BenchmarkTask, DataError, detect_format
+from mega_fairseq.data.examples import label_dictionary, load_split
 from mega_fairseq.data.input_types import byte_dictionary, token_dictionary
 
 
@@ -24,8 +25,9 @@ def load_all(task_spec, data: Path):
         dictionary = byte_dictionary()
     elif cfg.input_type == "tokens":
         dictionary = token_dictionary(list(fmt.read(data, "train", cfg)))
+    labels = label_dictionary(data, fmt, lambda: list(fmt.read(data, "train", cfg)))
     for split in ("train", "valid", "test"):
-        load_split(cfg, fmt, data, split, dictionary)
+        load_split(cfg, fmt, data, split, dictionary, labels)
 
 
 def damaged(content: bytes, rng: random.Random):
@@ -45,6 +47,7 @@ CASES = {
     "pathfinder_metadata": (LRA_TASKS["pathfinder"], lambda root: write_pathfinder(root, count=10), "metadata/0.npy"),
     "speech_wav": (SPEECH_COMMANDS, lambda root: write_speech_commands(root, per_word=3), "up/s0000002_nohash_0.wav"),
     "speech_list": (SPEECH_COMMANDS, lambda root: write_speech_commands(root, per_word=3), "testing_list.txt"),
+    "tsv": (BenchmarkTask("tsv", "tokens", False, 3, 100), lambda root: write_text_tsv(root), "valid.tsv"),
 }
 
 
