@@ -7,10 +7,7 @@ form's own batches and fairseq-validate's accuracy. Bad rows and mismatched flag
 training, naming the file and line or the flag."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ import pytest
 import torch
 
 from helpers import ROOT, USER_DIR
-from helpers.fairseq_jobs import run
+from helpers.fairseq_jobs import driver_outputs, run
 from helpers.tiny import write_text_tsv
 from mega_fairseq.data import lra
 from mega_fairseq.data.classification import DataError, detect_format
@@ -74,7 +71,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driven(data):
-    """Every fairseq command in one process (tests/fairseq_driver.py): {job name: its output}."""
+    """Every fairseq command in one process (tests/helpers/fairseq_jobs.py): {job name: its output}."""
     root = data["root"]
     jobs = {
         "train_tsv": ["train", [data["tsv"], *COMMON, *TRAIN, "--save-dir", root / "tsv_ck"]],
@@ -93,22 +90,14 @@ def driven(data):
                                                   "--save-dir", root / "two_ck"]],
         "bad_label": ["expect_error", "train", [data["bad"], *COMMON, *TRAIN[:-1], "--save-dir", root / "bad_ck"]],
     }
-    (root / "jobs.json").write_text(json.dumps(list(jobs.values()), default=str))
-    proc = subprocess.run([sys.executable, ROOT / "tests" / "fairseq_driver.py", root / "jobs.json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore"})
-    parts = re.split(r"^JOB OK \d+$", proc.stdout, flags=re.M)
-    errors = dict(re.findall(r"^JOB ERROR (\d+): (.*)$", proc.stdout, flags=re.M))
-    outputs, part = {}, 0
-    for number, name in enumerate(jobs):
-        if str(number) in errors:
-            outputs[name] = errors[str(number)]
-        elif part < len(parts) - 1:
-            outputs[name] = parts[part]
-            part += 1
-        else:
-            pytest.fail(f"{name} failed:\n{parts[-1][-4000:]}")
-    return outputs
+    outputs = driver_outputs(list(jobs.values()), root)
+    return {name: error_message(output) or output for name, output in zip(jobs, outputs)}
+
+
+def error_message(output: str):
+    """The "Type: message" of a job that failed as expected, or None."""
+    found = re.search(r"^JOB ERROR \d+: (.*)$", output, re.M)
+    return found and found.group(1)
 
 
 def accuracy(output: str) -> float:
