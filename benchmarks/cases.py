@@ -13,7 +13,8 @@ from typing import Dict, Optional
 from torch import Tensor, nn
 
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
-from mega_fairseq.modules.ema import EMA_CHUNK, fast_fft_length, uses_chunks
+from mega_fairseq.modules.ema import fast_fft_length, uses_chunks
+from mega_fairseq.modules.ema_chunked import EMA_CHUNK
 
 MEGA_MODELS = ("mega", "mega_chunk")
 # Mega-chunk with its EMA on the FFT path at every length (the library's EMA before it had a chunk

@@ -8,7 +8,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDampedEMA, ema_reference
-from mega_fairseq.modules import ema as ema_module
+from mega_fairseq.modules import ema_chunked
 
 DTYPE = torch.float64
 
@@ -38,7 +38,7 @@ def recurrence(ema, x, state=None, padding_mask=None):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """The chunk path in chunks of 4 positions, so that short segments span several."""
-    monkeypatch.setattr(ema_module, "EMA_CHUNK", 4)
+    monkeypatch.setattr(ema_chunked, "EMA_CHUNK", 4)
 
 
 @pytest.mark.parametrize("path", ["fft", "chunk"])

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from mega_fairseq.modules import MegaLayer, MegaLayerConfig, MultiDimensionalDampedEMA, ema_reference
-from mega_fairseq.modules import attention, ema
+from mega_fairseq.modules import attention, ema_chunked
 from mega_fairseq.modules.attention import attention_weights, softmax_attention_blocks, toeplitz_rows
-from mega_fairseq.modules.ema import chunked_convolution, decay_scan, ema_kernel, fft_convolution
+from mega_fairseq.modules.ema import ema_kernel, fft_convolution
+from mega_fairseq.modules.ema_chunked import chunked_convolution, decay_scan
 
 DTYPE = torch.float64
 
@@ -112,7 +113,7 @@ def test_decay_scan_matches_a_loop(length):
 def test_ema_paths_agree_with_padding(bidirectional, monkeypatch):
     """The module on either path against the recurrence, padded positions masked out of the EMA:
     chunks of 4 positions, so 23 positions make 6 chunks (the last partial)."""
-    monkeypatch.setattr(ema, "EMA_CHUNK", 4)
+    monkeypatch.setattr(ema_chunked, "EMA_CHUNK", 4)
     torch.manual_seed(0)
     module = MultiDimensionalDampedEMA(5, ndim=3, bidirectional=bidirectional).to(DTYPE)
     x = torch.randn(3, 23, 5, dtype=DTYPE, requires_grad=True)
