@@ -10,6 +10,7 @@ import dataclasses
 import math
 from typing import Dict, Optional
 
+import torch
 from torch import Tensor, nn
 
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
@@ -17,12 +18,13 @@ from mega_fairseq.modules.ema import fast_fft_length, uses_chunks
 from mega_fairseq.modules.ema_chunked import EMA_CHUNK
 
 MEGA_MODELS = ("mega", "mega_chunk")
-# Mega-chunk with its EMA on the FFT path at every length (the library's EMA before it had a chunk
-# path), to compare the two paths in one run; not run unless named
-FFT_EMA_MODELS = ("mega_chunk_fft",)
+# Mega-chunk with its EMA forced onto one path at every length (mega_chunk takes "auto"; "fft" is the
+# library's EMA before it had a chunk path), to compare the paths in one run; not run unless named
+FORCED_EMA_MODELS = {"mega_chunk_fft": "fft", "mega_chunk_chunked": "chunk"}
 HF_MODELS = ("hf_mega", "hf_mega_chunk")
 TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
-ALL_MODELS = MEGA_MODELS + FFT_EMA_MODELS + HF_MODELS + TRANSFORMER_MODELS
+CHUNKED_MEGA_MODELS = ("mega_chunk",) + tuple(FORCED_EMA_MODELS)  # whose FLOPs the benchmark counts
+ALL_MODELS = MEGA_MODELS + tuple(FORCED_EMA_MODELS) + HF_MODELS + TRANSFORMER_MODELS
 DEFAULT_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
 
 # The library's option names (MegaLayerConfig); ffn_embed_dim is every model's FFN size.
@@ -136,8 +138,8 @@ def build_model(name: str, sizes: dict, length: int) -> nn.Module:
         return MegaBidirectionalStack(sizes, chunk_size=-1, max_positions=length)
     if name == "mega_chunk":
         return MegaBidirectionalStack(sizes, chunk_size=chunk, max_positions=chunk)
-    if name == "mega_chunk_fft":
-        return MegaBidirectionalStack(sizes, chunk_size=chunk, max_positions=chunk, ema_path="fft")
+    if name in FORCED_EMA_MODELS:
+        return MegaBidirectionalStack(sizes, chunk_size=chunk, max_positions=chunk, ema_path=FORCED_EMA_MODELS[name])
     if name == "hf_mega":
         return HFMega(sizes, chunk_size=-1, max_positions=length)
     if name == "hf_mega_chunk":
@@ -156,8 +158,8 @@ def build_model(name: str, sizes: dict, length: int) -> nn.Module:
 def ema_path(model: str, length: int, device: str) -> Optional[str]:
     """The path ("chunk" or "fft") the EMA of a Mega training model takes at ``length`` positions on
     ``device``; None for the models without the library's EMA."""
-    if model in FFT_EMA_MODELS:
-        return "fft"
+    if model in FORCED_EMA_MODELS:
+        return FORCED_EMA_MODELS[model]
     if model in MEGA_MODELS:
         return "chunk" if uses_chunks("auto", length, torch.device(device)) else "fft"
     return None

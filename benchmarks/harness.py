@@ -91,8 +91,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                        help=f"Mega relative bias ({DEFAULT_SIZES['rel_pos_bias']})")
     runs = parser.add_argument_group("what to run")
     runs.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=ALL_MODELS, metavar="MODEL",
-                      help=f"models to train ({', '.join(ALL_MODELS)}; default: all but mega_chunk_fft, Mega-chunk "
-                           "with its EMA on the FFT path at every length, to compare the EMA's paths)")
+                      help=f"models to train ({', '.join(ALL_MODELS)}; default: all but mega_chunk_fft and "
+                           "mega_chunk_chunked, Mega-chunk with its EMA forced onto the FFT or the chunk path at "
+                           "every length, to compare the EMA's paths with mega_chunk's automatic choice)")
     runs.add_argument("--lengths", type=int, nargs="+", default=None,
                       help=f"sequence lengths for every model (default: {' '.join(map(str, DEFAULT_LENGTHS))})")
     runs.add_argument("--chunk-lengths", type=int, nargs="*", default=None,

@@ -3,7 +3,7 @@
 import logging
 from typing import Dict, List, Optional
 
-from .cases import ALL_MODELS, mega_training_flops
+from .cases import ALL_MODELS, CHUNKED_MEGA_MODELS, mega_training_flops
 
 
 def by_key(rows: List[dict]) -> Dict[tuple, dict]:
@@ -136,11 +136,12 @@ def format_report(results: dict) -> str:
         lines.append(f"| {length} | {batch} | " + " | ".join(cells) + " |")
     if results.get("flops"):
         lines += ["", f"## Mega-chunk training step on {device}: counted FLOPs and achieved rate", "",
-                  "| L | EMA path | GFLOP per step (proj / attn / ema) | GFLOP/s | fraction of matmul rate |",
-                  "|---|---|---|---|---|"]
+                  "| L | model | EMA path | GFLOP per step (proj / attn / ema) | GFLOP/s | fraction of matmul rate |",
+                  "|---|---|---|---|---|---|"]
         reference = results["matmul"][0]["gflops"] if results.get("matmul") else None
-        for row in results["flops"]:
-            lines.append(f"| {row['length']} | {row['ema_path']} | {_fmt(row['total_gflop'])} "
+        for row in sorted(results["flops"], key=lambda row: row["length"]):
+            lines.append(f"| {row['length']} | {row.get('model', 'mega_chunk')} | {row['ema_path']} | "
+                         f"{_fmt(row['total_gflop'])} "
                          f"({_fmt(row['projections_gflop'])} / {_fmt(row['attention_gflop'])} / "
                          f"{_fmt(row['ema_gflop'])}) | {_fmt(row['gflops'])} | "
                          f"{_fmt(ratio(row['gflops'], reference), 2)} |")
@@ -207,11 +208,12 @@ def plot(results: dict, path: str) -> bool:
 def flops_rows(results: dict, sizes: dict) -> List[dict]:
     rows = []
     for row in results["train"]:
-        if row["model"] != "mega_chunk":
+        if row["model"] not in CHUNKED_MEGA_MODELS:
             continue
         path = row.get("ema_path") or "fft"  # results written before the EMA had paths ran the FFT
         counts = mega_training_flops(sizes, row["batch"], row["length"], sizes["chunk_size"], path)
-        rows.append({"length": row["length"], "ema_path": path, "gflops": counts["total"] / row["step_s"] / 1e9,
+        rows.append({"model": row["model"], "length": row["length"], "ema_path": path,
+                     "gflops": counts["total"] / row["step_s"] / 1e9,
                      **{f"{kind}_gflop": value / 1e9 for kind, value in counts.items()}})
     return rows
 

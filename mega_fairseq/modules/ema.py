@@ -18,7 +18,8 @@ log1p(-alpha * delta) (the official code takes log(1 - alpha * delta) in float32
 to 1 once alpha * delta < 6e-8 and the kernel stops decaying).
 
 ``forward`` convolves by FFT (``fft_convolution``) or chunk by chunk with the recurrence's state
-carried across chunks (``chunked_convolution``, linear in L); ``step`` runs the recurrence.
+carried across chunks (``ema_chunked.chunked_convolution``, linear in L), the faster for the shape
+(``uses_chunks``); ``step`` runs the recurrence.
 """
 
 import math

@@ -18,10 +18,10 @@ EMA_CHUNK = 64
 
 
 def sqrt_blocks(length: int) -> Tuple[int, int]:
-    """(T, nb): time t < length is split as t = b * T + s with s < T ~ sqrt(length), b < nb."""
+    """(T, nb): time t < length is split as t = b * T + s with s < T ~ sqrt(length), b < nb (the
+    blocks of ``decay_scan`` here, and of the blocked powers of ``ema.ema_kernel``)."""
     block = max(1, math.isqrt(length - 1) + 1) if length > 1 else 1
     return block, -(-length // block)
-
 
 
 def _toeplitz(offsets: Tensor, size: int) -> Tensor:

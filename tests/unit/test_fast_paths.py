@@ -111,13 +111,15 @@ def test_decay_scan_matches_a_loop(length):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_ema_paths_agree_with_padding(bidirectional, monkeypatch):
-    """The module on either path against the recurrence, padded positions masked out of the EMA:
-    chunks of 4 positions, so 23 positions make 6 chunks (the last partial)."""
+    """The module on either path against the recurrence, padded positions masked out of the EMA
+    (right padding, and left padding in the last row): chunks of 4 positions, so 23 positions make 6
+    chunks (the last partial)."""
     monkeypatch.setattr(ema_chunked, "EMA_CHUNK", 4)
     torch.manual_seed(0)
     module = MultiDimensionalDampedEMA(5, ndim=3, bidirectional=bidirectional).to(DTYPE)
-    x = torch.randn(3, 23, 5, dtype=DTYPE, requires_grad=True)
-    mask = torch.arange(23) >= torch.tensor([[23], [15], [9]])
+    x = torch.randn(4, 23, 5, dtype=DTYPE, requires_grad=True)
+    positions = torch.arange(23)
+    mask = torch.cat([positions >= torch.tensor([[23], [15], [9]]), (positions < 6).unsqueeze(0)])
     params = [x] + list(module.parameters())
     slow = ema_reference(module, x, mask)
     grad = torch.randn_like(slow)
