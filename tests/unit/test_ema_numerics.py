@@ -163,7 +163,9 @@ def test_64k_positions_match_the_float64_recurrence(case, path, taken):
 
 @functools.lru_cache(maxsize=None)
 def long_reference(bidirectional):
-    module = ema_module(dim=4, ndim=2, bidirectional=bidirectional)
+    # alpha = delta = 0.01: q = 1 - 1e-4, a memory of about 10^4 positions, so that the state carried
+    # across chunks (and across the scan's blocks) matters
+    module = ema_module(dim=4, ndim=2, bidirectional=bidirectional, decay=(0.01, 0.01))
     generator = torch.Generator().manual_seed(2)
     # bfloat16 inputs and output gradients, so that the float32 and bfloat16 runs share one reference
     x = torch.randn(LONG, 4, generator=generator).bfloat16().float()
