@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.autograd import DeviceType
 
-from benchmarks import cases, fused_attention, harness, profiling, report
+from benchmarks import cases, fused_attention, harness, paper, profiling, report
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
@@ -197,3 +197,61 @@ def test_fused_attention_comparison_counts_the_explicit_mask():
     assert "ms" not in explicit
     table = fused_attention.format_table(rows)
     assert table.count("\n| full |") == 1 and f"{explicit['kept_mb']:.1f} / {fused['kept_mb']:.1f}" in table
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_paper_table_trains_the_three_text_presets_through_fairseq(tmp_path, device, capsys):
+    """``python -m benchmarks paper`` with tiny settings (256-byte inputs, 1 + 2 steps): the three LRA Text
+    presets train through fairseq's trainer in worker processes, and the table sets each ratio to the
+    Transformer beside the paper's."""
+    out = tmp_path / "paper.json"
+    results = paper.main(["--device", device, "--length", "256", "--batch-size", "2", "--warmup-steps", "1",
+                          "--steps", "2", "--threads", "1", "--timeout", "300", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert results["settings"]["device"] == results["machine"]["device"] == device
+    rows = results["rows"]
+    assert [row["arch"] for row in rows] == list(paper.ARCHS)
+    for row in rows:
+        assert row["updates"] == 3 and (row["batch_size"], row["length"]) == (2, 256)
+        assert row["steps_per_s"] > 0 and row["peak_mb"] > 0 and row["parameters"] > 0
+        assert row["loss"] > 0 and row["loss"] < float("inf")
+    transformer = rows[-1]
+    table = capsys.readouterr().out.split("### ", 1)[1]
+    assert table.startswith(f"LRA Text, 256 bytes, batch 2: training through fairseq's Trainer "
+                            f"({report.device_label(results['machine'])}; ")
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| model | steps/s | peak MB | speed vs Transformer (paper) | memory vs Transformer (paper) |"
+    assert [line.split(" | ")[0] for line in lines[1:]] == [f"| {arch}" for arch in paper.ARCHS]
+    for line, row in zip(lines[1:], rows):
+        speed = row["steps_per_s"] / transformer["steps_per_s"]
+        memory = row["peak_mb"] / transformer["peak_mb"]
+        assert results["ratios"][row["arch"]] == {"speed": speed, "memory": memory}
+        cells = line.strip("| ").split(" | ")
+        assert len(cells) == 5 and float(cells[1]) > 0 and float(cells[2]) >= 0
+        expected = [f"{speed:.2f}x", f"{memory:.2f}x"]
+        if row["arch"] in paper.PAPER:
+            expected = [f"{value} ({claim}x)" for value, claim in zip(expected, paper.PAPER[row["arch"]])]
+        assert cells[3:] == expected
+    assert "(2.9x)" in lines[1] and "(0.31x)" in lines[1] and "(5.5x)" in lines[2] and "(0.13x)" in lines[2]
+    assert ("ru_maxrss" in table) == (device == "cpu") and ("max_memory_allocated" in table) == (device == "cuda")
+
+
+def test_paper_table_settings(monkeypatch, capsys):
+    """A few hundred steps by default, a few with --quick; the Text recipe's batch on GPUs, fairseq's --amp there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = paper.parse_args([])
+    assert (args.device, args.steps, args.warmup_steps, args.batch_size, args.length, args.precision) == (
+        "cpu", 200, 5, 2, 4000, "fp32")
+    args = paper.parse_args(["--quick", "--batch-size", "3"])
+    assert (args.steps, args.warmup_steps, args.batch_size) == (5, 1, 3)
+    with pytest.raises(SystemExit):
+        paper.parse_args(["--precision", "amp"])
+    assert "--precision amp needs --device cuda" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        paper.parse_args(["--steps", "0"])
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # parsing alone touches no GPU
+    args = paper.parse_args([])
+    assert (args.device, args.batch_size, args.precision) == ("cuda", 25, "amp")
+    assert paper.fairseq_flags(dict(vars(args), data="DATA", arch=paper.BASELINE))[-1] == "--amp"
+    assert "--cpu" in paper.fairseq_flags(dict(vars(paper.parse_args(["--device", "cpu"])), data="D", arch="x"))
