@@ -4,11 +4,11 @@
 import importlib
 import sys
 
-# python -m benchmarks NAME ...: the module of benchmarks/ whose main(argv) runs NAME
-SUBCOMMANDS = {"paper": "paper"}
+# python -m benchmarks NAME ...: main(argv) of the module benchmarks/NAME.py, with the arguments after NAME
+SUBCOMMANDS = ("paper",)
 
 if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
-    importlib.import_module(f".{SUBCOMMANDS[sys.argv[1]]}", __package__).main(sys.argv[2:])
+    importlib.import_module(f".{sys.argv[1]}", __package__).main(sys.argv[2:])
 else:
     from .harness import main
 

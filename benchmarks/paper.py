@@ -186,8 +186,18 @@ def memory_peak(device: str) -> float:
     return harness.peak_resident_mb()
 
 
+def train_steps(trainer, batches: List[dict], start: int, count: int) -> Optional[dict]:
+    """``count`` training steps on the batches in turn, from the ``start``-th; the last step's
+    logging output (its loss)."""
+    log = None
+    for index in range(start, start + count):
+        log = trainer.train_step([batches[index % len(batches)]])
+    return log
+
+
 def train_worker(spec: dict) -> dict:
-    """Warm-up steps, then ``steps`` timed steps of one model; its steps/s and peak memory growth."""
+    """Warm-up steps, then ``steps`` timed steps of one model: its steps/s (and CPU seconds per
+    step) and the growth of its peak memory."""
     import logging
     import warnings
 
@@ -197,24 +207,17 @@ def train_worker(spec: dict) -> dict:
     device = spec["device"]
     trainer, batches = build_trainer(spec)
     before = memory_mark(device)
-    log = None
-
-    def train(count: int, start: int):
-        nonlocal log
-        for index in range(start, start + count):
-            log = trainer.train_step([batches[index % len(batches)]])
-
-    train(spec["warmup_steps"], 0)
-    cpu_start = time.process_time()
-    seconds = harness.timed(lambda: train(spec["steps"], spec["warmup_steps"]), device)
-    cpu_seconds = time.process_time() - cpu_start
-    model = trainer.model
+    train_steps(trainer, batches, 0, spec["warmup_steps"])
+    harness.synchronize(device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    log = train_steps(trainer, batches, spec["warmup_steps"], spec["steps"])
+    harness.synchronize(device)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {"arch": spec["arch"], "steps": spec["steps"], "warmup_steps": spec["warmup_steps"],
             "updates": trainer.get_num_updates(), "batch_size": spec["batch_size"], "length": spec["length"],
-            "parameters": sum(p.numel() for p in model.parameters()), "seconds": seconds,
-            "steps_per_s": spec["steps"] / seconds,
-            "cpu_s_per_step": cpu_seconds / spec["steps"], "peak_mb": memory_peak(device) - before, "before_mb": before,
-            "loss": (log or {}).get("loss")}
+            "parameters": sum(p.numel() for p in trainer.model.parameters()), "seconds": seconds,
+            "steps_per_s": spec["steps"] / seconds, "cpu_s_per_step": cpu_seconds / spec["steps"],
+            "peak_mb": memory_peak(device) - before, "before_mb": before, "loss": (log or {}).get("loss")}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_paper_table_trains_the_three_text_presets_through_fairseq(tmp_path, dev
     assert [row["arch"] for row in rows] == list(paper.ARCHS)
     for row in rows:
         assert row["updates"] == 3 and (row["batch_size"], row["length"]) == (2, 256)
-        assert row["steps_per_s"] > 0 and row["peak_mb"] > 0 and row["parameters"] > 0
+        assert row["steps_per_s"] > 0 and row["cpu_s_per_step"] > 0 and row["peak_mb"] > 0 and row["parameters"] > 0
         assert row["loss"] > 0 and row["loss"] < float("inf")
     transformer = rows[-1]
     table = capsys.readouterr().out.split("### ", 1)[1]
