@@ -233,8 +233,8 @@ def compute_ratios(rows: List[dict]) -> Dict[str, dict]:
 
 def memory_label(device: str) -> str:
     if device == "cuda":
-        return ("torch.cuda.max_memory_allocated() over torch.cuda.memory_allocated() just before the first "
-                "step")
+        return ("growth of torch.cuda.max_memory_allocated() over torch.cuda.memory_allocated() just before the "
+                "first step")
     return "growth of the peak resident set size (ru_maxrss) over the resident set just before the first step"
 
 
