@@ -15,9 +15,10 @@
 # OUT_DIR   receives
 #             bin/                 fairseq-preprocess output with one joined dictionary: dict.XX.txt,
 #                                  dict.YY.txt, {train,valid,test}.XX-YY.{XX,YY}.{bin,idx}
-#             spm.model spm.vocab  the joint sentencepiece model: fairseq-generate and
-#                                  fairseq-interactive need --bpe sentencepiece --sentencepiece-model
-#                                  OUT_DIR/spm.model (without them raw input becomes <unk>s)
+#             spm.model spm.vocab  the joint sentencepiece model: pass --bpe sentencepiece
+#                                  --sentencepiece-model OUT_DIR/spm.model to fairseq-generate (to
+#                                  decode) and to fairseq-interactive (to encode raw text, which
+#                                  otherwise becomes <unk>s)
 #             ref/                 valid and test text as given, to score against
 #
 # Steps: check RAW_DIR (every file present, UTF-8, no empty line, source and target of a split of
