@@ -92,5 +92,7 @@ if [[ -z "$RAW_DIR" ]]; then
         || die "could not fetch newstest2013/newstest2014; $hint"
 fi
 
-exec "$(dirname "${BASH_SOURCE[0]}")/prepare_translation.sh" --vocab-size "$VOCAB_SIZE" --src "$SRC" --tgt "$TGT" \
-    "$RAW_DIR" "$OUT_DIR"
+prepare=("$(dirname "${BASH_SOURCE[0]}")/prepare_translation.sh" --vocab-size "$VOCAB_SIZE" --src "$SRC" --tgt "$TGT"
+         "$RAW_DIR" "$OUT_DIR")
+print_command "${prepare[@]}"  # its messages carry its name
+exec "${prepare[@]}"

@@ -46,10 +46,11 @@ APPEND = {
     "python -m mega_fairseq.data.listops data/raw/listops": ["--train", "60", "--valid", "16", "--test", "16",
                                                              "--min-length", "10", "--max-length", "60"],
 }
-# evaluation script -> its output's last line
+# evaluation script (or command) -> its output's last line
 LAST_LINE = {
     "scripts/eval_lm.sh": r"perplexity: [0-9.]+|bits per character: [0-9.]+",
     "scripts/eval_bleu.sh": r"SacreBLEU: [0-9.]+ .*",
+    "mega_fairseq.data.mt score": r"SacreBLEU: [0-9.]+ .*",
     "scripts/eval_cls.sh": r"test accuracy: [0-9.]+",
 }
 
