@@ -20,8 +20,8 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 @functools.lru_cache(maxsize=None)
 def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A one-element tensor of ``value``, made once per dtype and device (a normal tensor even when
-    first asked for under inference mode, so that autograd may use it later)."""
+    """A one-element tensor of ``value``, made once per dtype and device; a normal tensor also when
+    first asked for under inference mode (autograd refuses to save an inference tensor)."""
     with torch.inference_mode(False):
         return torch.full((1,), value, dtype=dtype, device=device)
 
