@@ -9,11 +9,13 @@ TORCH ?= torch==2.13.0
 TEST_WORKERS ?= 2
 # extra arguments of the demos (python -m demo), e.g. make demo DEMO_ARGS="--updates 50 --out /tmp/demo"
 DEMO_ARGS ?=
+# extra arguments of python -m benchmarks paper (make bench-paper), e.g. PAPER_ARGS=--quick
+PAPER_ARGS ?=
 
 # where `make gpu-check` writes its log; CPU=1 makes it a quick dry run on CPU
 GPU_CHECK_LOG ?= gpu_check.log
 
-.PHONY: install demo demo-mt demo-lra demo-speech test test-fast bench gpu-check clean
+.PHONY: install demo demo-mt demo-lra demo-speech test test-fast bench bench-paper gpu-check clean
 
 # The stamp skips the downloads; the editable install is redone when mega_fairseq does not
 # import from this checkout (for example after installing another clone).
@@ -69,6 +71,11 @@ test-fast: install
 # make bench BENCH_ARGS="--device cpu --json bench.json --plot bench.png"
 bench: install
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
+
+# The paper's efficiency table: mega_lra_text, its chunked variant and transformer_lra_text trained through fairseq's
+# trainer on 4K-byte inputs, steps/s and peak memory against the paper's; e.g. make bench-paper PAPER_ARGS=--quick
+bench-paper: install
+	$(PYTHON) -m benchmarks paper $(PAPER_ARGS)
 
 # Validates a GPU machine in at most 10 minutes: the CUDA tests, the SDPA backend of every preset's shapes, fused
 # attention against float64, training in every precision, decoding, the benchmark; one log (benchmarks/gpu_check.py)

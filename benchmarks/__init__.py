@@ -62,4 +62,7 @@ and ``fused_attention``, a comparison of its own (``python -m benchmarks.fused_a
 ``fused_attention.compare`` and ``format_table`` to call it): the masks that fused softmax attention
 (the CUDA dispatch) passes to torch against the explicit score-sized mask, per shape, memory kept
 and time side by side. ``gpu_check`` validates a GPU machine (``make gpu-check``, see its docstring).
+``paper`` (``python -m benchmarks paper``, ``make bench-paper``) is the paper's efficiency table:
+the LRA Text presets trained through fairseq's trainer, steps/s and peak memory relative to the
+Transformer beside the paper's figures (see its docstring).
 """

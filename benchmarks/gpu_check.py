@@ -21,7 +21,7 @@ Sections, in order (each ends in ok, FAIL, skipped or unsupported, with its reas
    data generated here; then ``fairseq-generate --fp16`` with the translation model. On CPU: 5
    updates, float32 and ``--bf16`` only (half precision needs CUDA), ``fairseq-generate`` in float32.
 6. benchmark: ``python -m benchmarks --quick`` (bfloat16 autocast); on CPU tiny sizes.
-7. paper table: ``python -m benchmarks paper`` when this checkout has it.
+7. paper table: ``python -m benchmarks paper`` (50 timed steps); on CPU short inputs, a few steps.
 
 A summary with the figures closes the log; the exit code is 1 if anything failed.
 """
@@ -63,7 +63,7 @@ BLOCK_LIMITS = {"fp32": 1e-4, "bf16": 6e-2, "amp": 1e-2}
 
 OK, FAIL, SKIPPED, UNSUPPORTED = "ok", "FAIL", "skipped", "unsupported"
 # what the check writes in its work folder
-WORK_ITEMS = ("lm", "mt", "listops", "checkpoints", "bench.json")
+WORK_ITEMS = ("lm", "mt", "listops", "checkpoints", "bench.json", "paper.json")
 BUDGET_S = 600  # the whole check on one GPU; the paper table, last, gets what is left (at least a minute)
 
 
@@ -496,19 +496,28 @@ def bench(log: Log, device: str, work: Path):
     log.result("benchmark", OK, f"{results['settings']['precision']}: {figures}")
 
 
-def paper_table(log: Log, device: str):
+# the paper table on CPU: short inputs, a few steps (its --quick takes minutes there); on the GPU 50 timed steps of
+# the real one (4000 bytes, batch 25), to fit the check's budget (make bench-paper runs 200)
+TINY_PAPER = ["--length", "256", "--steps", "2", "--warmup-steps", "1", "--threads", "1"]
+GPU_PAPER = ["--steps", "50"]
+
+
+def paper_table(log: Log, device: str, work: Path):
     log.section("the paper's efficiency table: python -m benchmarks paper")
-    code, output = log.run([sys.executable, "-m", "benchmarks", "paper", "--help"], timeout=120)
-    # without the command, argparse prints the benchmark's own help (exit code 0 too), whose usage has no "paper"
-    if code != 0 or not re.search(r"usage:.*\bpaper\b", output):
-        log.result("paper table", SKIPPED, "this checkout has no `python -m benchmarks paper` (not written yet)")
-        return
-    quick = ["--quick"] if device == "cpu" and "--quick" in output else []
+    path = work / "paper.json"
     left = max(60.0, BUDGET_S - (time.time() - log.started))
-    code, _ = log.run([sys.executable, "-m", "benchmarks", "paper", *quick], timeout=left)
-    log.result("paper table", OK if code == 0 else FAIL,
-               f"did not finish in the {left:.0f} s left of the check's {BUDGET_S} s" if code == 124
-               else f"exit code {code}")
+    arguments = ["--device", "cpu", *TINY_PAPER] if device == "cpu" else ["--device", "cuda", *GPU_PAPER]
+    code, _ = log.run([sys.executable, "-m", "benchmarks", "paper", "--json", path, *arguments], timeout=left)
+    if code != 0 or not path.exists():
+        log.result("paper table", FAIL, f"did not finish in the {left:.0f} s left of the check's {BUDGET_S} s"
+                   if code == 124 else f"exit code {code}")
+        return
+    results = json.loads(path.read_text())
+    settings = results["settings"]
+    figures = "; ".join(f"{arch} {ratio['speed']:.2f}x speed, {ratio['memory']:.2f}x memory"
+                        for arch, ratio in results["ratios"].items() if arch in results["paper"])
+    log.result("paper table", OK, f"{settings['length']} bytes, batch {settings['batch_size']}, "
+                                  f"{settings['precision']}, against the Transformer: {figures}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -566,7 +575,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.guarded("training", lambda: training(log, device, work, args.updates))
     log.guarded("generate", lambda: generate(log, device, work, args.updates))
     log.guarded("benchmark", lambda: bench(log, device, work))
-    log.guarded("paper table", lambda: paper_table(log, device))
+    log.guarded("paper table", lambda: paper_table(log, device, work))
     return summary(log)
 
 

@@ -31,7 +31,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -384,12 +384,12 @@ def timing_worker(spec: dict) -> dict:
     return results
 
 
-def _resident_mb() -> float:
+def resident_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2 ** 20
 
 
-def _peak_resident_mb() -> float:
+def peak_resident_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
@@ -421,9 +421,9 @@ def memory_worker(spec: dict) -> dict:
     gc.collect()
     if device == "cuda":
         return {"model": name, "length": length, **cuda_step_peak_mb(model, x, precision)}
-    before = _resident_mb()
+    before = resident_mb()
     train_step(model, x, precision)
-    return {"model": name, "length": length, "peak_mb": _peak_resident_mb() - before, "resident_before_mb": before}
+    return {"model": name, "length": length, "peak_mb": peak_resident_mb() - before, "resident_before_mb": before}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,17 +443,20 @@ def worker_env(args: argparse.Namespace) -> dict:
 def describe(spec: dict) -> str:
     if spec["kind"] == "memory":
         return f"memory worker for {spec['model']} at L={spec['length']}"
+    if spec["kind"] == "trainer":
+        return f"training worker for {spec['arch']}"
     return "timing worker"
 
 
-def run_worker(spec: dict, args: argparse.Namespace) -> Optional[dict]:
-    """Runs ``spec`` in a fresh interpreter; returns its result, or None (with a note) on failure."""
+def run_worker(spec: dict, args: argparse.Namespace, subcommand: Sequence[str] = ()) -> Optional[dict]:
+    """Runs ``spec`` in a fresh interpreter (``python -m benchmarks [SUBCOMMAND] --worker SPEC``);
+    returns its result, or None (with a note) on failure."""
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, result_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "result.json")
         with open(spec_path, "w") as f:
             json.dump(dict(spec, result_path=result_path), f)
         try:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks", "--worker", spec_path],
+            proc = subprocess.run([sys.executable, "-m", "benchmarks", *subcommand, "--worker", spec_path],
                                   env=worker_env(args), timeout=args.timeout, stdout=subprocess.PIPE)
         except subprocess.TimeoutExpired:
             print(f"note: {describe(spec)} timed out after {args.timeout:.0f} s")

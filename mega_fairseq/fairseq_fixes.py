@@ -12,6 +12,7 @@ fix                                    fairseq 0.12 alone
 :func:`replace_unk_reads_alignments`   ``--print-alignment hard --replace-unk``: a TypeError
 :func:`replace_unk_without_dictionary` the bare flag ``--replace-unk`` opens a file named "@@ "
 :func:`name_checkpoints_in_errors`    a mismatched checkpoint: "ensure that the architectures match"
+:func:`name_missing_sentencepiece`     fairseq-interactive without ``--bpe``: raw words, silently ``<unk>``
 =====================================  ========================================================
 
 :func:`apply` applies them all, once however often it is called. The plugin calls it when fairseq
@@ -26,7 +27,7 @@ import logging
 import os
 import pickle
 import shutil
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -59,6 +60,7 @@ def apply():
     replace_unk_reads_alignments()
     replace_unk_without_dictionary()
     name_checkpoints_in_errors()
+    name_missing_sentencepiece()
 
 
 def allow_checkpoint_classes():
@@ -262,3 +264,41 @@ def name_checkpoints_in_errors():
 
     checkpoint_utils.load_model_ensemble_and_task = load_model_ensemble_and_task
     Trainer.load_checkpoint = trainer_load_checkpoint
+
+
+SENTENCEPIECE_MARK = "\u2581"  # begins the pieces of a word in a sentencepiece vocabulary
+
+
+def unknown_input_warning(dictionary, tokens) -> Optional[str]:
+    """The warning for source TOKENS (one tensor per line) of which most are ``<unk>`` while
+    DICTIONARY holds sentencepiece pieces, or None."""
+    words = [token for line in tokens for token in line.tolist() if token != dictionary.eos()]
+    unknown = sum(token == dictionary.unk() for token in words)
+    pieces = sum(symbol.startswith(SENTENCEPIECE_MARK) for symbol in dictionary.symbols)
+    if not words or 2 * unknown <= len(words) or 4 * pieces < len(dictionary):
+        return None
+    return (f"{unknown} of the input's {len(words)} tokens are <unk>, and the source dictionary holds "
+            f"sentencepiece pieces ({SENTENCEPIECE_MARK}...): raw text needs --bpe sentencepiece "
+            f"--sentencepiece-model FILE (the model the data was prepared with, e.g. DATA/spm.model)")
+
+
+def name_missing_sentencepiece():
+    """Wrong: fairseq-interactive encodes each input line with the source dictionary; on data
+    prepared with sentencepiece, run without ``--bpe sentencepiece --sentencepiece-model``, every
+    word silently becomes ``<unk>`` and the translations are nonsense.
+    Instead: when most of an input batch's tokens are ``<unk>`` and the dictionary holds
+    sentencepiece pieces, a warning names the two flags.
+    Shown by tests/unit/test_fairseq_fixes.py::test_raw_words_on_sentencepiece_data_name_the_flags."""
+    from fairseq.tasks.fairseq_task import FairseqTask
+
+    encode = FairseqTask.get_interactive_tokens_and_lengths
+
+    @functools.wraps(encode)
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        tokens, lengths = encode(self, lines, encode_fn)
+        warning = unknown_input_warning(self.source_dictionary, tokens)
+        if warning:
+            logger.warning(warning)
+        return tokens, lengths
+
+    FairseqTask.get_interactive_tokens_and_lengths = get_interactive_tokens_and_lengths

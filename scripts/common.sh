@@ -81,6 +81,21 @@ verify_sha256() {  # FILE EXPECTED HINT: die unless the SHA-256 of FILE is EXPEC
     actual="${actual%% *}"
     [[ "$actual" == "$2" ]] || die "$1 ($(wc -c < "$1" | tr -d ' ') bytes) has SHA-256 $actual, expected $2: $3"
 }
+check_out_dir() {  # OUT_DIR [RAW_DIR]: die unless OUT_DIR can be written (absent, empty, or FORCE=1) and RAW_DIR,
+    # when given, is a folder outside OUT_DIR (which is replaced as a whole)
+    local raw_real
+    [[ -n "$1" ]] || die "OUT_DIR must not be empty"
+    [[ ! -e "$1" || -d "$1" ]] || die "OUT_DIR '$1' exists and is not a directory"
+    if [[ -d "$1" && -n "$(ls -A "$1" 2>/dev/null)" && "${FORCE:-0}" != 1 ]]; then
+        die "$1 already exists and is not empty; set FORCE=1 to replace it"
+    fi
+    [[ -n "${2:-}" ]] || return 0
+    [[ -d "$2" ]] || die "RAW_DIR '$2' is not a directory"
+    raw_real="$(cd "$2" && pwd -P)/"
+    if [[ -d "$1" && "$raw_real" == "$(cd "$1" && pwd -P)/"* ]]; then
+        die "RAW_DIR '$2' is inside OUT_DIR '$1', which is replaced as a whole: move it out"
+    fi
+}
 temp_dir_beside() {  # DIR: make and print a hidden temporary folder next to DIR (same file system)
     local parent dir
     parent="$(dirname "$1")"

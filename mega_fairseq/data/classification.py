@@ -5,9 +5,8 @@ it came from, ``file:line``), so that every error names the file and line (or im
 
 - ``listops``: the LRA release's ListOps TSVs (``basic_{train,val,test}.tsv``, a ``Source``
   and a ``Target`` column); parentheses are dropped, the rest split on whitespace (tokens).
-- ``imdb``: the ``aclImdb`` folder of the public IMDB archive (``{train,test}/{neg,pos}/*.txt``),
-  read as UTF-8 bytes; ``neg`` is 0, ``pos`` 1. There is no validation split: as in LRA, the
-  test split is also the validation split.
+- ``imdb``: the ``aclImdb`` folder of the IMDB archive (``{train,test}/{neg,pos}/*.txt``), read as
+  UTF-8 bytes; ``neg`` is 0, ``pos`` 1. As in LRA, the test split is also the validation split.
 - ``aan``: the LRA release's Retrieval TSVs (``new_aan_pairs.{train,eval,test}.tsv``: label, two
   ids, two texts), read as byte pairs.
 - ``cifar10``: CIFAR-10's ``cifar-10-batches-py`` pickles (read with an unpickler that accepts
@@ -25,9 +24,8 @@ it came from, ``file:line``), so that every error names the file and line (or im
   the pieces of a sentencepiece model) or bytes; labels are numbered by a label dictionary built
   from the training labels (:func:`sorted_labels`).
 
-fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by :mod:`.examples`; how an
-input of each type becomes model input is said in :mod:`.input_types`. The data settings of each
-benchmark (:data:`LRA_TASKS`, :data:`SPEECH_COMMANDS`) close the module.
+fairseq's binarised form (``input0/``, ``input1/``, ``label/``) is read by :mod:`.examples`; model
+input of each type is made in :mod:`.input_types`; each benchmark's data settings close the module.
 """
 
 import io

@@ -1,4 +1,5 @@
-"""Text processing for the WMT16 En-De recipe (scripts/prepare_wmt16_en_de.sh, scripts/eval_bleu.sh).
+"""Text processing for translation data of any language pair (scripts/prepare_translation.sh, and
+through it scripts/prepare_wmt16_en_de.sh) and for scoring (scripts/eval_bleu.sh).
 
 Subcommands (each prints `python -m mega_fairseq.data.mt: error: ...` naming the file and line, and
 exits 2, on bad input):
@@ -242,7 +243,7 @@ def _normalise_block(block):
 
 
 def normalise_lines(lines, lang):
-    """The normalisation prepare_wmt16_en_de.sh applies (for tests and for the tokenized BLEU)."""
+    """The normalisation prepare_translation.sh applies (for tests and for the tokenized BLEU)."""
     import_sacremoses()
     _init_normaliser(lang)
     return _normalise_block(list(lines))
@@ -525,7 +526,7 @@ def main(argv=None):
     pair(p)
     p = sub.add_parser("score", help="BLEU of fairseq-generate output")
     p.add_argument("--generate-output", required=True)
-    p.add_argument("--data-dir", required=True, help="prepare_wmt16_en_de.sh's OUT_DIR (bin/, ref/)")
+    p.add_argument("--data-dir", required=True, help="prepare_translation.sh's OUT_DIR (bin/, ref/)")
     p.add_argument("--subset", default="test")
     p.add_argument("--output", help="also write the hypotheses and references here")
     pair(p)

@@ -152,9 +152,11 @@ class MovingAverageGatedAttention(GatedBlock):
         else:
             mx = self.move(x, padding_mask)  # B x L x D
         mx = self.dropout(mx)
-        phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
+        # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
+        phi, zr, hx = self.mx_proj(mx).split_with_sizes(
+            [self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
-        z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
+        z, r = F.silu(zr).split_with_sizes([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
         (mu_q, mu_k), (kappa_q, kappa_k) = self.mu.unbind(), self.kappa.unbind()
         q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
         k = torch.addcmul(mu_k, z, kappa_k)

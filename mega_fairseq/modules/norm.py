@@ -1,5 +1,6 @@
 """Sequence normalisation layers over B x L x D inputs (normalising the last dim, or D for batchnorm)."""
 
+import functools
 from typing import Optional
 
 import torch
@@ -17,13 +18,22 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+@functools.lru_cache(maxsize=None)
+def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A one-element tensor of ``value``, made once per dtype and device; a normal tensor also when
+    first asked for under inference mode (autograd refuses to save an inference tensor)."""
+    with torch.inference_mode(False):
+        return torch.full((1,), value, dtype=dtype, device=device)
+
+
 def inverse_rms(x: Tensor, eps: float) -> Tensor:
     """1 / sqrt(mean(x^2) + eps) over the last dim, accumulated in float32 without a float32 copy
     of x. Shapes: x: ... x D; returns ... x 1 in ``accumulation_dtype(x.dtype)``."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=accumulation_dtype(x.dtype))
     # eps + norm^2 / D in one op: each Python number in tensor arithmetic becomes a tensor that
-    # torch then converts, which costs more than the op itself in a decoding step
-    return torch.rsqrt(torch.addcmul(torch.full_like(norm, eps), norm, norm, value=1.0 / x.size(-1)))
+    # torch then converts, which costs more than the op itself in a decoding step; eps is a kept
+    # tensor broadcast over the rows (filling a new one per call cost as much as the addcmul)
+    return torch.rsqrt(torch.addcmul(_constant(eps, norm.dtype, norm.device), norm, norm, value=1.0 / x.size(-1)))
 
 
 class ScaleNorm(nn.Module):

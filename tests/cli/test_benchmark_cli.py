@@ -1,13 +1,13 @@
-"""Smoke test of the benchmark (python -m benchmarks' main, with its worker processes): tiny sizes, every
-measurement present and positive (timings are not judged), the precision it runs in, and what ran
-(SDPA backend, kernels) recorded beside each figure."""
+"""Smoke tests of the benchmarks (python -m benchmarks' main and python -m benchmarks paper, with their
+worker processes): tiny sizes, every measurement present and positive (timings are not judged), the
+precision it runs in, and what ran (SDPA backend, kernels) recorded beside each figure."""
 
 import json
 
 import pytest
 import torch
 
-from benchmarks import harness, profiling, report
+from benchmarks import harness, paper, profiling, report
 from helpers.benchmark_records import check_profile
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -66,3 +66,40 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
         assert row["mega_chunk_tokens_per_s"] > 0 and row["fairseq_transformer_tokens_per_s"] > 0
         assert results["ratios"][f"beam_search_mega_chunk_speedup_vs_fairseq_transformer@{row['length']}"] > 0
         assert f"| {row['length']} | {row['mega_chunk_tokens_per_s']:.0f} |" in text
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_paper_table_trains_the_three_text_presets_through_fairseq(tmp_path, device, capsys):
+    """``python -m benchmarks paper`` with tiny settings (256-byte inputs, 1 + 2 steps): the three LRA Text
+    presets train through fairseq's trainer in worker processes, and the table sets each ratio to the
+    Transformer beside the paper's."""
+    out = tmp_path / "paper.json"
+    results = paper.main(["--device", device, "--length", "256", "--batch-size", "2", "--warmup-steps", "1",
+                          "--steps", "2", "--threads", "1", "--timeout", "300", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert results["settings"]["device"] == results["machine"]["device"] == device
+    rows = results["rows"]
+    assert [row["arch"] for row in rows] == list(paper.ARCHS)
+    for row in rows:
+        assert row["updates"] == 3 and (row["batch_size"], row["length"]) == (2, 256)
+        assert row["steps_per_s"] > 0 and row["cpu_s_per_step"] > 0 and row["peak_mb"] > 0 and row["parameters"] > 0
+        assert row["loss"] > 0 and row["loss"] < float("inf")
+    transformer = rows[-1]
+    table = capsys.readouterr().out.split("### ", 1)[1]
+    assert table.startswith(f"LRA Text, 256 bytes, batch 2: training through fairseq's Trainer "
+                            f"({report.device_label(results['machine'])}; ")
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| model | steps/s | peak MB | speed vs Transformer (paper) | memory vs Transformer (paper) |"
+    assert [line.split(" | ")[0] for line in lines[1:]] == [f"| {arch}" for arch in paper.ARCHS]
+    for line, row in zip(lines[1:], rows):
+        speed = row["steps_per_s"] / transformer["steps_per_s"]
+        memory = row["peak_mb"] / transformer["peak_mb"]
+        assert results["ratios"][row["arch"]] == {"speed": speed, "memory": memory}
+        cells = line.strip("| ").split(" | ")
+        assert len(cells) == 5 and float(cells[1]) > 0 and float(cells[2]) >= 0
+        expected = [f"{speed:.2f}x", f"{memory:.2f}x"]
+        if row["arch"] in paper.PAPER:
+            expected = [f"{value} ({claim}x)" for value, claim in zip(expected, paper.PAPER[row["arch"]])]
+        assert cells[3:] == expected
+    assert "(2.9x)" in lines[1] and "(0.31x)" in lines[1] and "(5.5x)" in lines[2] and "(0.13x)" in lines[2]
+    assert ("ru_maxrss" in table) == (device == "cpu") and ("max_memory_allocated" in table) == (device == "cuda")

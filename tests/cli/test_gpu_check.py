@@ -77,7 +77,10 @@ def test_training_decoding_and_benchmark(dry_run):
     assert status == "ok" and re.match(r"20 sentences, BLEU [0-9.]+", detail), detail
     status, detail = found["benchmark"]
     assert status == "ok" and detail.startswith("bf16: mega_chunk L=64 ") and "(none (blocked CPU kernel))" in detail
-    assert found["paper table"][0] in ("ok", "skipped")
+    status, detail = found["paper table"]
+    ratios = r"[0-9.]+x speed, [0-9.]+x memory"
+    assert status == "ok" and re.fullmatch(rf"256 bytes, batch 2, fp32, against the Transformer: "
+                                           rf"mega_lra_text {ratios}; mega_lra_text_chunk {ratios}", detail), detail
 
 
 def test_make_target_passes_the_dry_run_flag(tmp_path):

@@ -1,7 +1,8 @@
-"""The WMT16 En-De scripts on tiny data: scripts/prepare_wmt16_en_de.sh end to end on a few hundred
-generated sentence pairs (and its refusals of bad input), mega_fairseq.data.mt's scoring of
-fairseq-generate's output, and scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the
-prepared data. Checkpoint averaging and the BLEU helpers: tests/unit/test_average_checkpoints.py and
+"""The translation scripts on tiny data: scripts/prepare_wmt16_en_de.sh end to end on a few hundred
+generated sentence pairs (and its refusals of bad input), scripts/prepare_translation.sh, which it
+runs, on a pair of other language codes, mega_fairseq.data.mt's scoring of fairseq-generate's output,
+scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the prepared data, and raw text
+translated by fairseq-interactive as fairseq-generate translates it. Checkpoint averaging and the BLEU helpers: tests/unit/test_average_checkpoints.py and
 tests/unit/test_mt_data.py."""
 
 import io
@@ -9,6 +10,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from helpers import ROOT, SCRIPTS
 from helpers.fairseq_jobs import check
 from helpers.fairseq_jobs import run_script as run
-from helpers.tiny import WMT_SIZES, write_wmt_raw
+from helpers.tiny import WMT_SIZES, write_pair_raw, write_wmt_raw
 from mega_fairseq.data import mt as mt_data
 
 VOCAB = 200
@@ -224,6 +226,21 @@ def test_prepare_dry_run_and_options(tmp_path, raw):
     assert "newstest2014" in helped and "--vocab-size" in helped
 
 
+def test_prepare_any_pair(tmp_path):
+    """The general script on language codes no script names: the checks read the pair's files; the
+    pair must be given and be two codes (refused before any file is read)."""
+    raw = write_pair_raw(tmp_path / "raw", "fr", "xx", sizes={"train": 30, "valid": 20, "test": 24})
+    out = tmp_path / "out"
+    script = SCRIPTS / "prepare_translation.sh"
+    output = check(run("bash", script, "--src", "fr", "--tgt", "xx", raw, out, env={"DRY_RUN": "1"}))
+    assert "train: 30 sentence pairs" in output and "(fr-xx) into" in output and not out.exists()
+    for pair, expected in ([[], "--src XX --tgt YY"], [["--src", "fr", "--tgt", "fr"], "must differ"],
+                           [["--src", "fr", "--tgt", "x-y"], "got 'x-y'"]):
+        refused = run("bash", script, *pair, raw, out)
+        assert refused.returncode != 0 and expected in refused.stderr, refused.stderr
+    assert not out.exists() and leftovers(out) == []
+
+
 # ---------------------------------------------------------------- scoring fairseq-generate's output
 
 
@@ -342,3 +359,53 @@ def test_eval_bleu_bad_arguments(prepared, tmp_path):
     assert f"--path {out}/averaged_last5_updates.pt --gen-subset valid" in dry
     assert "--beam 4 --lenpen 0.6 --max-tokens 100 --bpe sentencepiece --sentencepiece-model" in dry
     assert dry.rstrip().endswith("--nbest 1")
+
+
+def interactive(checkpoint: Path, data: Path, lines, *flags) -> str:
+    """fairseq-interactive's output for these lines of raw text on stdin (on CPU)."""
+    proc = subprocess.run(["fairseq-interactive", data / "bin", "--user-dir", ROOT / "mega_fairseq", "--path",
+                           checkpoint, "--cpu", "--beam", "5", *flags], input="".join(f"{line}\n" for line in lines),
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
+
+
+def lines_of(kind: str, output: str) -> dict:
+    """{sentence id: the rest of the line} of fairseq's KIND-i lines (the first, best, of each id)."""
+    found = {}
+    for sid, rest in re.findall(rf"^{kind}-(\d+)\t(.*)$", output, re.M):
+        found.setdefault(int(sid), rest)
+    return found
+
+
+@pytest.mark.parametrize("transformer", ["mega"], indirect=True)
+def test_interactive_translates_raw_text(transformer, prepared):
+    """Raw sentences of the test split piped to fairseq-interactive with --bpe sentencepiece
+    --sentencepiece-model become the model's pieces (no <unk>) and get fairseq-generate's
+    translation of the same sentence: the same pieces (H-) and detokenised text (D-). Without the
+    flags every word is <unk>."""
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+
+    out, _ = prepared
+    checkpoint = transformer / "checkpoint_last.pt"
+    sources = (out / "ref" / "test.en").read_text(encoding="utf-8").splitlines()
+    # interactive input is not punctuation-normalised: sentences that normalisation leaves alone
+    ids = [i for i, (text, normal) in enumerate(zip(sources, mt_data.normalise_lines(sources, "en")))
+           if text == normal][:4]
+    sentencepiece = ["--bpe", "sentencepiece", "--sentencepiece-model", out / "spm.model"]
+    translated = interactive(checkpoint, out, [sources[i] for i in ids], *sentencepiece)
+    generated = check(run("fairseq-generate", out / "bin", "--user-dir", ROOT / "mega_fairseq", "--path", checkpoint,
+                          "--cpu", "--beam", "5", "--gen-subset", "test", *sentencepiece))
+    model = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    pieces = lines_of("S", translated)
+    assert [model.decode(pieces[n].split()) for n in range(len(ids))] == [sources[i] for i in ids]
+    assert not any("<unk>" in text for text in pieces.values())
+    for kind in ("H", "D"):
+        mine, theirs = lines_of(kind, translated), lines_of(kind, generated)
+        assert [mine[n] for n in range(len(ids))] == [theirs[i] for i in ids], kind
+    assert all(text.split("\t")[1] for text in lines_of("D", translated).values())
+    # what fairseq-interactive makes of raw text without the flags: whitespace words, unknown
+    dictionary = Dictionary.load(str(out / "bin" / "dict.en.txt"))
+    assert set(dictionary.string(dictionary.encode_line(sources[ids[0]], add_if_not_exist=False)).split()) == {"<unk>"}

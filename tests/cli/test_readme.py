@@ -3,7 +3,7 @@
 pages (later pages use what earlier ones prepared and trained), with tiny overrides: generated raw
 data where a page reads a release, tiny models and two updates appended to training commands
 (Hydra overrides for scripts/train.sh, later flags for fairseq-train), one CPU process where a
-page says NPROC=8. The ```python blocks (the Python interface) run after them, on what they
+page says NPROC=8; a pipeline (`echo TEXT | fairseq-interactive ...`) runs as one. The ```python blocks (the Python interface) run after them, on what they
 trained, and must print. A command this file does not know fails the test, and so does a docs/
 page with commands that PAGES leaves out: the docs cannot rot unseen. `make test` is this suite
 and is not rerun."""
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
-from helpers.tiny import (TINY_LM_RECIPES, fake_enwik8, write_speech_commands, write_text_tsv, write_wikitext,
-                          write_wmt_raw)
+from helpers.tiny import (TINY_LM_RECIPES, fake_enwik8, write_pair_raw, write_speech_commands, write_text_tsv,
+                          write_wikitext, write_wmt_raw)
 
 TINY_LRA = ["++model.encoder_layers=1", "++model.encoder_embed_dim=16", "++model.encoder_hidden_dim=32",
             "++model.encoder_z_dim=8", "++model.encoder_n_dim=2", "++model.classifier_hidden_dim=16",
@@ -46,10 +46,11 @@ APPEND = {
     "python -m mega_fairseq.data.listops data/raw/listops": ["--train", "60", "--valid", "16", "--test", "16",
                                                              "--min-length", "10", "--max-length", "60"],
 }
-# evaluation script -> its output's last line
+# evaluation script (or command) -> its output's last line
 LAST_LINE = {
     "scripts/eval_lm.sh": r"perplexity: [0-9.]+|bits per character: [0-9.]+",
     "scripts/eval_bleu.sh": r"SacreBLEU: [0-9.]+ .*",
+    "mega_fairseq.data.mt score": r"SacreBLEU: [0-9.]+ .*",
     "scripts/eval_cls.sh": r"test accuracy: [0-9.]+",
 }
 
@@ -98,18 +99,34 @@ def tiny(command: str, sandbox: Path):
         return words, ROOT, {**env, **assignments}
     if words[0] == "scripts/train.sh":
         words += TRAIN_OVERRIDES.get(words[1], []) if "DRY_RUN" not in assignments else []
-    elif words[0] == "scripts/prepare_wmt16_en_de.sh":
+    elif words[0] in ("scripts/prepare_wmt16_en_de.sh", "scripts/prepare_translation.sh"):
         words[1:1] = ["--vocab-size", "200"]
     elif words[0] == "fairseq-train":
         words += ["--max-update", "2", "--num-workers", "0"]
         words += TINY_CLASSIFIER if "mega_sequence_classification" in words else []
     elif words[0] == "fairseq-preprocess":
         words += ["--workers", "1"]
-    elif words[0] == "fairseq-generate":
+    elif words[0] == "fairseq-generate" or pipeline(words)[-1][0] == "fairseq-interactive":
         words += ["--cpu"]
     elif command in APPEND:
         words += APPEND[command]
     return words, sandbox, {**env, **assignments}
+
+
+def pipeline(words):
+    """The commands of a shell pipeline (``echo TEXT | fairseq-interactive ...``), each a list of words."""
+    commands = [[]]
+    for word in words:
+        if word == "|":
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return commands
+
+
+def shell_line(words) -> str:
+    """The words quoted for bash -c, the pipes between the commands of a pipeline left bare."""
+    return " | ".join(shlex.join(command) for command in pipeline(words))
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +141,7 @@ def sandbox(tmp_path_factory):
     with zipfile.ZipFile(raw / "enwik8.zip", "w") as archive:
         archive.writestr("enwik8", fake_enwik8(200_000))
     write_wmt_raw(raw / "wmt16_en_de")
+    write_pair_raw(raw / "fr_en", "fr", "en")  # the README's own pair
     write_speech_commands(raw / "speech_commands", per_word=7)  # enough for the random 70/15/15 split
     write_text_tsv(raw / "reviews")  # negative, neutral, positive
     return root
@@ -138,7 +156,7 @@ def results(sandbox):
             continue
         argv, cwd, env = tiny(command, sandbox)
         started = time.time()
-        proc = subprocess.run(["bash", "-c", shlex.join(argv)], cwd=cwd, capture_output=True, text=True,
+        proc = subprocess.run(["bash", "-c", shell_line(argv)], cwd=cwd, capture_output=True, text=True,
                               timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", "VALID_BYTES": "20000",
                                                 "TEST_BYTES": "30000", **env})
         done[command] = proc
@@ -162,8 +180,10 @@ def test_every_readme_command_is_known():
     assert len(set(COMMANDS)) == len(COMMANDS), "a command appears twice: the results are kept by command"
     for command in COMMANDS:
         words = [w for w in shlex.split(command) if not re.fullmatch(r"[A-Z_]+=.*", w)]
+        *feeders, words = pipeline(words)
+        assert all(feeder[0] == "echo" for feeder in feeders), command
         assert command in SKIPPED or words[0] in ("make", "python", "fairseq-preprocess", "fairseq-train",
-                                                   "fairseq-eval-lm", "fairseq-generate") \
+                                                   "fairseq-eval-lm", "fairseq-generate", "fairseq-interactive") \
             or words[0].startswith("scripts/"), command
     assert len(COMMANDS) >= 20 and "make demo" in COMMANDS
 
@@ -186,6 +206,10 @@ def test_readme_command_runs(results, command):
             assert re.fullmatch(pattern, last), f"{command}: last line {last!r}"
     if command.startswith("make demo"):
         assert re.search(r"^\| (mega|mega_lm|mega_sc_raw_tiny) ", proc.stdout, re.M), proc.stdout[-2000:]
+    if "fairseq-interactive" in command:  # the line given, as sentencepiece pieces, and its translation
+        pieces = re.findall(r"^S-0\t(.*)$", proc.stdout, re.M)
+        assert pieces and set(pieces[0].split()) != {"<unk>"}, proc.stdout[-2000:]
+        assert re.search(r"^H-0\t\S+\t", proc.stdout, re.M) and re.search(r"^D-0\t", proc.stdout, re.M), proc.stdout
     if "--print-alignment" in command:
         hypotheses = re.findall(r"^H-(\d+)\t", proc.stdout, re.M)
         aligned = re.findall(r"^A-(\d+)\t\d+-\d+", proc.stdout, re.M)
@@ -207,4 +231,7 @@ def test_readme_python_block_runs(results, number):
 
 
 def test_readme_has_python_blocks():
-    assert len(PYTHON_BLOCKS) == 3 and all("from_pretrained" in block for block in PYTHON_BLOCKS)
+    """The three from_pretrained examples and the two of the layers (MegaStack, with incremental_state)."""
+    assert sum("from_pretrained" in block for block in PYTHON_BLOCKS) == 3
+    assert sum("MegaStack(" in block and "incremental_state=" in block for block in PYTHON_BLOCKS) == 2
+    assert len(PYTHON_BLOCKS) == 5

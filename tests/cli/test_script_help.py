@@ -31,7 +31,10 @@ INPUTS = {
     "prepare_enwik8.sh": ["new", "file"],
     "prepare_wikitext103.sh": ["new", "dir"],
     "prepare_wmt16_en_de.sh": ["new", "parallel_text"],
+    "prepare_translation.sh": ["parallel_text", "new"],
 }
+# options whose value is the next word (not a positional argument)
+VALUED = {"--src", "--tgt", "--vocab-size"}
 PLACEHOLDERS = {"TASK": "listops", "RECIPE": "lm/demo"}  # others become paths named after them
 STARTS = re.compile(r"(python3?|scripts/\S+|fairseq-\S+|make)$")
 
@@ -79,11 +82,12 @@ def fill(word: str) -> str:
                   lambda m: PLACEHOLDERS.get(m.group(0), m.group(0).lower()), word)
 
 
-def materialise(kind: str, path: Path):
-    """Inputs that pass a script's checks (their contents are never read with DRY_RUN=1)."""
+def materialise(kind: str, path: Path, pair=("en", "de")):
+    """Inputs that pass a script's checks (their contents are never read with DRY_RUN=1); ``pair``:
+    the languages of parallel text."""
     files = {"file": [""], "data_bin": ["dict.txt", "test.idx"], "dir": [],
              "translation_data": ["bin/dict.en.txt", "bin/dict.de.txt", "bin/test.en-de.en.idx", "spm.model"],
-             "parallel_text": [f"{split}.{lang}" for split in ("train", "valid", "test") for lang in ("en", "de")]}
+             "parallel_text": [f"{split}.{lang}" for split in ("train", "valid", "test") for lang in pair]}
     if kind == "new":
         assert not path.exists(), f"{path} is an output and exists already"
     elif kind == "file":
@@ -125,9 +129,10 @@ def test_a_command_shown_in_a_help_is_accepted(script, words, tmp_path, capsys):
     words = [fill(word) for word in words]
     if words[0].startswith("scripts/") and words[0].endswith(".sh"):
         target = Path(words[0]).name
-        positional = [w for w in words[1:] if not w.startswith("-")]
+        positional = [w for before, w in zip(words, words[1:]) if not w.startswith("-") and before not in VALUED]
+        pair = tuple(words[words.index(flag) + 1] for flag in ("--src", "--tgt") if flag in words) or ("en", "de")
         for kind, word in zip(INPUTS[target], positional):
-            materialise(kind, tmp_path / word)
+            materialise(kind, tmp_path / word, pair)
         proc = subprocess.run(["bash", ROOT / words[0], *words[1:]], cwd=tmp_path, capture_output=True, text=True,
                               timeout=120, env={**os.environ, **env, "DRY_RUN": "1", "CPU": "1", "WORKERS": "1"})
         assert proc.returncode == 0, f"{script} shows {' '.join(words)}:\n{proc.stdout}{proc.stderr}"

@@ -322,3 +322,16 @@ def write_text_tsv(folder: Path, counts=(36, 9, 12), seed=0, header="text\tlabel
             rows.append(f"{' '.join(words)}\t{label}")
         (folder / f"{split}.tsv").write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
     return folder
+
+
+def write_pair_raw(folder: Path, src: str, tgt: str, seed=0, sizes=WMT_SIZES) -> Path:
+    """{train,valid,test}.{src,tgt}: write_wmt_raw's English and German sentences under other
+    language codes (a pair that no script names)."""
+    write_wmt_raw(folder, seed, sizes)
+    for split in sizes:
+        texts = {lang: (folder / f"{split}.{lang}").read_bytes() for lang in ("en", "de")}
+        for lang in texts:
+            (folder / f"{split}.{lang}").unlink()
+        for lang, code in (("en", src), ("de", tgt)):
+            (folder / f"{split}.{code}").write_bytes(texts[lang])
+    return folder

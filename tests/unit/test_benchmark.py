@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.autograd import DeviceType
 
-from benchmarks import cases, fused_attention, harness, profiling, report
+from benchmarks import cases, fused_attention, harness, paper, profiling, report
 from helpers.benchmark_records import check_profile
 from mega_fairseq import models, modules
 from mega_fairseq.modules import MegaLayerConfig
@@ -167,3 +167,24 @@ def test_fused_attention_comparison_counts_the_explicit_mask():
     assert "ms" not in explicit
     table = fused_attention.format_table(rows)
     assert table.count("\n| full |") == 1 and f"{explicit['kept_mb']:.1f} / {fused['kept_mb']:.1f}" in table
+
+
+def test_paper_table_settings(monkeypatch, capsys):
+    """A few hundred steps by default, a few with --quick; the Text recipe's batch on GPUs, fairseq's --amp there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = paper.parse_args([])
+    assert (args.device, args.steps, args.warmup_steps, args.batch_size, args.length, args.precision) == (
+        "cpu", 200, 5, 2, 4000, "fp32")
+    args = paper.parse_args(["--quick", "--batch-size", "3"])
+    assert (args.steps, args.warmup_steps, args.batch_size) == (5, 1, 3)
+    with pytest.raises(SystemExit):
+        paper.parse_args(["--precision", "amp"])
+    assert "--precision amp needs --device cuda" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        paper.parse_args(["--steps", "0"])
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # parsing alone touches no GPU
+    args = paper.parse_args([])
+    assert (args.device, args.batch_size, args.precision) == ("cuda", 25, "amp")
+    assert paper.fairseq_flags(dict(vars(args), data="DATA", arch=paper.BASELINE))[-1] == "--amp"
+    assert "--cpu" in paper.fairseq_flags(dict(vars(paper.parse_args(["--device", "cpu"])), data="D", arch="x"))

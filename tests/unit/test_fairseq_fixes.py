@@ -61,3 +61,34 @@ def test_each_fix_says_why_and_names_tests_that_exist():
         assert tests, name
         for path, test in tests:
             assert f"def {test}(" in (ROOT / path).read_text(), (name, path, test)
+
+
+def test_raw_words_on_sentencepiece_data_name_the_flags(caplog):
+    """fairseq-interactive's encoding of raw words on a sentencepiece dictionary (every word <unk>)
+    logs a warning naming --bpe sentencepiece and --sentencepiece-model; the pieces themselves, or
+    raw words on a dictionary of words, log nothing."""
+    import mega_fairseq.models  # noqa: F401
+    from fairseq.data import Dictionary
+    from fairseq.tasks.translation import TranslationTask
+
+    pieces = Dictionary()
+    for symbol in ("\u2581the", "\u2581cat", "\u2581sle", "eps", "\u2581."):
+        pieces.add_symbol(symbol)
+    words = Dictionary()
+    for symbol in ("the", "cat", "sleeps", "."):
+        words.add_symbol(symbol)
+
+    def encode(dictionary, line):
+        task = TranslationTask.__new__(TranslationTask)
+        task.src_dict = dictionary
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="mega_fairseq.fairseq_fixes"):
+            task.get_interactive_tokens_and_lengths([line], lambda text: text)
+        return caplog.text
+
+    warning = encode(pieces, "the cat sleeps .")
+    assert "4 of the input's 4 tokens are <unk>" in warning
+    assert "--bpe sentencepiece --sentencepiece-model" in warning
+    assert encode(pieces, "\u2581the \u2581cat \u2581sle eps \u2581.") == ""
+    assert encode(words, "the cat sleeps .") == ""
+    assert encode(words, "a dog barks !") == ""  # unknown words, but no sentencepiece dictionary
