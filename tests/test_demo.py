@@ -1,7 +1,7 @@
-"""demo/run.py's reading of the translation demo's training logs: the valid losses, and the update from
+"""demo/run.py's reading of the translation demo's training logs: the valid curves, and the update from
 which Mega's stays below the Transformer's."""
 
-from demo.run import crossover, valid_losses
+from demo.run import crossover, valid_curves
 
 LOG = """\
 2026-12-06 08:01:31 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 11.008 | nll_loss 11.001 | ppl 2049.87 | wps 0 | wpb 1414 | bsz 48 | num_updates 100
@@ -10,8 +10,8 @@ LOG = """\
 """
 
 
-def test_valid_losses_of_a_fairseq_log():
-    assert valid_losses(LOG) == {100: 11.008, 200: 9.5}
+def test_valid_curves_of_a_fairseq_log():
+    assert valid_curves(LOG) == {"loss": {100: 11.008, 200: 9.5}, "nll_loss": {100: 11.001, 200: 9.4}}
 
 
 def test_crossover_is_where_mega_stays_below():
