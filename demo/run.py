@@ -219,7 +219,7 @@ def demo_mt(args):
               f"{MT_VALID_EVERY})" if since else f"Mega's valid {shown} is not below the Transformer's at the end")
     run([sys.executable, str(ROOT / "scripts" / "plot_curves.py"),
          *(str(args.out / "tensorboard" / name) for name in MT_MODELS),
-         "--tags", ",".join(f"valid/{metric}" for metric in MT_METRICS), "--out", str(args.out / "curves")],
+         "--tags", ",".join(f"valid/{metric}" for metric in MT_METRICS), "--log-y", "--out", str(args.out / "curves")],
         args.out / "plot.log")
 
 
