@@ -71,7 +71,7 @@ MT_SHARED = ["--task", "translation", "--share-all-embeddings", "--criterion", "
              "--dropout", "0.1", "--cpu", "--num-workers", "0", "--seed", "1", "--log-format", "simple",
              "--log-interval", "50", "--no-epoch-checkpoints"]
 MT_VALID_EVERY = 100  # updates between validations: the points of the valid loss curves
-MT_BLEU_POINTS = 2  # checkpoints scored with BLEU: about this many, evenly spaced, on validated updates, the last included
+MT_BLEU_POINTS = 2  # checkpoints scored with BLEU: about this many, evenly spaced, validated, the last included
 # the valid curves (fairseq's names: the names printed): the label-smoothed loss that training minimises, and the
 # NLL (log2 of the perplexity)
 MT_METRICS = {"loss": "loss", "nll_loss": "nll"}
@@ -254,7 +254,8 @@ def bleu(checkpoint, data: Path, log: Path):
     """(tokenized BLEU, SacreBLEU) of a checkpoint on the test split, as text; n/a without a checkpoint."""
     if checkpoint is None:  # an epoch ended at that update: fairseq saved no update checkpoint
         return "n/a", "n/a"
-    evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(checkpoint), str(data)], log, env={"CPU": "1"})
+    evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(checkpoint), str(data)], log,
+                     env={"CPU": "1"})
     return (f"{last(r'tokenized BLEU [(]compound split[)]: ([0-9.]+)', evaluation):.2f}",
             f"{last(r'SacreBLEU: ([0-9.]+)', evaluation):.2f}")
 
