@@ -13,7 +13,7 @@ DEMO_ARGS ?=
 # where `make gpu-check` writes its log; CPU=1 makes it a quick dry run on CPU
 GPU_CHECK_LOG ?= gpu_check.log
 
-.PHONY: install demo demo-mt demo-lra demo-speech test bench gpu-check clean
+.PHONY: install demo demo-mt demo-lra demo-speech test test-fast bench gpu-check clean
 
 # The stamp skips the downloads; the editable install is redone when mega_fairseq does not
 # import from this checkout (for example after installing another clone).
@@ -54,8 +54,16 @@ demo-lra: install
 demo-speech: install
 	$(PYTHON) -m demo --task speech $(DEMO_ARGS)
 
+# The whole suite: tests/unit and tests/cli (the fairseq commands, scripts and processes of the package).
 test: install
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+
+# The unit tests alone (tests/unit: the layers, models, tasks, readers and scripts' functions in the test
+# processes; no fairseq command, script or process of the package): about 100 s of CPU time, under 2
+# minutes on 2 CPU cores. One thread per test process: their small tensors gain nothing from more threads,
+# which would oversubscribe the cores.
+test-fast: install
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit
 
 # On the GPU when torch sees CUDA, else on CPU; extra flags in BENCH_ARGS, e.g.
 # make bench BENCH_ARGS="--device cpu --json bench.json --plot bench.png"

@@ -50,9 +50,11 @@ port of the official code, skipped when transformers < 4.41 is not installed),
 ``fairseq_transformer`` (fairseq's ``TransformerEncoderLayerBase``). Same width everywhere:
 d, FFN size, layers; the Transformers use ``--heads`` heads of d / heads dims.
 
-Decoding: median per-token latency of a causal chunked Mega stack fed one token at a time
-with an ``incremental_state`` after a context of 256, 4K and 16K tokens, against fairseq's
-``transformer_lm`` decoder of the same size with its key/value cache.
+Decoding: median per-token latency of this package's ``mega_lm`` with chunks (Mega-chunk), fed
+one token at a time through fairseq's incremental interface after a real prefill of 256, 1K, 4K
+and 16K tokens, against fairseq's ``transformer_lm`` of the same width and depth with its
+key/value cache, the two taking turns token by token; and the tokens per second of fairseq's
+``SequenceGenerator`` (beam 5, 32 sequences at once, 128 and 512 tokens each) with both.
 
 Files: ``harness`` (command line, worker subprocesses, measurements), ``cases`` (the models
 and the FLOP count), ``report`` (ratios, tables, plot), ``profiling`` (SDPA backend and kernels),

@@ -1,15 +1,15 @@
 """The benchmark's models: Mega stacks built by the library, the transformers port of the
-official code, the Transformer baselines, the small decoder timed for decoding latency, and
-the FLOP count of a Mega training step.
+official code, the Transformer baselines, the two language models whose decoding is timed (this
+package's ``mega_lm`` and fairseq's ``transformer_lm``), and the FLOP count of a Mega training step.
 
 Each training builder returns a module mapping a B x L x d float input to a B x L x d output.
 """
 
 import argparse
+import dataclasses
 import math
 from typing import Dict
 
-import torch
 from torch import Tensor, nn
 
 from mega_fairseq.modules import MegaLayerConfig, MegaStack
@@ -20,8 +20,9 @@ HF_MODELS = ("hf_mega", "hf_mega_chunk")
 TRANSFORMER_MODELS = ("torch_transformer", "fairseq_transformer")
 ALL_MODELS = MEGA_MODELS + HF_MODELS + TRANSFORMER_MODELS
 
-DEFAULT_SIZES = dict(layers=2, embed_dim=128, zdim=64, hdim=256, ndim=16, ffn_dim=256, chunk_size=128,
-                     norm_type="scalenorm", rel_pos_bias="simple")
+# The library's option names (MegaLayerConfig); ffn_embed_dim is every model's FFN size.
+DEFAULT_SIZES = dict(layers=2, embed_dim=128, z_dim=64, hidden_dim=256, n_dim=16, ffn_embed_dim=256, chunk_size=128,
+                     normalization_type="scalenorm", rel_pos_bias="simple")
 
 
 def arch_sizes(name: str) -> dict:
@@ -32,10 +33,9 @@ def arch_sizes(name: str) -> dict:
         raise ValueError(f"--arch {name}: not a registered Mega architecture; choose one of "
                          f"{', '.join(sorted(LM_PRESETS.presets))}")
     values = LM_PRESETS.resolve(name)
-    sizes = dict(layers=values["decoder_layers"], embed_dim=values["decoder_embed_dim"], zdim=values["decoder_z_dim"],
-                 hdim=values["decoder_hidden_dim"], ndim=values["decoder_n_dim"],
-                 ffn_dim=values["decoder_ffn_embed_dim"],
-                 norm_type=str(values.get("normalization_type", MegaLayerConfig.normalization_type)),
+    sizes = {name: values[f"decoder_{name}"] for name in ("layers", "embed_dim", "z_dim", "hidden_dim", "n_dim",
+                                                           "ffn_embed_dim")}
+    sizes.update(normalization_type=str(values.get("normalization_type", MegaLayerConfig.normalization_type)),
                  rel_pos_bias=str(values["rel_pos_bias"]))
     if values["decoder_chunk_size"] > 0:
         sizes["chunk_size"] = values["decoder_chunk_size"]
@@ -46,25 +46,21 @@ def arch_sizes(name: str) -> dict:
 # Training models
 # ----------------------------------------------------------------------------------------------
 
-def mega_stack(sizes: dict, *, chunk_size: int, max_positions: int, causal: bool = False) -> MegaStack:
-    """The library's MegaStack of ``sizes["layers"]`` layers (bidirectional for training, causal
-    for decoding), prenorm and without dropout: the computation the benchmark measured when it
-    built its own stack of MegaLayers, except that a prenorm library stack ends in a final norm
-    (one more norm of B x L x d, which the old stack did not have)."""
-    cfg = MegaLayerConfig(
-        layers=sizes["layers"], embed_dim=sizes["embed_dim"], hidden_dim=sizes["hdim"], ffn_embed_dim=sizes["ffn_dim"],
-        z_dim=sizes["zdim"], n_dim=sizes["ndim"], chunk_size=chunk_size, normalization_type=sizes["norm_type"],
-        rel_pos_bias=sizes["rel_pos_bias"], max_positions=max_positions, normalize_before=True, dropout=0.0,
-        attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
-    return MegaStack(cfg, causal=causal)
+def layer_config(sizes: dict, *, chunk_size: int, max_positions: int) -> MegaLayerConfig:
+    """The library's options for Mega layers of the benchmark's sizes: ``sizes["layers"]`` layers,
+    prenorm (a prenorm stack ends in a final norm), no dropout."""
+    options = {name: sizes[name] for name in ("layers", "embed_dim", "hidden_dim", "ffn_embed_dim", "z_dim", "n_dim",
+                                              "normalization_type", "rel_pos_bias")}
+    return MegaLayerConfig(**options, chunk_size=chunk_size, max_positions=max_positions, normalize_before=True,
+                           dropout=0.0, attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
 
 
-class MegaEncoder(nn.Module):
-    """A bidirectional :func:`mega_stack` on B x L x d inputs, returning only its output."""
+class MegaBidirectionalStack(nn.Module):
+    """A bidirectional ``MegaStack`` of :func:`layer_config` on B x L x d inputs, returning only its output."""
 
     def __init__(self, sizes: dict, *, chunk_size: int, max_positions: int):
         super().__init__()
-        self.stack = mega_stack(sizes, chunk_size=chunk_size, max_positions=max_positions)
+        self.stack = MegaStack(layer_config(sizes, chunk_size=chunk_size, max_positions=max_positions), causal=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.stack(x).out
@@ -78,11 +74,11 @@ class HFMega(nn.Module):
         from transformers import MegaConfig, MegaModel
 
         config = MegaConfig(
-            hidden_size=sizes["embed_dim"], num_hidden_layers=sizes["layers"], intermediate_size=sizes["hdim"],
-            nffn_hidden_size=sizes["ffn_dim"], shared_representation_size=sizes["zdim"],
-            ema_projection_size=sizes["ndim"], use_chunking=chunk_size > 0, chunk_size=chunk_size,
+            hidden_size=sizes["embed_dim"], num_hidden_layers=sizes["layers"], intermediate_size=sizes["hidden_dim"],
+            nffn_hidden_size=sizes["ffn_embed_dim"], shared_representation_size=sizes["z_dim"],
+            ema_projection_size=sizes["n_dim"], use_chunking=chunk_size > 0, chunk_size=chunk_size,
             max_positions=max_positions, relative_positional_bias=sizes["rel_pos_bias"],
-            normalization_type=sizes["norm_type"], dropout_prob=0.0, hidden_dropout_prob=0.0,
+            normalization_type=sizes["normalization_type"], dropout_prob=0.0, hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0, nffn_activation_dropout_prob=0.0)
         self.model = MegaModel(config, add_pooling_layer=False)
 
@@ -100,7 +96,7 @@ class FairseqTransformerEncoder(nn.Module):
 
         cfg = TransformerConfig()
         cfg.encoder.embed_dim = sizes["embed_dim"]
-        cfg.encoder.ffn_embed_dim = sizes["ffn_dim"]
+        cfg.encoder.ffn_embed_dim = sizes["ffn_embed_dim"]
         cfg.encoder.attention_heads = sizes["heads"]
         cfg.encoder.normalize_before = True
         cfg.dropout = cfg.attention_dropout = cfg.activation_dropout = 0.0
@@ -114,7 +110,7 @@ class FairseqTransformerEncoder(nn.Module):
 
 
 def torch_transformer_encoder(sizes: dict) -> nn.Module:
-    layer = nn.TransformerEncoderLayer(sizes["embed_dim"], sizes["heads"], dim_feedforward=sizes["ffn_dim"],
+    layer = nn.TransformerEncoderLayer(sizes["embed_dim"], sizes["heads"], dim_feedforward=sizes["ffn_embed_dim"],
                                        dropout=0.0, batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, sizes["layers"], enable_nested_tensor=False)
 
@@ -130,9 +126,9 @@ def hf_available() -> bool:
 def build_model(name: str, sizes: dict, length: int) -> nn.Module:
     chunk = sizes["chunk_size"]
     if name == "mega":
-        return MegaEncoder(sizes, chunk_size=-1, max_positions=length)
+        return MegaBidirectionalStack(sizes, chunk_size=-1, max_positions=length)
     if name == "mega_chunk":
-        return MegaEncoder(sizes, chunk_size=chunk, max_positions=chunk)
+        return MegaBidirectionalStack(sizes, chunk_size=chunk, max_positions=chunk)
     if name == "hf_mega":
         return HFMega(sizes, chunk_size=-1, max_positions=length)
     if name == "hf_mega_chunk":
@@ -157,7 +153,7 @@ def mega_forward_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dict
     (2.5 n log2 n each, n the FFT length), one kernel FFT per layer and the spectrum product.
     Norms, activations, gates, softmax and the EMA kernel itself are not counted.
     """
-    d, z, h, f = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["ffn_dim"]
+    d, z, h, f = sizes["embed_dim"], sizes["z_dim"], sizes["hidden_dim"], sizes["ffn_embed_dim"]
     tokens = batch * length
     keys = chunk if 0 < chunk < length else length
     n = fast_fft_length(2 * length - 1)
@@ -183,38 +179,47 @@ def mega_training_flops(sizes: dict, batch: int, length: int, chunk: int) -> Dic
 # Decoding models
 # ----------------------------------------------------------------------------------------------
 
-class MegaDecoder(nn.Module):
-    """Token embedding, a causal chunked :func:`mega_stack` (ending in its final norm), tied
-    output projection; decodes incrementally with the library's ``incremental_state`` dict."""
-
-    def __init__(self, sizes: dict, vocab_size: int):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, sizes["embed_dim"])
-        self.stack = mega_stack(sizes, chunk_size=sizes["chunk_size"], max_positions=sizes["chunk_size"], causal=True)
-
-    def forward(self, tokens: Tensor, incremental_state: dict) -> Tensor:
-        x = self.stack(self.embed(tokens), incremental_state=incremental_state).out  # B x L x d
-        return torch.matmul(x, self.embed.weight.t())  # B x L x V
-
-
-def fairseq_transformer_lm(sizes: dict, vocab_size: int, max_positions: int) -> nn.Module:
-    """fairseq's transformer_lm with the benchmark's sizes, built by fairseq's own build_model."""
-    import dataclasses
-
+def _lm_task(vocab_size: int) -> argparse.Namespace:
+    """What a fairseq language model's build_model reads of its task: a dictionary of ``vocab_size``
+    symbols (fairseq's four special ones included)."""
     from fairseq.data import Dictionary
-    from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
 
     dictionary = Dictionary()
     for i in range(vocab_size - len(dictionary)):
         dictionary.add_symbol(f"w{i}")
-    defaults = TransformerLanguageModelConfig()
-    values = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
+    return argparse.Namespace(source_dictionary=dictionary, target_dictionary=dictionary)
+
+
+def _config_values(config_class: type) -> dict:
+    """A fairseq model config's defaults as a dict, for an ``argparse.Namespace`` config."""
+    defaults = config_class()
+    return {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
+
+
+def mega_lm(sizes: dict, vocab_size: int, max_positions: int) -> nn.Module:
+    """This package's ``mega_lm`` with the benchmark's sizes, chunked (Mega-chunk): the causal
+    layers of :func:`layer_config`, the token embedding scaled by sqrt(d) and the tied output
+    projection, built by its own build_model; it decodes with the library's incremental state."""
+    from mega_fairseq.models.mega_config import option_names
+    from mega_fairseq.models.mega_lm import MegaLanguageModel, MegaLMConfig
+
+    layers = layer_config(sizes, chunk_size=sizes["chunk_size"], max_positions=sizes["chunk_size"])
+    values = _config_values(MegaLMConfig)
+    values.update({name: getattr(layers, option) for option, name in option_names("decoder").items()})
+    values.update(share_decoder_input_output_embed=True, max_target_positions=max_positions,
+                  tokens_per_sample=max_positions)
+    return MegaLanguageModel.build_model(argparse.Namespace(**values), _lm_task(vocab_size))
+
+
+def fairseq_transformer_lm(sizes: dict, vocab_size: int, max_positions: int) -> nn.Module:
+    """fairseq's transformer_lm with the benchmark's sizes, built by fairseq's own build_model."""
+    from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
+
+    values = _config_values(TransformerLanguageModelConfig)
     d = sizes["embed_dim"]
     values.update(decoder_layers=sizes["layers"], decoder_embed_dim=d, decoder_input_dim=d, decoder_output_dim=d,
-                  decoder_ffn_embed_dim=sizes["ffn_dim"], decoder_attention_heads=sizes["heads"],
+                  decoder_ffn_embed_dim=sizes["ffn_embed_dim"], decoder_attention_heads=sizes["heads"],
                   decoder_normalize_before=True, share_decoder_input_output_embed=True, dropout=0.0,
                   attention_dropout=0.0, activation_dropout=0.0, max_target_positions=max_positions,
                   tokens_per_sample=max_positions, add_bos_token=False, tpu=False)
-    task = argparse.Namespace(source_dictionary=dictionary, target_dictionary=dictionary)
-    return TransformerLanguageModel.build_model(argparse.Namespace(**values), task)
-
+    return TransformerLanguageModel.build_model(argparse.Namespace(**values), _lm_task(vocab_size))

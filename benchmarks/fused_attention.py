@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mega_fairseq.modules import MegaLayerConfig, gated_attention
+from mega_fairseq.modules import MegaLayerConfig, attention
 from mega_fairseq.modules.gated_attention import MovingAverageGatedAttention
 
 SIZES = dict(embed_dim=128, z_dim=64, hidden_dim=256, n_dim=16)  # mega_lra_text
@@ -68,8 +68,8 @@ class SdpaRecorder:
     memory-efficient CUDA kernel keeps for the backward pass and the bias gradient its backward
     allocates; with ``compute=False`` it returns zeros (that require grad) instead of attending."""
 
-    def __init__(self, compute: bool, zdim: int):
-        self.compute, self.zdim = compute, zdim
+    def __init__(self, compute: bool, z_dim: int):
+        self.compute, self.z_dim = compute, z_dim
         self.kept: List[Tensor] = []
         self.extra_bytes = 0  # the log-sum-exp, which this stand-in does not create
         self.bias_grad_bytes = 0
@@ -94,7 +94,7 @@ class SdpaRecorder:
         """What reached SDPA: the c x c bias alone, with the padding feature, or a B x ... mask."""
         if mask is not None and mask.dim() > 2:
             return "explicit"
-        return "bias" if q.size(-1) == self.zdim else "bias + feature"
+        return "bias" if q.size(-1) == self.z_dim else "bias + feature"
 
 
 def storage_key(tensor: Tensor):
@@ -138,7 +138,7 @@ def precision(device: str):
 
 def memory_model(layer, shape: Shape, path: str, x: Tensor, mask: Tensor) -> Dict[str, object]:
     """One forward pass under saved-tensor hooks, SDPA replaced by the accounting stand-in."""
-    recorder = SdpaRecorder(compute=False, zdim=layer.zdim)
+    recorder = SdpaRecorder(compute=False, z_dim=layer.zdim)
     saved: List[Tensor] = []
 
     def pack(tensor: Tensor) -> Tensor:
@@ -195,12 +195,12 @@ def measure(shape: Shape, device: str, repeats: int, max_timed_scores: Optional[
 def compare(shapes: List[Shape], device: str, repeats: int = 3,
             max_timed_scores: Optional[int] = None) -> List[dict]:
     """Both paths on every shape, on the fused dispatch (forced on CPU)."""
-    dispatch = gated_attention.uses_cpu_kernel
-    gated_attention.uses_cpu_kernel = lambda d: False
+    dispatch = attention.uses_cpu_kernel
+    attention.uses_cpu_kernel = lambda d: False
     try:
         return [row for shape in shapes for row in measure(shape, device, repeats, max_timed_scores)]
     finally:
-        gated_attention.uses_cpu_kernel = dispatch
+        attention.uses_cpu_kernel = dispatch
 
 
 def _cell(explicit: Optional[float], fused: Optional[float], digits: int = 1) -> str:

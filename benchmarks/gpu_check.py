@@ -291,21 +291,22 @@ def attend_errors(device: str, precision: str, causal: bool, padded: bool, sizes
 def block_errors(device: str, precision: str, causal: bool, sizes: dict) -> dict:
     """Relative errors of a MovingAverageGatedAttention forward + backward (float32 weights, the
     precision's autocast) against the same block in float64 on CPU with explicit attention
-    weights: output, input gradient and the worst parameter gradient."""
+    weights: output, input gradient and the worst parameter gradient. ``sizes``: layer options
+    (MegaLayerConfig's names) and the sequence ``length``."""
     import copy
 
     from mega_fairseq.modules import MegaLayerConfig, MovingAverageGatedAttention
 
     torch.manual_seed(0)
-    cfg = MegaLayerConfig(embed_dim=sizes["d"], z_dim=sizes["z"], hidden_dim=sizes["h"], n_dim=sizes["n"],
-                          chunk_size=sizes["chunk"], max_positions=sizes["length"], dropout=0.0)
+    length = sizes["length"]
+    cfg = MegaLayerConfig(**{name: value for name, value in sizes.items() if name != "length"},
+                          max_positions=length, dropout=0.0)
     block = MovingAverageGatedAttention(cfg, causal=causal).eval()
     with torch.no_grad():  # untrained EMA and attention parameters are near-degenerate
         for parameter in block.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
-    x = torch.randn(2, sizes["length"], sizes["d"])
-    padding = None if causal else torch.arange(sizes["length"]) >= torch.tensor([[sizes["length"]],
-                                                                                  [sizes["length"] * 3 // 4]])
+    x = torch.randn(2, length, cfg.embed_dim)
+    padding = None if causal else torch.arange(length) >= torch.tensor([[length], [length * 3 // 4]])
 
     def run(reference: bool):
         """Under the precision's autocast on the device, or in float64 on CPU with explicit attention weights."""
@@ -343,8 +344,8 @@ def accuracy(log: Log, device: str):
             log.result(f"attend {precision} {mask}", OK if figures[worst] <= ATTEND_LIMITS[precision] else FAIL,
                        f"{errors['backend']}; worst {worst} {figures[worst]:.1e} "
                        f"(limit {ATTEND_LIMITS[precision]:.0e})")
-    block_sizes = dict(d=16, z=8, h=32, n=4, chunk=16, length=48) if cpu else \
-        dict(d=128, z=64, h=256, n=16, chunk=128, length=512)
+    block_sizes = dict(embed_dim=16, z_dim=8, hidden_dim=32, n_dim=4, chunk_size=16, length=48) if cpu else \
+        dict(embed_dim=128, z_dim=64, hidden_dim=256, n_dim=16, chunk_size=128, length=512)
     log.write(f"\nMovingAverageGatedAttention {block_sizes}, float32 weights under autocast, limits {BLOCK_LIMITS}")
     log.write("\n| precision | attention | output | dx | worst parameter gradient |\n|---|---|---|---|---|")
     for precision in (CPU_PRECISIONS if cpu else BLOCK_AUTOCAST):
@@ -375,7 +376,7 @@ def prepare_data(log: Log, work: Path, cpu: bool) -> Dict[str, List[str]]:
         ["fairseq-preprocess", "--source-lang", "en", "--target-lang", "de", "--trainpref", mt / "train",
          "--validpref", mt / "valid", "--testpref", mt / "test", "--destdir", mt / "bin", "--joined-dictionary",
          "--workers", "1"],
-        [python, ROOT / "scripts/generate_listops.py", listops, "--train", 200 if cpu else 2000, "--valid", 32,
+        [python, "-m", "mega_fairseq.data.listops", listops, "--train", 200 if cpu else 2000, "--valid", 32,
          "--test", 32, "--min-length", 10, "--max-length", 100],
     ]
     for step in steps:
@@ -475,7 +476,7 @@ def generate(log: Log, device: str, work: Path, updates: int):
 # ----------------------------------------------------------------------------------------------
 
 TINY_BENCH = ["--models", "mega_chunk", "torch_transformer", "--lengths", "64", "--chunk-lengths", "128", "--layers",
-              "1", "--embed-dim", "16", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--ffn-dim", "16",
+              "1", "--embed-dim", "16", "--z-dim", "8", "--hidden-dim", "16", "--n-dim", "2", "--ffn-embed-dim", "16",
               "--chunk-size", "32", "--heads", "2", "--tokens-per-step", "512", "--decode-contexts", "8",
               "--decode-steps", "2", "--threads", "1", "--no-memory"]
 

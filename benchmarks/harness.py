@@ -31,15 +31,15 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from mega_fairseq.modules import NORM_TYPES
 
-from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, MegaDecoder, arch_sizes, build_model,
-                    fairseq_transformer_lm, hf_available)
+from .cases import (ALL_MODELS, DEFAULT_SIZES, HF_MODELS, arch_sizes, build_model, fairseq_transformer_lm,
+                    hf_available, mega_lm)
 from .profiling import profile
 from .report import by_key, compute_ratios, flops_rows, format_report, plot
 
@@ -48,7 +48,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_CHUNK_LENGTHS = (32768, 65536)
-DEFAULT_DECODE_CONTEXTS = (256, 4096, 16384)
+DEFAULT_DECODE_CONTEXTS = (256, 1024, 4096, 16384)
+DEFAULT_BEAM_LENGTHS = (128, 512)
 DEFAULT_TOKENS_PER_STEP = {"cpu": 8192, "cuda": 32768}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -71,17 +72,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                             "d, z, v, N, FFN, chunk (if it has one), norm and relative bias")
     sizes.add_argument("--layers", type=int, help=f"number of layers ({DEFAULT_SIZES['layers']})")
     sizes.add_argument("--embed-dim", type=int, help=f"model dimension d ({DEFAULT_SIZES['embed_dim']})")
-    sizes.add_argument("--zdim", type=int,
-                       help=f"Mega shared representation (query/key) dim z ({DEFAULT_SIZES['zdim']})")
-    sizes.add_argument("--hdim", type=int,
-                       help=f"Mega attention value dim v, the paper's hidden dim ({DEFAULT_SIZES['hdim']})")
-    sizes.add_argument("--ndim", type=int, help=f"Mega EMA expansion dim N ({DEFAULT_SIZES['ndim']})")
-    sizes.add_argument("--ffn-dim", type=int, help=f"FFN hidden size, all models ({DEFAULT_SIZES['ffn_dim']})")
+    sizes.add_argument("--z-dim", type=int,
+                       help=f"Mega shared representation (query/key) dim z ({DEFAULT_SIZES['z_dim']})")
+    sizes.add_argument("--hidden-dim", type=int,
+                       help=f"Mega attention value dim v, the paper's hidden dim ({DEFAULT_SIZES['hidden_dim']})")
+    sizes.add_argument("--n-dim", type=int, help=f"Mega EMA expansion dim N ({DEFAULT_SIZES['n_dim']})")
+    sizes.add_argument("--ffn-embed-dim", type=int,
+                       help=f"FFN hidden size, all models ({DEFAULT_SIZES['ffn_embed_dim']})")
     sizes.add_argument("--chunk-size", type=int,
                        help=f"chunk size c of the chunked models ({DEFAULT_SIZES['chunk_size']})")
     sizes.add_argument("--heads", type=int, help="attention heads of the Transformer baselines (d / 64)")
-    sizes.add_argument("--norm-type", choices=NORM_TYPES,
-                       help=f"Mega norm; the Transformers use layernorm ({DEFAULT_SIZES['norm_type']})")
+    sizes.add_argument("--normalization-type", choices=NORM_TYPES,
+                       help=f"Mega norm; the Transformers use layernorm ({DEFAULT_SIZES['normalization_type']})")
     sizes.add_argument("--rel-pos-bias", choices=("simple", "rotary"),
                        help=f"Mega relative bias ({DEFAULT_SIZES['rel_pos_bias']})")
     runs = parser.add_argument_group("what to run")
@@ -106,6 +108,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help=f"decoding context lengths (default: {' '.join(map(str, DEFAULT_DECODE_CONTEXTS))})")
     runs.add_argument("--decode-steps", type=int, default=128, help="tokens decoded per context (median latency kept)")
     runs.add_argument("--vocab-size", type=int, default=64, help="vocabulary of the decoding benchmark")
+    runs.add_argument("--beam-size", type=int, default=5, help="beam of the beam search benchmark")
+    runs.add_argument("--beam-batch", type=int, default=32, help="sequences decoded at once by the beam search")
+    runs.add_argument("--beam-lengths", type=int, nargs="*", default=None,
+                      help="tokens decoded per sequence by the beam search, one run each (best of --repeats); none "
+                           f"skips it (default: {' '.join(map(str, DEFAULT_BEAM_LENGTHS))}; --quick: "
+                           f"{DEFAULT_BEAM_LENGTHS[0]})")
     runs.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     runs.add_argument("--memory-jobs", type=int, default=1,
                       help="peak-memory subprocesses run at once (each measures only itself; mind the RAM)")
@@ -150,6 +158,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.chunk_lengths = [16384] if args.quick else list(DEFAULT_CHUNK_LENGTHS)
     if args.decode_contexts is None:
         args.decode_contexts = list(DEFAULT_DECODE_CONTEXTS)
+    if args.beam_lengths is None:
+        args.beam_lengths = list(DEFAULT_BEAM_LENGTHS[:1] if args.quick else DEFAULT_BEAM_LENGTHS)
     if args.quick:
         args.repeats = 1
     defaults = dict(DEFAULT_SIZES)
@@ -240,28 +250,30 @@ def matmul_rate(shape: List[int], repeats: int = 10, device: str = "cpu", precis
             "kernels": profile(lambda: torch.matmul(a, b), device)["kernels"]}
 
 
-def step_latency(step: Callable[[int], object], steps: int, device: str = "cpu") -> Tuple[float, dict]:
-    """Median seconds of ``step(i)`` for i < steps (robust to other processes' bursts), and the
-    profile of one more step, ``step(steps)``; on CUDA each step is synchronised, so that it
-    counts until its token's logits are computed."""
-    latency = statistics.median(timed(lambda: step(i), device) for i in range(steps))
-    return latency, profile(lambda: step(steps), device)
+def decode_latencies(steps: Dict[str, Callable[[int], object]], count: int,
+                     device: str = "cpu") -> Dict[str, Tuple[float, dict]]:
+    """Median seconds of ``step(i)`` for i < count (robust to other processes' bursts) of each decoder,
+    the decoders taking turns token by token (so that a shared machine's load meets them alike), and
+    the profile of one more step of each, ``step(count)``; on CUDA each step is synchronised, so
+    that it counts until its token's logits are computed."""
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for i in range(count):
+        for name, step in steps.items():
+            times[name].append(timed(lambda: step(i), device))
+    return {name: (statistics.median(times[name]), profile(lambda: step(count), device))
+            for name, step in steps.items()}
 
 
-def mega_decode_latency(model: MegaDecoder, context: int, steps: int, vocab_size: int,
-                        device: str = "cpu") -> Tuple[float, dict]:
-    """Seconds per token (median) after a real prefill of ``context`` tokens (one call, incremental),
-    and the profile of one more token."""
+def mega_decode_step(model: nn.Module, tokens: Tensor, context: int) -> Callable[[int], object]:
+    """Step ``i`` of ``mega_lm`` after a real prefill of ``context`` tokens (one incremental call):
+    fairseq's incremental interface, the decoder running only the positions it has not seen."""
     state: dict = {}
-    model(torch.randint(vocab_size, (1, context), device=device), state)
-    tokens = torch.randint(vocab_size, (steps + 1, 1, 1), device=device)
-    return step_latency(lambda i: model(tokens[i], state), steps, device)
+    model.decoder(tokens[:, :context], incremental_state=state)
+    return lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state)
 
 
-def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: int, vocab_size: int,
-                           device: str = "cpu") -> Tuple[float, dict]:
-    """Seconds per token (median) with a key/value cache of ``context`` positions, and the profile
-    of one more token.
+def fairseq_decode_step(model: nn.Module, sizes: dict, tokens: Tensor, context: int) -> Callable[[int], object]:
+    """Step ``i`` of fairseq's transformer_lm with a key/value cache of ``context`` positions.
 
     fairseq's decoder runs only the last token when given an incremental state, so the cache is
     filled directly with random keys and values of the right shape (the cost of a step does not
@@ -272,35 +284,75 @@ def fairseq_decode_latency(model: nn.Module, sizes: dict, context: int, steps: i
     state: dict = {}
     for layer in model.decoder.layers:
         layer.self_attn._set_input_buffer(state, {
-            "prev_key": torch.randn(1, heads, context, head_dim, device=device),
-            "prev_value": torch.randn(1, heads, context, head_dim, device=device),
+            "prev_key": torch.randn(1, heads, context, head_dim, device=tokens.device),
+            "prev_value": torch.randn(1, heads, context, head_dim, device=tokens.device),
             "prev_key_padding_mask": None})
-    tokens = torch.randint(4, vocab_size, (1, context + steps + 1), device=device)
-    return step_latency(lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state), steps, device)
+    return lambda i: model.decoder(tokens[:, :context + i + 1], incremental_state=state)
 
 
-def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: int,
-                     device: str = "cpu", precision: str = "fp32") -> List[dict]:
-    """Per-token latency of both decoders after each context, with the SDPA backend and the
-    busiest kernels of one profiled token of each (``profiles``)."""
+def beam_search_rates(models: Dict[str, nn.Module], batch: int, beam: int, length: int, repeats: int,
+                      device: str = "cpu") -> Dict[str, float]:
+    """Tokens per second of fairseq's SequenceGenerator (beam search) with each model: ``batch``
+    sequences decoded from the start token, ``length`` tokens each (min_len = max_len: every
+    hypothesis runs every step), ``batch * length / seconds``; a warm-up run of a few tokens, then
+    ``repeats`` runs in which the models take turns, best kept."""
+    vocab_size = len(next(iter(models.values())).decoder.dictionary)
+    src_tokens = torch.randint(4, vocab_size, (batch, 1), device=device)
+    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": torch.ones(batch, dtype=torch.long,
+                                                                               device=device)}}
+    for name, generator in _beam_searches(models, beam, min(length, 8)).items():
+        generator.generate([models[name]], sample)  # warm-up
+    generators = _beam_searches(models, beam, length)
+    times: Dict[str, List[float]] = {name: [] for name in generators}
+    for _ in range(repeats):
+        for name, generator in generators.items():
+            hypos: list = []
+            times[name].append(timed(lambda: hypos.extend(generator.generate([models[name]], sample)), device))
+            if any(len(hypo["tokens"]) != length + 1 for beam_hypos in hypos for hypo in beam_hypos):
+                raise RuntimeError(f"{name}: a hypothesis of the beam search is not {length} tokens and eos long")
+    return {name: batch * length / min(times[name]) for name in generators}
+
+
+def _beam_searches(models: Dict[str, nn.Module], beam: int, length: int) -> dict:
+    """fairseq's SequenceGenerator for each model, decoding exactly ``length`` tokens and eos."""
+    from fairseq.sequence_generator import SequenceGenerator
+
+    return {name: SequenceGenerator([model], model.decoder.dictionary, beam_size=beam, max_len_a=0,
+                                    max_len_b=length, min_len=length)
+            for name, model in models.items()}
+
+
+def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: int, beam: dict,
+                     device: str = "cpu", precision: str = "fp32") -> dict:
+    """Per-token latency of both language models after each context, with the SDPA backend and the
+    busiest kernels of one profiled token of each (``profiles``), and their beam search rates for
+    each of ``beam["lengths"]`` (``beam_search_rates``)."""
     torch.manual_seed(0)
-    mega = MegaDecoder(sizes, vocab_size).to(device).eval()
-    transformer = fairseq_transformer_lm(sizes, vocab_size, max(contexts) + steps + 2).to(device).eval()
+    max_positions = max(contexts + [0]) + steps + max(beam["lengths"] + [0]) + 2
+    models = {"mega_chunk": mega_lm(sizes, vocab_size, max_positions).to(device).eval(),
+              "fairseq_transformer": fairseq_transformer_lm(sizes, vocab_size, max_positions).to(device).eval()}
     rows = []
     with torch.no_grad(), autocast(device, precision):
         for context in contexts:
-            mega_latency, mega_profile = mega_decode_latency(mega, context, steps, vocab_size, device)
-            fairseq_latency, fairseq_profile = fairseq_decode_latency(transformer, sizes, context, steps, vocab_size,
-                                                                      device)
-            rows.append({"context": context, "mega_chunk_ms_per_token": 1e3 * mega_latency,
-                         "fairseq_transformer_ms_per_token": 1e3 * fairseq_latency,
-                         "profiles": {"mega_chunk": mega_profile, "fairseq_transformer": fairseq_profile}})
-    return rows
+            tokens = torch.randint(4, vocab_size, (1, context + steps + 1), device=device)
+            latencies = decode_latencies({
+                "mega_chunk": mega_decode_step(models["mega_chunk"], tokens, context),
+                "fairseq_transformer": fairseq_decode_step(models["fairseq_transformer"], sizes, tokens, context)},
+                steps, device)
+            rows.append({"context": context,
+                         **{f"{name}_ms_per_token": 1e3 * latency for name, (latency, _) in latencies.items()},
+                         "profiles": {name: record for name, (_, record) in latencies.items()}})
+        beam_search = []
+        for length in beam["lengths"]:
+            rates = beam_search_rates(models, beam["batch"], beam["size"], length, beam["repeats"], device)
+            beam_search.append({"length": length, "beam": beam["size"], "batch": beam["batch"],
+                                **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}})
+    return {"decode": rows, "beam_search": beam_search}
 
 
 def timing_worker(spec: dict) -> dict:
     sizes, configs, device = spec["sizes"], spec["configs"], spec["device"]
-    results = {"train": [], "matmul": [], "decode": []}
+    results = {"train": [], "matmul": [], "decode": [], "beam_search": []}
     lengths = list(dict.fromkeys(length for _, length in configs))
     for length in lengths:
         names = [name for name, config_length in configs if config_length == length]
@@ -310,14 +362,14 @@ def timing_worker(spec: dict) -> dict:
             print(f"  timed {row['model']} L={length}: {row['ms_per_1k_tokens']:.1f} ms/1K tokens",
                   file=sys.stderr, flush=True)
         gc.collect()
-    d, z, h, c = sizes["embed_dim"], sizes["zdim"], sizes["hdim"], sizes["chunk_size"]
+    d, z, h, c = sizes["embed_dim"], sizes["z_dim"], sizes["hidden_dim"], sizes["chunk_size"]
     tokens = spec["tokens_per_step"]
     # the [phi, z, gamma, h] projection, and a chunk's weights times values
     results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device, precision=spec["precision"]),
                          matmul_rate([max(1, tokens // c), c, c, h], device=device, precision=spec["precision"])]
-    if spec["decode_contexts"]:
-        results["decode"] = measure_decoding(sizes, spec["decode_contexts"], spec["decode_steps"],
-                                             spec["vocab_size"], device, spec["precision"])
+    if spec["decode_contexts"] or spec["beam"]["lengths"]:
+        results.update(measure_decoding(sizes, spec["decode_contexts"], spec["decode_steps"], spec["vocab_size"],
+                                        spec["beam"], device, spec["precision"]))
     return results
 
 
@@ -411,8 +463,7 @@ def worker_main(spec_path: str):
 
 
 def model_sizes(args: argparse.Namespace) -> dict:
-    return {key: getattr(args, key) for key in ("layers", "embed_dim", "zdim", "hdim", "ndim", "ffn_dim",
-                                                 "chunk_size", "heads", "norm_type", "rel_pos_bias")}
+    return {key: getattr(args, key) for key in [*DEFAULT_SIZES, "heads"]}
 
 
 def training_configs(args: argparse.Namespace, models: List[str]) -> List[list]:
@@ -452,6 +503,9 @@ def best_of_workers(timings: List[dict]) -> dict:
         "decode": [{**row, **{key: min(t["decode"][i][key] for t in timings)
                               for key in row if key.endswith("_ms_per_token")}}
                    for i, row in enumerate(first["decode"])],
+        "beam_search": [{**row, **{key: max(t["beam_search"][i][key] for t in timings)
+                                   for key in row if key.endswith("_tokens_per_s")}}
+                        for i, row in enumerate(first["beam_search"])],
     }
 
 
@@ -480,7 +534,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
               f"in {args.precision} ({args.threads} threads; worker {index + 1} of {args.timing_workers})", flush=True)
         timing = run_worker(dict(common, kind="timing", configs=configs, repeats=args.repeats,
                                  decode_contexts=args.decode_contexts, decode_steps=args.decode_steps,
-                                 vocab_size=args.vocab_size), args)
+                                 vocab_size=args.vocab_size,
+                                 beam=dict(size=args.beam_size, batch=args.beam_batch, lengths=args.beam_lengths,
+                                           repeats=args.repeats)), args)
         if timing is None:
             raise SystemExit("the timing worker failed")
         timings.append(timing)
@@ -499,7 +555,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                             "lengths": args.lengths, "chunk_lengths": args.chunk_lengths},
                **timing}
     results["flops"] = flops_rows(results, sizes)
-    results["ratios"] = compute_ratios(by_key(results["train"]), results["decode"], args.lengths)
+    results["ratios"] = compute_ratios(by_key(results["train"]), results["decode"], args.lengths,
+                                       results["beam_search"])
     print(format_report(results))
     if args.json:
         with open(args.json, "w") as f:

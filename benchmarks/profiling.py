@@ -21,7 +21,7 @@ SDPA_OPERATORS = {
     "aten::_scaled_dot_product_attention_math": "math",
     "aten::_scaled_dot_product_fused_attention_overrideable": "overrideable",
 }
-# Mega's blocked softmax kernel for CPU (mega_fairseq/modules/attention_cpu.py), which calls no SDPA
+# Mega's blocked softmax kernel for CPU (mega_fairseq/modules/attention.py), which calls no SDPA
 BLOCKED_CPU_KERNEL = "_SoftmaxAttentionBlocks"
 NO_SDPA = "none"
 

@@ -14,7 +14,8 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a and b else None
 
 
-def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[int]) -> Dict[str, Optional[float]]:
+def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[int],
+                   beam_search: Optional[List[dict]] = None) -> Dict[str, Optional[float]]:
     """Speed-ups (other model's time / Mega's time), memory fractions and length scaling."""
 
     def time_of(model, length):
@@ -46,11 +47,17 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
                                                                             time_of(model, base))
                 ratios[f"{model}_memory_per_token@{length}_vs@{base}"] = ratio(memory_per_token(model, length),
                                                                               memory_per_token(model, base))
+    for row in decode:
+        ratios[f"decode_mega_chunk_speedup_vs_fairseq_transformer@{row['context']}"] = ratio(
+            row["fairseq_transformer_ms_per_token"], row["mega_chunk_ms_per_token"])
     if len(decode) > 1:
         first, last = decode[0], decode[-1]
         for key in ("mega_chunk_ms_per_token", "fairseq_transformer_ms_per_token"):
             ratios[f"decode_{key.replace('_ms_per_token', '')}@{last['context']}_vs@{first['context']}"] = ratio(
                 last[key], first[key])
+    for row in beam_search or []:
+        ratios[f"beam_search_mega_chunk_speedup_vs_fairseq_transformer@{row['length']}"] = ratio(
+            row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"])
     return ratios
 
 
@@ -140,10 +147,21 @@ def format_report(results: dict) -> str:
     if results.get("decode"):
         lines += ["", f"## Decoding on {device} ({precision_label(results)}): ms per token after a context of L "
                       "tokens (batch 1)", "",
-                  "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) |", "|---|---|---|"]
+                  "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) | transformer / Mega-chunk |",
+                  "|---|---|---|---|"]
         for row in results["decode"]:
-            lines.append(f"| {row['context']} | {_fmt(row['mega_chunk_ms_per_token'], 2)} | "
-                         f"{_fmt(row['fairseq_transformer_ms_per_token'], 2)} |")
+            mega, transformer = row["mega_chunk_ms_per_token"], row["fairseq_transformer_ms_per_token"]
+            lines.append(f"| {row['context']} | {_fmt(mega, 2)} | {_fmt(transformer, 2)} | "
+                         f"{_fmt(ratio(transformer, mega), 2)} |")
+    if results.get("beam_search"):
+        first = results["beam_search"][0]
+        lines += ["", f"## Beam search on {device} ({precision_label(results)}): fairseq's SequenceGenerator, beam "
+                      f"{first['beam']}, {first['batch']} sequences of L tokens decoded at once, tokens per second", "",
+                  "| L | Mega-chunk | fairseq transformer_lm | Mega-chunk / transformer |", "|---|---|---|---|"]
+        for row in results["beam_search"]:
+            mega, transformer = row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
+            lines.append(f"| {row['length']} | {_fmt(mega, 0)} | {_fmt(transformer, 0)} | "
+                         f"{_fmt(ratio(mega, transformer), 2)} |")
     lines += what_ran(results, device)
     lines += ["", "## Ratios", ""]
     lines += [f"- {key}: {_fmt(value, 2)}" for key, value in results["ratios"].items() if value is not None]

@@ -11,7 +11,7 @@ for the same number of updates, validated every MT_VALID_EVERY updates and score
 scripts/eval_bleu.sh (beam 5, tokenized BLEU and SacreBLEU) at MT_BLEU_POINTS checkpoints; the valid
 loss curves of both go to OUT/curves.{png,svg} (scripts/plot_curves.py).
 
---task lra: generated ListOps (scripts/generate_listops.py, shorter expressions than LRA's
+--task lra: generated ListOps (mega_fairseq.data.listops, shorter expressions than LRA's
 500-2000 tokens), binarised with scripts/prepare_lra.sh; a small Mega (mega_lra_listops), its
 Mega-chunk variant and a Transformer (the transformer_lra preset) of the same width and depth,
 trained for the same number of updates, scored with scripts/eval_cls.sh (test accuracy).
@@ -264,7 +264,7 @@ def demo_lra(args):
     raw, data = args.out / "raw", args.out / "listops"
     if not (data / "meta.json").exists():
         counts = (200, 50, 50) if args.tiny else (4000, 500, 500)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_listops.py"), str(raw), "--train",
+        subprocess.run([sys.executable, "-m", "mega_fairseq.data.listops", str(raw), "--train",
                         str(counts[0]), "--valid", str(counts[1]), "--test", str(counts[2]), "--min-length", "20",
                         "--max-length", "200"], check=True)
         run(["bash", str(ROOT / "scripts" / "prepare_lra.sh"), "listops", str(raw), str(data)],

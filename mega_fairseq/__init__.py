@@ -1,17 +1,10 @@
-"""Mega (Moving Average Equipped Gated Attention) for fairseq: ``--user-dir mega_fairseq``."""
+"""Mega (Moving Average Equipped Gated Attention) for fairseq: ``--user-dir mega_fairseq``.
 
-from . import checkpoint_loading
+Importing this package, or its layers (``from mega_fairseq.modules import MegaStack``), imports
+neither fairseq nor changes it. The fairseq part registers itself when fairseq loads the plugin:
+see :mod:`mega_fairseq.registration`.
+"""
 
-checkpoint_loading.require_torch()  # a clear error before any module meets an older torch
+from .checkpoint_loading import require_torch
 
-from . import checkpoint_saving  # noqa: E402
-from . import criterions  # noqa: E402,F401
-from . import models  # noqa: E402,F401
-from . import tasks  # noqa: E402,F401
-from . import unk_replacement  # noqa: E402
-
-checkpoint_loading.allow_fairseq_checkpoints()
-checkpoint_loading.refuse_unsafe_checkpoints()
-checkpoint_loading.load_broadcasts_between_ranks()
-checkpoint_saving.write_checkpoints_atomically()
-unk_replacement.make_replace_unk_work()
+require_torch()  # a clear error before any module meets an older torch

@@ -1,4 +1,4 @@
-"""Python interfaces to trained models, fairseq's ``from_pretrained`` for every family.
+"""Python interfaces to trained models: one ``from_pretrained`` for every family (:class:`FromPretrained`).
 
 - Language models and translation (``MegaLanguageModel.from_pretrained``,
   ``MegaTranslationModel.from_pretrained``): fairseq's own
@@ -9,19 +9,18 @@
 - Sequence classifiers (``MegaSequenceClassifier.from_pretrained``, LRA and speech):
   :class:`ClassifierHubInterface`, whose ``.predict()`` takes raw examples (text, token lists,
   pixel arrays or image files, WAV files, pairs of them) and turns them into model input with the
-  task's own readers and transforms (:mod:`mega_fairseq.tasks.classification_data`,
+  task's own readers and transforms (:mod:`mega_fairseq.data.input_types`,
   ``SequenceClassificationTask.build_dataset``), so that an example is seen exactly as training
-  and fairseq-validate see it.
+  and fairseq-validate see it; ``.predict_label()`` gives the label words of the data's label
+  dictionary.
 
 ``data_name_or_path`` is the data folder the model was trained on (binarised, or a release
 folder for classifiers): it holds the dictionaries and, for waveforms, the training statistics.
-Checkpoints are read by fairseq's loader, which this package wraps with weights-only loading
-(:mod:`mega_fairseq.checkpoint_loading`): a checkpoint that would run code is refused.
+Checkpoints are read by fairseq's loader, which the plugin makes weights-only
+(:func:`mega_fairseq.fairseq_fixes.refuse_unsafe_checkpoints`): a checkpoint that would run code is refused.
 """
 
 import json
-import os
-from pathlib import Path
 from types import SimpleNamespace
 from typing import List, Union
 
@@ -30,31 +29,34 @@ import torch
 from fairseq import hub_utils, utils
 from torch import Tensor, nn
 
-from .tasks.classification_data import DataError, listops_tokens, read_clip, read_png, to_ids
-from .tasks.mega_sequence_classification import META_FILE, check_length
+from .data.classification import META_FILE
+from .data.classification import check_length
+from .data.input_types import INPUT_TYPES
 
 
-def generator_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
-                  **kwargs) -> hub_utils.GeneratorHubInterface:
-    """fairseq's ``BaseFairseqModel.from_pretrained``, without logging the whole config."""
-    loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
-                                       archive_map=cls.hub_models(), **kwargs)
-    return hub_utils.GeneratorHubInterface(loaded["args"], loaded["task"], loaded["models"])
+class FromPretrained:
+    """``from_pretrained`` of every model family: the family's ``hub_interface`` (fairseq's
+    GeneratorHubInterface, or ClassifierHubInterface) around the task and models that fairseq's
+    ``hub_utils.from_pretrained`` loads. Unlike fairseq's ``BaseFairseqModel.from_pretrained``, it
+    does not log the whole config."""
 
+    hub_interface: type  # called as hub_interface(cfg, task, models)
 
-def classifier_hub(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
-                   **kwargs) -> "ClassifierHubInterface":
-    loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
-                                       archive_map=cls.hub_models(), **kwargs)
-    if len(loaded["models"]) != 1:
-        raise ValueError(f"a classifier hub takes one checkpoint, got {len(loaded['models'])} ({checkpoint_file})")
-    return ClassifierHubInterface(loaded["args"], loaded["task"], loaded["models"][0])
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                        **kwargs):
+        """``data_name_or_path``: the data folder the model was trained on; ``kwargs`` override the
+        checkpoint's config (``bpe="sentencepiece", sentencepiece_model=PATH`` for translation)."""
+        loaded = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
+                                           archive_map=cls.hub_models(), **kwargs)
+        return cls.hub_interface(loaded["args"], loaded["task"], loaded["models"])
 
 
 class ClassifierHubInterface(nn.Module):
     """Predictions of a trained sequence classifier from raw examples.
 
-    One example is, by the task's ``--input-type``:
+    One example is, by the task's ``--input-type`` (its ``parse`` in
+    :data:`~mega_fairseq.data.input_types.INPUT_TYPES`):
 
     - ``tokens``: a string (split as the ListOps reader splits it) or a list of tokens;
     - ``bytes``: a string (its UTF-8 bytes) or ``bytes``;
@@ -66,19 +68,27 @@ class ClassifierHubInterface(nn.Module):
       binarised data the rules ``meta.json`` records), standardised with the training statistics;
     - with ``--paired``: a tuple of two such documents.
 
+    Text becomes tokens by the data's text rules (:attr:`SequenceClassificationTask.text_rules`):
+    as its reader splits it (ListOps, TSV words or sentencepiece pieces), or for
+    fairseq-preprocess data as fairseq-preprocess did (words, unknown ones ``<unk>``, ``</s>``
+    appended).
+
     ``predict(example)`` returns the class (an int); ``predict([example, ...])`` a list of them. A
-    list is always a batch: give one token list as ``predict([tokens])[0]``.
+    list is always a batch: give one token list as ``predict([tokens])[0]``. ``predict_label``
+    returns the classes' label words (:attr:`labels`).
     """
 
-    def __init__(self, cfg, task, model):
+    def __init__(self, cfg, task, models: List[nn.Module]):
         super().__init__()
+        if len(models) != 1:
+            raise ValueError(f"a classifier hub takes one checkpoint, got {len(models)} (an ensemble)")
         self.cfg = cfg
         self.task = task
-        self.model = model
+        self.model = models[0]
         self.model.eval()
-        self.input_type = str(task.cfg.input_type)
+        self.input_type = INPUT_TYPES[str(task.cfg.input_type)]
         self.paired = bool(task.cfg.paired)
-        self.clip_rules = _clip_rules(task) if self.input_type == "waveform" else None
+        self.rules = _reading_rules(task)  # what parsing an audio file or a text needs
         self.register_buffer("_float_tensor", torch.tensor([0], dtype=torch.float))  # follows .to(device)
 
     @property
@@ -88,6 +98,13 @@ class ClassifierHubInterface(nn.Module):
     @property
     def num_classes(self) -> int:
         return int(self.task.cfg.num_classes)
+
+    @property
+    def labels(self) -> List[str]:
+        """The label word of each class: the data's label dictionary, or the class numbers."""
+        if self.task.labels is not None:
+            return list(self.task.labels.words)
+        return [str(k) for k in range(self.num_classes)]
 
     def encode(self, example, where: str = "example") -> tuple:
         """One example as the task's arrays: a tuple of one array (two for a pair)."""
@@ -99,40 +116,9 @@ class ClassifierHubInterface(nn.Module):
         return (self._document(example, where),)
 
     def _document(self, value, where: str) -> np.ndarray:
-        if self.input_type == "tokens":
-            tokens = listops_tokens(value) if isinstance(value, str) else [str(token) for token in value]
-            ids = to_ids(tokens, "tokens", self.task.dictionary, where)
-        elif self.input_type == "bytes":
-            ids = to_ids(value.encode("utf-8") if isinstance(value, str) else bytes(value), "bytes",
-                         self.task.dictionary, where)
-        elif self.input_type == "pixels":
-            ids = self._pixels(value, where)
-        else:
-            ids = self._clip(value, where)
-        return ids[:check_length(len(ids), self.task.cfg, where)]
-
-    def _pixels(self, value, where: str) -> np.ndarray:
-        if isinstance(value, (str, os.PathLike)):
-            return to_ids(read_png(Path(value), where).reshape(-1), "pixels", None, where)
-        values = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-        if values.ndim not in (1, 2) or values.dtype.kind not in "uif":
-            raise DataError(f"{where}: expected an H x W array of pixel values, got {values.dtype} "
-                            f"{'x'.join(map(str, values.shape))}")
-        values = values.reshape(-1)
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
-            raise DataError(f"{where}: pixel values {values.min()}..{values.max()} outside 0-255 (the task's scale)")
-        if values.dtype.kind == "f":
-            return values.astype(np.float32)  # standardised like integers, without rounding
-        return to_ids(values, "pixels", None, where)
-
-    def _clip(self, path, where: str) -> np.ndarray:
-        if not isinstance(path, (str, os.PathLike)):
-            raise DataError(f"{where}: expected the path of an audio file, got {type(path).__name__}")
-        audio = read_clip(Path(path), self.clip_rules)
-        if audio is None:
-            raise DataError(f"{path}: shorter than {self.clip_rules.max_positions} samples; the training data "
-                            f"dropped such clips (short_clips drop)")
-        return audio
+        parsed = self.input_type.parse(value, where, self.rules)
+        array = self.input_type.ids_or_values(parsed, self.task.dictionary, where, self.rules.text)
+        return array[:check_length(len(array), self.task.cfg, where)]
 
     @torch.no_grad()
     def logits(self, examples, batch_size: int = 32) -> Tensor:
@@ -161,18 +147,24 @@ class ClassifierHubInterface(nn.Module):
         classes = logits.argmax(dim=-1)
         return classes.tolist() if isinstance(examples, list) else int(classes)
 
+    def predict_label(self, examples, batch_size: int = 32) -> Union[str, List[str]]:
+        """The label word of one example's class, or of each example's of a list."""
+        classes = self.predict(examples, batch_size=batch_size)
+        return [self.labels[c] for c in classes] if isinstance(classes, list) else self.labels[classes]
+
     def predict_proba(self, examples, batch_size: int = 32) -> Tensor:
         """Class probabilities: C for one example, N x C for a list."""
         return self.logits(examples, batch_size).softmax(dim=-1)
 
 
-def _clip_rules(task) -> SimpleNamespace:
+def _reading_rules(task) -> SimpleNamespace:
     """How an audio file becomes a clip: the task's options, or for binarised data the options the
-    clips were cached with (``meta.json``, written by scripts/prepare_sc.sh)."""
+    clips were cached with (``meta.json``, written by scripts/prepare_sc.sh); and how a text
+    becomes tokens (``text``: the task's text rules)."""
     cfg = task.cfg
     meta_file = task.data_path / META_FILE
     meta = json.loads(meta_file.read_text()) if task.format.read is None and meta_file.is_file() else {}
     return SimpleNamespace(max_positions=cfg.max_positions, short_clips=meta.get("short_clips", str(cfg.short_clips)),
                            shorten_method=meta.get("shorten_method", str(cfg.shorten_method)),
-                           resample=meta.get("resample", cfg.resample))
+                           resample=meta.get("resample", cfg.resample), text=task.text_rules)
 

@@ -27,15 +27,12 @@ from pathlib import Path
 import torch
 
 PROG = "average_checkpoints.py"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def allow_fairseq_checkpoints():
-    """Import mega_fairseq (this checkout's): it allow-lists the non-tensor classes fairseq
-    checkpoints hold for torch's weights-only unpickler. Imported only once the arguments are
-    checked: it imports fairseq, which takes seconds."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    """Import mega_fairseq: it allow-lists the non-tensor classes fairseq checkpoints hold for
+    torch's weights-only unpickler. Imported only once the arguments are checked: it imports
+    fairseq, which takes seconds."""
     import mega_fairseq  # noqa: F401
 
 

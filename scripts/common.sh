@@ -28,7 +28,17 @@ checkpoint_data_subset() {  # WHAT "$@": CHECKPOINT DATA [SUBSET] [ARGS...] into
     [[ -f "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT"
     [[ -d "$DATA" ]] || die "$what '$DATA' is not a directory"
 }
+check_checkpoint() {  # KIND FILE: exit naming FILE, what it holds and KIND unless it is a checkpoint of KIND
+    # (language_model, translation or classifier); read weights-only, before fairseq prints anything
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+        python -m mega_fairseq.checkpoint_info "$2" --expect "$1" --prog "$SCRIPT_NAME" || exit 2
+}
 say() { echo "$SCRIPT_NAME: $*"; }
+dry_run_stop() {  # PLAN...: with DRY_RUN=1, say what would be done (the arguments checked so far) and exit
+    [[ "${DRY_RUN:-0}" == 1 ]] || return 0
+    say "DRY_RUN=1: would $*"
+    exit 0
+}
 print_command() {  # CMD...: print the command about to run, quoted so that it can be pasted
     printf '%s: running:' "$SCRIPT_NAME"
     printf ' %q' "$@"

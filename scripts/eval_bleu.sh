@@ -7,7 +7,8 @@
 # DATA_DIR   scripts/prepare_wmt16_en_de.sh's OUT_DIR: bin/ (binarised en-de) and ref/ (the
 #            original references; without ref/ the decoded targets of bin/ are used instead)
 # CHECKPOINT a translation checkpoint (e.g. --arch mega_wmt_en_de); with AVERAGE=K, a checkpoint in
-#            the folder whose last K checkpoints are averaged first
+#            the folder whose last K checkpoints are averaged first. Another kind of model, or a file
+#            that is no checkpoint, is an error saying what it holds, before fairseq runs.
 #
 # Runs fairseq-generate with --bpe sentencepiece --sentencepiece-model DATA_DIR/spm.model (the D-
 # lines are the hypotheses decoded by the model) and --required-batch-size-multiple 1 (no sentence is dropped; the count is checked), puts the
@@ -27,7 +28,8 @@
 #                 into averaged_last{K}_updates.pt
 #   OUTPUT=DIR    keep fairseq-generate's output, the ordered hypotheses and the references there
 #   CPU=1         generate on CPU
-#   DRY_RUN=1     print the fairseq-generate command and exit
+#   DRY_RUN=1     check the arguments, print the fairseq-generate command and exit (the checkpoint is not
+#                 read)
 #
 #   AVERAGE=5 scripts/eval_bleu.sh runs/wmt16/checkpoints/checkpoint_last.pt data/wmt16_en_de
 set -euo pipefail
@@ -69,10 +71,11 @@ if [[ -n "${AVERAGE:-}" ]]; then
     [[ -e "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT (AVERAGE=$AVERAGE uses its folder)"
 else
     [[ -f "$CHECKPOINT" ]] || die "no such checkpoint: $CHECKPOINT"
+    [[ "${DRY_RUN:-0}" == 1 ]] || check_checkpoint translation "$CHECKPOINT"
 fi
 [[ -f "$DATA_DIR/ref/$SUBSET.$TGT" ]] || \
     say "warning: no $DATA_DIR/ref/$SUBSET.$TGT; scoring against the decoded targets of $BIN instead"
-python "$SCRIPTS/mt_data.py" deps  # before the long part
+python -m mega_fairseq.data.mt deps  # before the long part
 
 if [[ -n "${AVERAGE:-}" ]]; then
     folder="$CHECKPOINT"
@@ -82,6 +85,7 @@ if [[ -n "${AVERAGE:-}" ]]; then
         say "DRY_RUN=1: would average the last $AVERAGE ${AVERAGE_BY:-epoch} checkpoints of $folder into $averaged"
     else
         python "$SCRIPTS/average_checkpoints.py" --inputs "$folder" "$average_flag" "$AVERAGE" --output "$averaged"
+        check_checkpoint translation "$averaged"
     fi
     CHECKPOINT="$averaged"
 fi
@@ -106,7 +110,7 @@ fi
 # the log and the progress go to stderr; the S-/T-/H-/D-/P- lines to $gen
 "${cmd[@]}" > "$gen" || die "fairseq-generate failed (exit $?)"
 
-score=(python "$SCRIPTS/mt_data.py" score --generate-output "$gen" --data-dir "$DATA_DIR" --subset "$SUBSET"
+score=(python -m mega_fairseq.data.mt score --generate-output "$gen" --data-dir "$DATA_DIR" --subset "$SUBSET"
        --src "$SRC" --tgt "$TGT")
 [[ -n "${OUTPUT:-}" ]] && score+=(--output "$OUTPUT")
 "${score[@]}"

@@ -7,9 +7,15 @@
 # SUBSET defaults to test. Ends with "SUBSET accuracy: A" (percent), read from fairseq-validate's
 # "valid on 'SUBSET' subset | ... | accuracy A" line.
 #
+# CHECKPOINT must hold a sequence classifier (--arch mega_lra_*, mega_sc_raw*, ...): another kind of
+# model, or a file that is no checkpoint, is an error saying what it holds, before fairseq runs.
+#
 # Environment:
 #   BATCH=N    examples per batch (default 32)
 #   CPU=1      evaluate on CPU
+#   DRY_RUN=1  check the arguments, print the fairseq-validate command and exit (the checkpoint is not read)
+#
+#   scripts/eval_cls.sh runs/lra_listops/checkpoints/checkpoint_best.pt data/lra/listops
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -24,6 +30,11 @@ cmd=(fairseq-validate "$DATA" --user-dir "$ROOT/mega_fairseq" --path "$CHECKPOIN
      --model-overrides "{'data': '$DATA'}")
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
 cmd+=("${ARGS[@]}")
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    print_command "${cmd[@]}"
+    exit 0
+fi
+check_checkpoint classifier "$CHECKPOINT"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -6,7 +6,9 @@
 #   scripts/eval_lm.sh CHECKPOINT DATA_BIN [SUBSET] [fairseq-eval-lm args ...]
 #
 # SUBSET defaults to test. Ends with "perplexity: P" (and "bits per character: L" with BPC=1),
-# read from fairseq-eval-lm's "Loss (base 2): L, Perplexity: P" line.
+# read from fairseq-eval-lm's "Loss (base 2): L, Perplexity: P" line. The task's options, which
+# the fairseq-eval-lm args may set, with their defaults and help:
+#   python -m mega_fairseq.options --task mega_language_modeling
 #
 # Environment:
 #   STREAMS=N    number of streams (default 10; the paper: 10 for WikiText-103, 50 for enwik8)
@@ -18,6 +20,11 @@
 #                --rel-pos-bias rotary (a simple bias has one weight per offset in a chunk)
 #   BPC=1        also print the base-2 loss as bits per character (byte-level data: enwik8)
 #   CPU=1        evaluate on CPU
+#   DRY_RUN=1    check the arguments, print the fairseq-eval-lm command and exit (the checkpoint is not read)
+#
+# CHECKPOINT must hold a language model (--arch mega_lm*): another kind of model, or a file that is
+# no checkpoint, is an error saying what it holds, before fairseq runs; a checkpoint trained with
+# another dictionary than DATA_BIN/dict.txt is an error naming both.
 #
 # The paper's protocols:
 #   CHUNK=2048 SEGMENT=4096 STREAMS=10 scripts/eval_lm.sh CKPT data/wikitext-103/bin       # 18.07 ppl
@@ -41,6 +48,11 @@ cmd=(fairseq-eval-lm "$DATA_BIN" --user-dir "$ROOT/mega_fairseq" --path "$CHECKP
 [[ -n "${CHUNK:-}" ]] && cmd+=(--model-overrides "{'decoder_chunk_size': $CHUNK}")
 [[ "${CPU:-0}" == 1 ]] && cmd+=(--cpu)
 cmd+=("${ARGS[@]}")
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    print_command "${cmd[@]}"
+    exit 0
+fi
+check_checkpoint language_model "$CHECKPOINT"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
+from mega_fairseq.plotting import FORMATS, parse_formats, pyplot, save_figure
 
 PROG = "plot_curves.py"
 EVENTS = "events.out.tfevents.*"

@@ -30,11 +30,9 @@ from typing import Dict, List, NamedTuple, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import FORMATS, parse_formats, pyplot, save_figure  # noqa: E402
+from mega_fairseq.plotting import FORMATS, parse_formats, pyplot, save_figure
 
 PROG = "plot_ema.py"
-ROOT = Path(__file__).resolve().parents[1]
 EMA_PARAMS = ("alpha", "delta", "beta", "eta", "omega")
 Q_TICKS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998,
            0.9999, 0.99999, 0.999999]
@@ -56,8 +54,6 @@ def fail(message: str):
 
 def load_checkpoint(path: Path) -> dict:
     """Weights-only load; mega_fairseq is imported here (it imports fairseq, which takes seconds)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     import mega_fairseq  # noqa: F401  (allow-lists argparse.Namespace and numpy scalars)
     from mega_fairseq.checkpoint_loading import UnsafeCheckpointError, safe_load
 
@@ -95,8 +91,10 @@ def model_config(checkpoint: dict) -> dict:
 
 
 def truncation_of(model: dict) -> Optional[int]:
-    value = model.get("truncation_length")
-    return int(value) if value is not None and int(value) > 0 else None
+    """The EMA kernel taps the model keeps (None: all), by the layer config's rule."""
+    from mega_fairseq.modules import MegaLayerConfig
+
+    return MegaLayerConfig(truncation_length=int(model.get("truncation_length") or 0)).truncation
 
 
 def ema_module(params: Dict[str, torch.Tensor], rows: slice, truncation: Optional[int]):

@@ -6,7 +6,7 @@
 # ENWIK8_FILE_OR_ZIP  the enwik8 file or enwik8.zip; without it enwik8.zip is downloaded to
 #                     OUT_DIR/raw.
 # OUT_DIR             receives text/ (bytes as space-separated decimal values, one line per line
-#                     of the original, see scripts/enwik8_to_text.py) and bin/ (fairseq data).
+#                     of the original, see mega_fairseq/data/enwik8.py) and bin/ (fairseq data).
 #
 # Environment:
 #   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
@@ -14,6 +14,7 @@
 #   VALID_BYTES=N      validation bytes, taken before the test bytes (default 5000000)
 #   TEST_BYTES=N       test bytes, the end of the file (default 5000000)
 #   ENWIK8_URL         where to download the zip from (default: mattmahoney.net)
+#   DRY_RUN=1          check the arguments, say what would be done and exit (nothing is downloaded)
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -21,7 +22,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage 0
 [[ $# -ge 1 && $# -le 2 ]] || { echo "prepare_enwik8.sh: error: need OUT_DIR [ENWIK8_FILE_OR_ZIP]" >&2; usage 2 >&2; }
 
-SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT_DIR="$1"
 INPUT="${2:-}"
 [[ -n "$OUT_DIR" ]] || die "OUT_DIR must not be empty"
@@ -38,7 +38,9 @@ done
 
 if [[ -n "$INPUT" ]]; then
     [[ -f "$INPUT" ]] || die "no such file: $INPUT (give the enwik8 file or enwik8.zip)"
-else
+fi
+dry_run_stop "split and binarise ${INPUT:-enwik8.zip (downloaded unless in $OUT_DIR/raw)} into $OUT_DIR"
+if [[ -z "$INPUT" ]]; then
     INPUT="$OUT_DIR/raw/enwik8.zip"
     if [[ -f "$INPUT" ]]; then
         say "using the zip already downloaded: $INPUT"
@@ -53,7 +55,7 @@ fi
 # text/ and bin/ are written in a temporary folder in OUT_DIR and renamed when both are complete
 TMP="$(temp_dir_beside "$OUT_DIR/bin")"
 trap 'rm -rf "$TMP"' EXIT
-python "$SCRIPTS/enwik8_to_text.py" --input "$INPUT" --out "$TMP/text" \
+python -m mega_fairseq.data.enwik8 --input "$INPUT" --out "$TMP/text" \
     --valid-bytes "${VALID_BYTES:-5000000}" --test-bytes "${TEST_BYTES:-5000000}"
 binarise_lm "$TMP/text/train.txt" "$TMP/text/valid.txt" "$TMP/text/test.txt" "$TMP/bin" "$WORKERS"
 [[ "$REPLACE" == 1 ]] && say "FORCE=1: replacing $OUT_DIR/text and $OUT_DIR/bin"

@@ -11,6 +11,7 @@
 #   WORKERS=N          fairseq-preprocess workers (default: the number of CPUs)
 #   FORCE=1            replace an existing OUT_DIR/bin (once the new one is complete)
 #   WIKITEXT103_URL    where to download the zip from (default: the dataset's public S3 address)
+#   DRY_RUN=1          check the arguments, say what would be done and exit (nothing is downloaded)
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -34,7 +35,9 @@ fi
 
 if [[ -n "$RAW_DIR" ]]; then
     [[ -d "$RAW_DIR" ]] || die "RAW_DIR '$RAW_DIR' is not a directory"
-else
+fi
+dry_run_stop "binarise ${RAW_DIR:-WikiText-103 (downloaded unless in $OUT_DIR/raw)} into $BIN"
+if [[ -z "$RAW_DIR" ]]; then
     RAW_DIR="$OUT_DIR/raw/wikitext-103"
     ZIP="$OUT_DIR/raw/wikitext-103-v1.zip"
     if [[ ! -f "$RAW_DIR/wiki.train.tokens" ]]; then

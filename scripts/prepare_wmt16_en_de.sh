@@ -51,7 +51,6 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VOCAB_SIZE="${VOCAB_SIZE:-32000}"
 positional=()
 while [[ $# -gt 0 ]]; do
@@ -102,7 +101,7 @@ if [[ -n "$RAW_DIR" ]]; then
     fi
 fi
 
-python "$SCRIPTS/mt_data.py" deps
+python -m mega_fairseq.data.mt deps
 
 if [[ -z "$RAW_DIR" ]]; then
     RAW_DIR="$OUT_DIR.raw"
@@ -134,14 +133,14 @@ if [[ -z "$RAW_DIR" ]]; then
             [[ -n "$found" ]] || die "$RAW_DIR/$archive has no $prefix.$SRC (remove it to download again)"
             corpora+=("${found%."$SRC"}")
         done
-        python "$SCRIPTS/mt_data.py" concat "$RAW_DIR/train" "${corpora[@]}" --src "$SRC" --tgt "$TGT"
+        python -m mega_fairseq.data.mt concat "$RAW_DIR/train" "${corpora[@]}" --src "$SRC" --tgt "$TGT"
     fi
-    python "$SCRIPTS/mt_data.py" fetch-eval "$RAW_DIR" --src "$SRC" --tgt "$TGT" \
+    python -m mega_fairseq.data.mt fetch-eval "$RAW_DIR" --src "$SRC" --tgt "$TGT" \
         || die "could not fetch newstest2013/newstest2014; $hint"
 fi
 
 say "checking $RAW_DIR"
-python "$SCRIPTS/mt_data.py" check "$RAW_DIR" --src "$SRC" --tgt "$TGT" --splits "${SPLITS[@]}"
+python -m mega_fairseq.data.mt check "$RAW_DIR" --src "$SRC" --tgt "$TGT" --splits "${SPLITS[@]}"
 
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
     say "DRY_RUN=1: would normalise, train a $VOCAB_SIZE-piece $SPM_TYPE sentencepiece model, encode \
@@ -161,13 +160,13 @@ for split in "${SPLITS[@]}"; do
         [[ "$split" == train ]] || cp "$RAW_DIR/$split.$lang" "$TMP/ref/$split.$lang"
     done
 done
-python "$SCRIPTS/mt_data.py" normalise --workers "$WORKERS" "${normalise[@]}"
+python -m mega_fairseq.data.mt normalise --workers "$WORKERS" "${normalise[@]}"
 
-python "$SCRIPTS/mt_data.py" train-spm --inputs "$TEXT/normalised/train.$SRC" "$TEXT/normalised/train.$TGT" \
+python -m mega_fairseq.data.mt train-spm --inputs "$TEXT/normalised/train.$SRC" "$TEXT/normalised/train.$TGT" \
     --model-prefix "$TMP/spm" --vocab-size "$VOCAB_SIZE" --model-type "$SPM_TYPE" \
     --sentences "$SPM_SENTENCES" --character-coverage "$SPM_COVERAGE" --workers "$WORKERS"
 
-python "$SCRIPTS/mt_data.py" encode --model "$TMP/spm.model" --input "$TEXT/normalised" --output "$TEXT/spm" \
+python -m mega_fairseq.data.mt encode --model "$TMP/spm.model" --input "$TEXT/normalised" --output "$TEXT/spm" \
     --splits "${SPLITS[@]}" --clean-splits train --clean-ratio "$CLEAN_RATIO" --max-len "$MAX_LEN" \
     --src "$SRC" --tgt "$TGT" --workers "$WORKERS"
 

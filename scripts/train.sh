@@ -12,6 +12,12 @@
 # OVERRIDE  Hydra overrides, e.g. optimization.max_update=1000 model.dropout=0.2
 #           'optimization.update_freq=[3]'; keys under task, model, criterion, optimizer and
 #           lr_scheduler are passed as ++key=value, so fields the recipe does not list work too.
+#           The model and task keys of a recipe (model._name and task._name in its config), with
+#           the values its arch gives them and their help texts:
+#             python -m mega_fairseq.options --arch mega_lra_listops --task mega_sequence_classification
+#
+# For example:
+#   scripts/train.sh lra/listops data/lra/listops runs/lra_listops model.dropout=0.2
 #
 # Launch mode, from the environment:
 #   (nothing)            one process: fairseq-hydra-train (fairseq spawns one worker per visible GPU)
@@ -21,7 +27,7 @@
 #   SLURM_JOB_ID set     srun inside a Slurm allocation (submit this script with sbatch), NNODES and
 #                        NPROC default to the allocation's nodes and tasks per node; SLURM=0 disables
 #   CPU=1                common.cpu=true; with NPROC>1 the processes talk over gloo
-#   DRY_RUN=1            print the command and exit
+#   DRY_RUN=1            check the arguments, print the command and exit
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -111,6 +117,8 @@ else
     entry=(fairseq-hydra-train)
 fi
 
+# Hydra's short error report ends with a line of its own after the error; its full report ends with the error
+export HYDRA_FULL_ERROR="${HYDRA_FULL_ERROR:-1}"
 group="${RECIPE%/*}"
 name="${RECIPE##*/}"
 cmd=("${launcher[@]}" "${entry[@]}" --config-dir "$CONFIGS/$group" --config-name "$name"

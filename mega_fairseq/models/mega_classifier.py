@@ -15,6 +15,7 @@ embedded input instead of a CLS token added to the dictionary by the task.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Optional
 
 import torch
@@ -24,31 +25,30 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from omegaconf import II
 from torch import Tensor, nn
 
+from ..data.input_types import INPUT_TYPES
+from ..hub import ClassifierHubInterface, FromPretrained
+from ..checkpoint_errors import check_model_fits_task
 from ..modules import POOLING_TYPES, MegaStack, RealValuedEmbedding, TokenEmbedding, pool
 from ..modules.activations import ACTIVATIONS, get_activation
-from .mega_config import (Preset, PresetTable, alias, derived_fields, layer_config, layer_options_config,
-                          size_columns)
+from .mega_config import (PRESET_OPTIONS, Preset, PresetTable, alias, derived_fields, layer_config, layer_defaults,
+                          layer_options_config, preset_help, size_columns)
 from .mega_decoder import build_embedding_table
 from .mega_encoder import MegaEncoder
 from .transformer_stack import TransformerStack
 
 ENCODER_TYPES = ("mega", "transformer")
 PAIR_COMBINATIONS = ("concat", "concat_product_difference")
-REAL_VALUED_INPUTS = ("pixels", "waveform")
 HEAD_NAME = "sentence_classification_head"  # the name fairseq's sentence_prediction criterion asks for
 
-# The family's base preset (--arch mega_classifier); the others build on it.
-BASE = dict(encoder_type="mega", encoder_layers=6, encoder_embed_dim=128, encoder_hidden_dim=256, encoder_z_dim=64,
-            encoder_n_dim=16, encoder_chunk_size=-1, truncation_length=1024, attention_activation_fn="softmax", activation_fn="silu",
-            normalization_type="layernorm", normalize_before=False, rel_pos_bias="simple", dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0, pooling="mean",
-            classifier_layers=1, classifier_hidden_dim=256, classifier_activation_fn="gelu",
-            pair_combination="concat", encoder_attention_heads=4, encoder_learned_pos=False,
-            tie_layer_weights=False, apply_bert_init=False)
-
-
-def _preset_help(name: str, text: str) -> dict:
-    return {"help": f"{text} (set by --arch; mega_classifier: {BASE[name]})"}
+# The family's base preset (--arch mega_classifier): narrower than the layer defaults, with an EMA
+# truncation; the others build on it (and also set the attention function, activation and norm).
+BASE = dict(layer_defaults(["encoder"], PRESET_OPTIONS + ("attention_activation_fn", "activation_fn",
+                                                          "normalization_type")),
+            encoder_embed_dim=128, encoder_hidden_dim=256, encoder_z_dim=64, truncation_length=1024,
+            encoder_type="mega", pooling="mean", classifier_layers=1, classifier_hidden_dim=256,
+            classifier_activation_fn="gelu", pair_combination="concat", encoder_attention_heads=4,
+            encoder_learned_pos=False, tie_layer_weights=False, apply_bert_init=False)
+_preset_help = partial(preset_help, "mega_classifier", BASE)
 
 
 @dataclass
@@ -162,7 +162,7 @@ CLASSIFIER_PRESETS = PresetTable("mega_classifier", MegaClassifierConfig, PRESET
 
 
 def preset_table() -> str:
-    """The README's table of named classifier architectures (kept equal to it by a test)."""
+    """The table of named classifier architectures in docs/lra.md (kept equal to it by a test)."""
 
     def mega_only(column):
         title, value = column
@@ -223,12 +223,14 @@ def _pad_to(x: Tensor, length: int, value) -> Tensor:
 
 
 @register_model("mega_classifier", dataclass=MegaClassifierConfig)
-class MegaSequenceClassifier(BaseFairseqModel):
+class MegaSequenceClassifier(FromPretrained, BaseFairseqModel):
     """Front-end + bidirectional encoder + pooling + head; pairs share the encoder.
 
     ``forward`` follows the interface of fairseq's ``sentence_prediction`` criterion: it returns
     (logits B x num_classes, extra) and the head is ``classification_heads[HEAD_NAME]``.
     """
+
+    hub_interface = ClassifierHubInterface  # from_pretrained: .predict() on raw examples
 
     def __init__(self, encoder: MegaEncoder, head: ClassificationHead, *, pooling: str, pair_combination: str,
                  max_positions: int):
@@ -241,13 +243,14 @@ class MegaSequenceClassifier(BaseFairseqModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega_classifier")
         CLASSIFIER_PRESETS.apply("mega_classifier", cfg)  # configs of older checkpoints may lack fields
         input_type = str(cfg.input_type)
         encoder_type = str(cfg.encoder_type)
         first_token = str(cfg.pooling) == "first"
         positions = cfg.max_positions + int(first_token)
         dim = cfg.encoder_embed_dim
-        dictionary = None if input_type in REAL_VALUED_INPUTS else task.source_dictionary
+        dictionary = None if INPUT_TYPES[input_type].real_valued else task.source_dictionary
         if encoder_type == "mega":
             stack = MegaStack(layer_config(cfg, "encoder", positions), causal=False)
             embedding_dropout = cfg.dropout
@@ -283,14 +286,6 @@ class MegaSequenceClassifier(BaseFairseqModel):
         if cfg.apply_bert_init:
             model.apply(init_bert_params)
         return model
-
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """A :class:`~mega_fairseq.hub.ClassifierHubInterface` (``.predict()`` on raw examples);
-        ``data_name_or_path`` is the data folder the model was trained on."""
-        from ..hub import classifier_hub
-
-        return classifier_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tensor:
         """One vector per sequence. Shapes: src_tokens: B x L (ids or values); returns B x D."""

@@ -7,8 +7,9 @@ layer config. :func:`layer_config` maps a model
 config back to the ``MegaLayerConfig`` of one stack.
 
 Presets (``--arch`` names) are a :class:`PresetTable` per family: each preset lists only what
-it changes from its parent. The table registers the architectures, writes the help text, the
-README table and the values the tests check.
+it changes from its parent, and a family's base preset starts from the layer defaults
+(:func:`layer_defaults`). The table registers the architectures, writes the help text (one
+helper, :func:`preset_help`), the docs' tables and the values the tests check.
 """
 
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
@@ -42,6 +43,27 @@ def derived_fields(prefixes: Sequence[str]) -> Dict[str, str]:
         derived.update({names[f.name]: names[f.metadata["same_as"]] for f in _layer_fields()
                         if f.metadata["same_as"]})
     return derived
+
+
+# The layer options that every family's presets set (a family may add others): their fields are
+# "set by --arch", the others keep MegaLayerConfig's defaults.
+PRESET_OPTIONS = ("layers", "embed_dim", "hidden_dim", "z_dim", "n_dim", "chunk_size", "truncation_length",
+                  "rel_pos_bias", "normalize_before", "dropout", "attention_dropout", "hidden_dropout",
+                  "activation_dropout")
+
+
+def layer_defaults(prefixes: Sequence[str], options: Iterable[str] = PRESET_OPTIONS) -> Dict[str, Any]:
+    """MegaLayerConfig's defaults of ``options`` as the model config fields of the stacks
+    ``prefixes`` (``{"decoder_z_dim": 128, "dropout": 0.1, ...}``): where a family's base preset
+    starts, so that it lists only what it changes."""
+    defaults = {f.name: f.default for f in _layer_fields()}
+    return {option_names(prefix)[option]: defaults[option] for prefix in prefixes for option in options}
+
+
+def preset_help(base_name: str, base_preset: Dict[str, Any], field_name: str, text: str) -> Dict[str, str]:
+    """The metadata of a config field that presets set: its help says so and quotes the base
+    preset's value (a family binds the first two: ``partial(preset_help, "mega_lm", BASE)``)."""
+    return {"help": f"{text} (set by --arch; {base_name}: {base_preset[field_name]})"}
 
 
 @dataclass
@@ -80,7 +102,7 @@ def layer_options_config(name: str, prefixes: Sequence[str], base_preset: Dict[s
                 default, field_type = None, Optional[field_type]
             elif config_name in base_preset:
                 default, field_type = None, Optional[field_type]
-                help_text = f"{help_text} (set by --arch; {base_name}: {base_preset[config_name]})"
+                help_text = preset_help(base_name, base_preset, config_name, help_text)["help"]
             specs.append((config_name, field_type, field(default=default, metadata={"help": help_text})))
     return make_dataclass(name, specs, bases=(base,))
 
@@ -181,7 +203,7 @@ class PresetTable:
         return arch
 
     def markdown(self, columns: Iterable[Tuple[str, Callable[[Dict[str, Any]], Any]]]) -> str:
-        """A README table: one row per preset, ``columns`` as (title, value of resolved preset)."""
+        """A Markdown table for the docs: one row per preset, ``columns`` as (title, value of resolved preset)."""
         columns = list(columns)
         lines = ["| `--arch` | " + " | ".join(title for title, _ in columns) + " | notes |",
                  "|---" * (len(columns) + 2) + "|"]
@@ -200,7 +222,7 @@ class PresetTable:
 
 
 def size_columns(prefix: str) -> List[Tuple[str, Callable[[Dict[str, Any]], Any]]]:
-    """README table columns of one stack's sizes (for ``PresetTable.markdown``)."""
+    """Table columns of one stack's sizes (for ``PresetTable.markdown``)."""
     return [
         ("d", lambda v: v[f"{prefix}_embed_dim"]), ("v (hidden)", lambda v: v[f"{prefix}_hidden_dim"]),
         ("ffn", lambda v: v[f"{prefix}_ffn_embed_dim"]), ("z", lambda v: v[f"{prefix}_z_dim"]),
@@ -209,7 +231,7 @@ def size_columns(prefix: str) -> List[Tuple[str, Callable[[Dict[str, Any]], Any]
     ]
 
 
-# README table columns of the options shared by the stacks
+# table columns of the options shared by the stacks
 SHARED_COLUMNS = [
     ("norm", lambda v: "prenorm" if v["normalize_before"] else "postnorm"),
     ("dropout (attn, hidden, FFN)", lambda v: f"{v['dropout']} ({v['attention_dropout']}, {v['hidden_dropout']}, "

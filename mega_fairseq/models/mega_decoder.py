@@ -7,10 +7,10 @@ from fairseq.modules import AdaptiveSoftmax
 from fairseq.utils import eval_str_list, safe_getattr
 from torch import Tensor, nn
 
-from ..checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 from ..modules import MegaStack, TokenEmbedding
 from ..modules.incremental import IncrementalState
 from .mega_encoder import EncoderOut, in_source_order
+from .official_names import refuse_official_names
 
 def build_embedding_table(dictionary, dim: int) -> nn.Embedding:
     """A token embedding table initialised as the official code's: N(0, 1/dim), zero at padding."""
@@ -140,7 +140,7 @@ class MegaDecoder(FairseqIncrementalDecoder):
         if first_segment is not None:  # carry values, not the graph, into the next segment
             for saved in self._stream_state.values():
                 for key, value in saved.items():
-                    if value is not None:
+                    if isinstance(value, Tensor):
                         saved[key] = value.detach()
         attn = None if out.attn is None else in_source_order(out.attn, encoder_out)
         return out.out, {"inner_states": out.inner_states, "attn": [attn]}
@@ -162,5 +162,6 @@ class MegaDecoder(FairseqIncrementalDecoder):
         pass  # the count of decoded positions is shared by all sequences; the layers reorder their own state
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
-        return rename_prefixes(state_dict, name, OFFICIAL_LAYOUT)
+        refuse_official_names(state_dict, name)
+        return state_dict
 

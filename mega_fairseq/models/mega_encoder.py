@@ -26,8 +26,8 @@ import torch
 from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
-from ..checkpoint_conversion import OFFICIAL_LAYOUT, rename_prefixes
 from ..modules import MegaStack
+from .official_names import refuse_official_names
 
 EncoderOut = Dict[str, List[Tensor]]
 
@@ -121,4 +121,5 @@ class MegaEncoder(FairseqEncoder):
         return self.max_source_positions
 
     def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str):
-        return rename_prefixes(state_dict, name, OFFICIAL_LAYOUT)
+        refuse_official_names(state_dict, name)
+        return state_dict

@@ -1,28 +1,27 @@
 """Mega language models (``--arch mega_lm*``), with the official recipes' presets."""
 
+import os
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Optional
 
+from fairseq import hub_utils
 from fairseq.models import FairseqLanguageModel, register_model
 from fairseq.modules import AdaptiveInput
 from fairseq.utils import eval_str_list, safe_getattr
 from omegaconf import II
 
+from ..hub import FromPretrained
+from ..checkpoint_errors import check_dictionaries, check_model_fits_task
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, alias, derived_fields,
-                          layer_config, layer_options_config, size_columns)
+                          layer_config, layer_defaults, layer_options_config, preset_help, size_columns)
 from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 
-# The family's base preset (--arch mega_lm); the others build on it.
-BASE = dict(decoder_layers=6, decoder_embed_dim=512, decoder_hidden_dim=1024, decoder_z_dim=128, decoder_n_dim=16,
-            decoder_chunk_size=-1, truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0, adaptive_input=False,
-            adaptive_softmax_dropout=0.0, tie_adaptive_weights=False, tie_adaptive_proj=False)
-
-
-def preset(name: str, help_text: str) -> dict:
-    """Help of a field that presets set, with the base preset's value."""
-    return {"help": f"{help_text} (set by --arch; mega_lm: {BASE[name]})"}
+# The family's base preset (--arch mega_lm): the layer defaults; the others build on it.
+BASE = dict(layer_defaults(["decoder"]), adaptive_input=False, adaptive_softmax_dropout=0.0,
+            tie_adaptive_weights=False, tie_adaptive_proj=False)
+_preset_help = partial(preset_help, "mega_lm", BASE)
 
 # The official WikiText-103 recipes: adaptive input and softmax, tied, cutoffs 20K/60K.
 _ADAPTIVE = dict(decoder_layers=16, dropout=0.3, attention_dropout=0.1, hidden_dropout=0.1, activation_dropout=0.1,
@@ -59,7 +58,7 @@ class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE,
         default=None, metadata={"help": "token embedding dimension, projected to d if different (default: d)"})
     no_affine_final_norm: bool = field(default=False, metadata={"help": "no affine parameters in the final norm"})
     adaptive_input: Optional[bool] = field(
-        default=None, metadata=preset("adaptive_input", "use an adaptive input embedding"))
+        default=None, metadata=_preset_help("adaptive_input", "use an adaptive input embedding"))
     adaptive_input_factor: float = field(default=4, metadata={"help": "adaptive input dimension reduction factor"})
     adaptive_input_cutoff: Optional[str] = field(
         default=None, metadata={"help": "comma-separated adaptive input cutoffs (set by --arch)"})
@@ -67,12 +66,13 @@ class MegaLMConfig(layer_options_config("MegaLMLayerOptions", ["decoder"], BASE,
         default=None, metadata={"help": "comma-separated adaptive softmax cutoffs (use --criterion adaptive_loss; "
                                         "set by --arch)"})
     adaptive_softmax_dropout: Optional[float] = field(
-        default=None, metadata=preset("adaptive_softmax_dropout", "dropout in the adaptive softmax tail projections"))
+        default=None,
+        metadata=_preset_help("adaptive_softmax_dropout", "dropout in the adaptive softmax tail projections"))
     adaptive_softmax_factor: float = field(default=4, metadata={"help": "adaptive softmax dimension reduction factor"})
     tie_adaptive_weights: Optional[bool] = field(
-        default=None, metadata=preset("tie_adaptive_weights", "tie adaptive input and adaptive softmax weights"))
+        default=None, metadata=_preset_help("tie_adaptive_weights", "tie adaptive input and adaptive softmax weights"))
     tie_adaptive_proj: Optional[bool] = field(
-        default=None, metadata=preset("tie_adaptive_proj", "tie adaptive input and adaptive softmax projections"))
+        default=None, metadata=_preset_help("tie_adaptive_proj", "tie adaptive input and adaptive softmax projections"))
     max_target_positions: Optional[int] = II("task.max_target_positions")
     tokens_per_sample: int = II("task.tokens_per_sample")
 
@@ -82,24 +82,20 @@ LM_PRESETS = PresetTable("mega_lm", MegaLMConfig, PRESETS,
 
 
 def preset_table() -> str:
-    """The README's table of named architectures (a test keeps the README equal to it)."""
+    """The table of named architectures in docs/language_modeling.md (a test keeps the page equal to it)."""
     return LM_PRESETS.markdown([("layers", lambda v: v["decoder_layers"]), *size_columns("decoder"),
                                 ("bias", lambda v: v["rel_pos_bias"]), *SHARED_COLUMNS])
 
 
 @register_model("mega_lm", dataclass=MegaLMConfig)
-class MegaLanguageModel(FairseqLanguageModel):
+class MegaLanguageModel(FromPretrained, FairseqLanguageModel):
     """A decoder-only Mega language model."""
 
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """fairseq's hub interface (``.sample()``, ``.score()``, ``.generate()``); see :mod:`mega_fairseq.hub`."""
-        from ..hub import generator_hub
-
-        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+    hub_interface = hub_utils.GeneratorHubInterface  # from_pretrained: .sample(), .score(), .generate()
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega_lm")
         LM_PRESETS.apply("mega_lm", cfg)  # configs of older checkpoints may lack fields
         check_config(cfg)
         if safe_getattr(cfg, "max_target_positions", None) is None:
@@ -117,8 +113,23 @@ class MegaLanguageModel(FairseqLanguageModel):
         embedding = build_token_embedding(cfg, embed_tokens, cfg.decoder_embed_dim, input_dim)
         stack = MegaStack(layers, causal=True, final_norm_affine=not cfg.no_affine_final_norm)
         projection, adaptive_softmax = build_output_layer(cfg, dictionary, embed_tokens, cfg.decoder_embed_dim)
-        return cls(MegaDecoder(dictionary, embedding, stack, output_projection=projection,
-                               adaptive_softmax=adaptive_softmax, max_target_positions=cfg.max_target_positions))
+        model = cls(MegaDecoder(dictionary, embedding, stack, output_projection=projection,
+                                adaptive_softmax=adaptive_softmax, max_target_positions=cfg.max_target_positions))
+        model.dictionary_files = dictionary_file(task)
+        return model
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """A checkpoint trained with another dictionary is named as such, not as a size mismatch."""
+        check_dictionaries(self, state_dict, getattr(self, "dictionary_files", {}))
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
+
+def dictionary_file(task) -> dict:
+    """{"decoder": the dictionary file of a language modelling task} (DATA/dict.txt, as fairseq's
+    language_modeling reads it), where its config names a data folder."""
+    config = safe_getattr(task, "args", None) or safe_getattr(task, "cfg", None)
+    data = str(safe_getattr(config, "data", "") or "").split(os.pathsep)[0]
+    return {"decoder": os.path.join(data, "dict.txt")} if data else {}
 
 
 def check_config(cfg):

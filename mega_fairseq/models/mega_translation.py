@@ -6,17 +6,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+from fairseq import hub_utils
 from fairseq.models import FairseqEncoderDecoderModel, register_model
 from fairseq.utils import safe_getattr
 from omegaconf import II
 
+from ..hub import FromPretrained
+from ..checkpoint_errors import check_dictionaries, check_model_fits_task
 from ..modules import MegaStack
 from .mega_config import (SHARED_COLUMNS, Preset, PresetTable, TokenEmbeddingOptions, derived_fields, layer_config,
-                          layer_options_config, size_columns)
+                          layer_defaults, layer_options_config, size_columns)
 from .mega_decoder import MegaDecoder, build_embedding_table, build_output_layer, build_token_embedding
 from .mega_encoder import MegaEncoder
-
-_STACK = dict(layers=6, embed_dim=512, hidden_dim=1024, z_dim=128, n_dim=16, chunk_size=-1)
 
 
 def _both(**sizes):
@@ -24,9 +25,8 @@ def _both(**sizes):
     return {f"{prefix}_{name}": value for prefix in ("encoder", "decoder") for name, value in sizes.items()}
 
 
-# The family's base preset (--arch mega); the others build on it.
-BASE = dict(_both(**_STACK), truncation_length=0, rel_pos_bias="simple", normalize_before=False, dropout=0.1,
-            attention_dropout=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+# The family's base preset (--arch mega): the layer defaults; the others build on it.
+BASE = layer_defaults(["encoder", "decoder"])
 
 PRESETS = {
     "mega": Preset(None, BASE, "the official base differs: EMA truncation 1024 (its WMT recipe passes 0: none)"),
@@ -60,7 +60,7 @@ MT_PRESETS = PresetTable("mega", MegaTranslationConfig, PRESETS, derived=derived
 
 
 def preset_table() -> str:
-    """The README's table of named translation architectures (kept equal to it by a test)."""
+    """The table of named translation architectures in docs/translation.md (kept equal to it by a test)."""
     return MT_PRESETS.markdown([("layers (enc+dec)", lambda v: f"{v['encoder_layers']}+{v['decoder_layers']}"),
                                 *size_columns("encoder"), *SHARED_COLUMNS])
 
@@ -84,19 +84,14 @@ def dictionary_files(task) -> Dict[str, str]:
 
 
 @register_model("mega", dataclass=MegaTranslationConfig)
-class MegaTranslationModel(FairseqEncoderDecoderModel):
+class MegaTranslationModel(FromPretrained, FairseqEncoderDecoderModel):
     """Mega encoder-decoder (the official ``mega`` model)."""
 
-    @classmethod
-    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", **kwargs):
-        """fairseq's hub interface (``.translate()``; ``bpe="sentencepiece", sentencepiece_model=PATH``
-        encodes and decodes raw text); see :mod:`mega_fairseq.hub`."""
-        from ..hub import generator_hub
-
-        return generator_hub(cls, model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+    hub_interface = hub_utils.GeneratorHubInterface  # from_pretrained: .translate(), .generate()
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_model_fits_task(cfg, task, "mega")
         MT_PRESETS.apply("mega", cfg)  # configs of older checkpoints may lack fields
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         max_source = safe_getattr(cfg, "max_source_positions", None) or 1024
@@ -147,14 +142,7 @@ class MegaTranslationModel(FairseqEncoderDecoderModel):
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """A checkpoint trained with another dictionary is named as such, not as a size mismatch."""
-        for side in ("encoder", "decoder"):
-            dictionary = getattr(self, side).dictionary
-            for name in (f"{side}.embedding.embed_tokens.weight", f"{side}.embed_tokens.weight"):
-                if name in state_dict and state_dict[name].size(0) != len(dictionary):
-                    where = getattr(self, "dictionary_files", {}).get(side, f"the {side} dictionary")
-                    raise ValueError(f"the checkpoint's {side} embeddings have {state_dict[name].size(0)} rows but "
-                                     f"{where} has {len(dictionary)} symbols: the checkpoint was trained with "
-                                     f"another dictionary")
+        check_dictionaries(self, state_dict, getattr(self, "dictionary_files", {}))
         return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
 

@@ -1,6 +1,17 @@
 """Element and feature (channel) dropout for B x L x D inputs."""
 
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that returns its input without calling torch when it drops nothing (in
+    evaluation, or with p = 0): a decoding step is made of many such small calls."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return F.dropout(x, self.p, True, self.inplace)
 
 
 class FeatureDropout(nn.Module):
@@ -21,4 +32,4 @@ class FeatureDropout(nn.Module):
 
 
 def make_dropout(p: float, feature: bool) -> nn.Module:
-    return FeatureDropout(p) if feature else nn.Dropout(p)
+    return FeatureDropout(p) if feature else Dropout(p)

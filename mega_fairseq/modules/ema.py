@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .incremental import IncrementalStateMixin
+from .incremental import IncrementalStateMixin, to_dtype, without_autocast
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -240,7 +240,7 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
 
     def _output(self, ema: Tensor, x: Tensor) -> Tensor:
         # x's term first: the sum takes the layout of its first operand, and ema is a transposed view
-        return F.silu(x * self.omega + ema.to(x.dtype))
+        return F.silu(x * self.omega + to_dtype(ema, x.dtype))
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """Convolution mode.
@@ -263,31 +263,33 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
     def default_state(self, batch_size: int, device=None, dtype=torch.float32) -> Tensor:
         return torch.zeros(batch_size, self.embed_dim, self.ndim, device=device, dtype=dtype)
 
-    def step(self, x: Tensor, state: Optional[Tensor] = None,
-             padding_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def step(self, x: Tensor, state: Optional[Tensor] = None, padding_mask: Optional[Tensor] = None,
+             coefficients: Optional[EMACoefficients] = None) -> Tuple[Tensor, Tensor]:
         """Recurrent mode: continue the EMA from ``state`` over the L new steps in ``x``.
 
         Exact for any L (one token in generation, a whole segment when evaluating long
         streams); memory is O(B L D + B D N sqrt(L)) (blocked powers, as in ``ema_kernel``).
         Truncation is ignored here: the state carries the full history (``forward_incremental``
-        applies the truncation, keeping the last inputs instead of this state).
+        applies the truncation, keeping the last inputs instead of this state). ``coefficients``:
+        those of :meth:`coefficients`, when the caller keeps them (decoding).
 
         Shapes: x: B x L x D; state: B x D x N; returns (B x L x D, new state B x D x N).
         """
         if self.bidirectional:
             raise RuntimeError("a bidirectional EMA has no recurrent mode")
         bsz, length, _ = x.size()
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with without_autocast(x.device.type):
             signal = _at_least_fp32(x)
-            in_weight, q, log_q, out_weight = (t.to(signal.dtype) for t in self.coefficients())
+            coefficients = self.coefficients() if coefficients is None else coefficients
+            in_weight, q, log_q, out_weight = (to_dtype(t, signal.dtype) for t in coefficients)
             if padding_mask is not None:
                 signal = signal.masked_fill(padding_mask.unsqueeze(-1), 0.0)
             if state is None:
                 state = self.default_state(bsz, x.device, signal.dtype)
-            state = state.to(signal.dtype)
+            state = to_dtype(state, signal.dtype)
             if length == 1:
-                new_state = q * state + in_weight * signal.transpose(1, 2)  # B x D x N
-                ema = torch.einsum("bdn,dn->bd", new_state, out_weight).unsqueeze(1)
+                new_state = torch.addcmul(q * state, in_weight, signal.transpose(1, 2))  # B x D x N
+                ema = torch.linalg.vecdot(new_state, out_weight).unsqueeze(1)  # B x 1 x D
             else:
                 ema = fft_convolution(signal, ema_kernel(in_weight * out_weight, log_q, length))
                 carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)
@@ -339,11 +341,23 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
         """
         saved = self.get_incremental_state(incremental_state)
         if self.truncation is None:
-            out, saved["ema_state"] = self.step(x, saved.get("ema_state"), padding_mask)
+            out, saved["ema_state"] = self.step(x, saved.get("ema_state"), padding_mask,
+                                                self._decoding_coefficients(saved))
         else:
             out, saved["ema_inputs"] = self.truncated_step(x, saved.get("ema_inputs"), padding_mask)
         self.set_incremental_state(incremental_state, saved)
         return out
+
+    def _decoding_coefficients(self, saved: Dict[str, object]) -> EMACoefficients:
+        """The coefficients for ``step``: without autograd, computed once and kept in the decoding's
+        ``saved`` state (the parameters do not change while a sequence is decoded; a tuple, which
+        beam search's reordering leaves alone); with autograd, recomputed at every call so that
+        gradients reach the parameters."""
+        if torch.is_grad_enabled():
+            return self.coefficients()
+        if "coefficients" not in saved:
+            saved["coefficients"] = self.coefficients()
+        return saved["coefficients"]
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, ndim={self.ndim}, bidirectional={self.bidirectional}, "

@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .dropout import Dropout
 from .norm import SequenceNorm
 
 
@@ -29,7 +30,7 @@ class TokenEmbedding(nn.Module):
         if self.project_in_dim is not None:
             nn.init.xavier_uniform_(self.project_in_dim.weight)
         self.norm = SequenceNorm(norm_type, embed_dim) if norm_type is not None else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor) -> Tensor:
         x = self.embed_scale * self.embed_tokens(tokens)
@@ -53,7 +54,7 @@ class RealValuedEmbedding(nn.Module):
         self.bias = nn.Parameter(torch.empty(embed_dim))
         nn.init.normal_(self.weight, mean=0.0, std=1.0)
         nn.init.normal_(self.bias, mean=0.0, std=0.1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, values: Tensor) -> Tensor:
         return self.dropout(torch.addcmul(self.bias, values.unsqueeze(-1).to(self.weight.dtype), self.weight))

@@ -19,7 +19,7 @@ class NormalizedFeedForwardNetwork(nn.Module):
         super().__init__()
         self.activation = get_activation(cfg.activation_fn)
         self.dropout = make_dropout(cfg.dropout, cfg.feature_dropout)
-        self.hidden_dropout = make_dropout(cfg.activation_dropout, cfg.feature_dropout)
+        self.activation_dropout = make_dropout(cfg.activation_dropout, cfg.feature_dropout)
         self.prenorm = cfg.normalize_before
         self.norm = SequenceNorm(cfg.normalization_type, cfg.embed_dim)
         self.fc1 = nn.Linear(cfg.embed_dim, cfg.ffn_embed_dim)
@@ -32,7 +32,7 @@ class NormalizedFeedForwardNetwork(nn.Module):
         residual = x
         if self.prenorm:
             x = self.norm(x, padding_mask)
-        x = self.hidden_dropout(self.activation(self.fc1(x)))
+        x = self.activation_dropout(self.activation(self.fc1(x)))
         x = self.dropout(self.fc2(x)) + residual
         if not self.prenorm:
             x = self.norm(x, padding_mask)

@@ -1,35 +1,19 @@
 """Moving average equipped gated attention (Mega, section 3), with Mega-chunk."""
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from . import attention
 from .activations import get_activation
-from .attention import attend, compute_dtype, toeplitz_rows
-from .attention_cpu import softmax_attention_blocks
 from .config import MegaLayerConfig
 from .dropout import make_dropout
 from .ema import MultiDimensionalDampedEMA
-from .incremental import IncrementalState, IncrementalStateMixin
+from .incremental import IncrementalState, IncrementalStateMixin, to_dtype, without_autocast
 from .norm import SequenceNorm
 from .positional_bias import build_relative_positional_bias
-
-# Attention other than softmax without dropout (which has softmax_attention_blocks): above this
-# many bytes of B x Q x K scores the queries run in blocks of about _BLOCK_SCORE_BYTES whose
-# weights are recomputed in the backward pass, so memory grows as L x block instead of L^2
-# (16K tokens would otherwise keep 1 GB per layer).
-_MAX_SCORE_BYTES = 2 ** 28
-_BLOCK_SCORE_BYTES = 2 ** 26
-
-
-def uses_cpu_kernel(device: torch.device) -> bool:
-    """Softmax attention without dropout runs the blocked kernel on CPU; on other devices torch's
-    scaled_dot_product_attention (``fused_softmax_attention``: its memory-efficient kernel never
-    materialises the scores, and neither does what it is given)."""
-    return device.type == "cpu"
 
 
 def init_linear(*linears: nn.Linear):
@@ -68,11 +52,16 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
         out = torch.addcmul(residual, phi, h - residual)
         return out if self.prenorm else self.norm(out, padding_mask)
 
+    def attention_options(self, need_weights: bool) -> dict:
+        """The block's settings for the attention dispatcher (``attention.attend``,
+        ``attention.relative_attention``), which chooses the kernel."""
+        return dict(function=self.attention_activation, scaling=self.scaling,
+                    dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights,
+                    mask_mode=self.mask_mode)
+
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
-               need_weights: bool = False, causal: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
-        return attend(q, k, v, function=self.attention_activation, bias=bias, visible=visible, scaling=self.scaling,
-                      dropout=self.attention_dropout if self.training else 0.0, need_weights=need_weights,
-                      causal=causal, mask_mode=self.mask_mode)
+               need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        return attention.attend(q, k, v, bias=bias, visible=visible, **self.attention_options(need_weights))
 
 
 def _cat_padding(first: Optional[Tensor], second: Optional[Tensor], first_length: int,
@@ -84,6 +73,25 @@ def _cat_padding(first: Optional[Tensor], second: Optional[Tensor], first_length
     first = reference.new_zeros(reference.size(0), first_length) if first is None else first
     second = reference.new_zeros(reference.size(0), second_length) if second is None else second
     return torch.cat([first, second], dim=1)
+
+
+def _rows_with_room(rows: Tensor, room: int) -> Tensor:
+    """A new buffer of ``room`` positions (dim 1) whose first ones are ``rows`` (room >= their number).
+    Shapes: rows: B x K x ...; returns B x room x ..."""
+    buffer = rows.new_empty(rows.size(0), room, *rows.shape[2:])
+    buffer[:, :rows.size(1)] = rows
+    return buffer
+
+
+def _select_rows(buffer: Tensor, order: Tensor, filled: int) -> Tensor:
+    """``buffer[order]`` of the same room, of which only the first ``filled`` positions are copied.
+    Shapes: buffer: B x room x ...; order: B'; returns B' x room x ..."""
+    rows = buffer[:, :filled]
+    if rows.requires_grad and torch.is_grad_enabled():  # index_select's out= takes no autograd
+        return _rows_with_room(rows.index_select(0, order), buffer.size(1))
+    selected = buffer.new_empty(order.size(0), *buffer.shape[1:])
+    torch.index_select(rows, 0, order, out=selected[:, :filled])
+    return selected
 
 
 class MovingAverageGatedAttention(GatedBlock):
@@ -147,8 +155,9 @@ class MovingAverageGatedAttention(GatedBlock):
         phi, zr, hx = self.mx_proj(mx).split([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
         z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        q = torch.addcmul(self.mu[0], z, self.kappa[0])  # kappa * z + mu, B x L x z
-        k = torch.addcmul(self.mu[1], z, self.kappa[1])
+        (mu_q, mu_k), (kappa_q, kappa_k) = self.mu.unbind(), self.kappa.unbind()
+        q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
+        k = torch.addcmul(mu_k, z, kappa_k)
         v = self.hidden_dropout(v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
@@ -160,13 +169,9 @@ class MovingAverageGatedAttention(GatedBlock):
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
-        """Block-diagonal attention over chunks; the last ``num_queries`` outputs are returned.
-        ``padding_mask`` (B x L, True at padding) hides keys.
-
-        On CPU, softmax attention without dropout or returned weights uses the blocked kernel
-        (``softmax_attention_blocks``), which never materialises the weights of more than one
-        block of queries; everything else goes through ``attend`` (on CUDA: torch's fused
-        attention), in query blocks once a chunk's explicit scores pass ``_MAX_SCORE_BYTES``.
+        """Block-diagonal attention over chunks (the dispatcher, ``attention.relative_attention``,
+        chooses the kernel); the last ``num_queries`` outputs are returned. ``padding_mask`` (B x L,
+        True at padding) hides keys.
         """
         bsz, length, _ = k.size()
         chunk = self.chunk_size if 0 < self.chunk_size < length else length
@@ -180,79 +185,38 @@ class MovingAverageGatedAttention(GatedBlock):
                     padding_mask = k.new_zeros(bsz, length, dtype=torch.bool)
                 padding_mask = F.pad(padding_mask, (0, pad), value=True)
         nc = (length + pad) // chunk
-        offset_bias = self.rel_pos_bias.offsets(chunk)  # 2c - 1
-        dropout = self.attention_dropout if self.training else 0.0
-        if self.attention_activation == "softmax" and dropout == 0.0 and not need_weights and uses_cpu_kernel(q.device):
-            dtype = compute_dtype(q, k, v)  # float32 for half inputs: the softmax runs in float32
-            key_padding = None if padding_mask is None else padding_mask.view(bsz * nc, chunk)
-            with torch.autocast("cpu", enabled=False):
-                out = softmax_attention_blocks(
-                    q.to(dtype).reshape(bsz * nc, chunk, self.zdim), k.to(dtype).reshape(bsz * nc, chunk, self.zdim),
-                    v.to(dtype).reshape(bsz * nc, chunk, self.hdim), offsets=offset_bias.to(dtype),
-                    key_padding=key_padding, causal=self.causal, scaling=self.scaling).to(v.dtype)  # B * nc x c x h
-            weights = None
-        else:
-            out, weights = self._attend_blocks(q.view(bsz, nc, chunk, self.zdim), k.view(bsz, nc, chunk, self.zdim),
-                                               v.view(bsz, nc, chunk, self.hdim), offset_bias, padding_mask,
-                                               need_weights)
+        out, weights = attention.relative_attention(
+            q.view(bsz, nc, chunk, self.zdim), k.view(bsz, nc, chunk, self.zdim), v.view(bsz, nc, chunk, self.hdim),
+            offsets=self.rel_pos_bias.offsets(chunk), causal=self.causal,
+            key_padding=None if padding_mask is None else padding_mask.view(bsz, nc, chunk),
+            **self.attention_options(need_weights))  # B x nc x c x h
         out = out.reshape(bsz, nc * chunk, self.hdim)[:, :length]  # B x L x h
         if num_queries is not None:
             out = out[:, length - num_queries:]
         return out, weights
 
-    def _attend_blocks(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
-                       need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        """``attend`` on every chunk at once, or, when explicit scores would pass
-        ``_MAX_SCORE_BYTES``, on blocks of query rows whose weights are recomputed in the backward
-        pass (on CUDA, fused softmax attention never holds the scores: no blocks here, and the
-        bias gradient of its backward is bounded by ``fused_softmax_attention``).
-
-        Shapes: q: B x nc x c x z; k: B x nc x c x z; v: B x nc x c x h; returns (B x nc x c x h,
-        weights B x nc x c x c or None).
-        """
-        bsz, nc, chunk, _ = q.size()
-        score_bytes = bsz * nc * chunk * chunk * q.element_size()
-        fused = self.attention_activation == "softmax" and not need_weights and not uses_cpu_kernel(q.device)
-        if fused or need_weights or score_bytes <= _MAX_SCORE_BYTES:
-            return self._attend_rows(q, k, v, offset_bias, padding_mask, 0, need_weights)
-        rows = max(1, chunk * _BLOCK_SCORE_BYTES // score_bytes)
-        return torch.cat([checkpoint(self._attend_rows, q[:, :, start:start + rows], k, v, offset_bias,
-                                     padding_mask, start, use_reentrant=False)[0]
-                          for start in range(0, chunk, rows)], dim=2), None
-
     def _attend_rows(self, q: Tensor, k: Tensor, v: Tensor, offset_bias: Tensor, padding_mask: Optional[Tensor],
                      start: int, need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-        """Queries ``start``..``start + Q - 1`` of every chunk attend to their chunk's c keys.
+        """Queries ``start``..``start + Q - 1`` of every chunk attend to their chunk's c keys (the
+        incremental path's last rows: ``attention.attention_rows``).
 
         Shapes: q: B x nc x Q x z; k: B x nc x c x z; v: B x nc x c x h; offset_bias: 2c - 1;
         padding_mask: B x nc * c; returns (B x nc x Q x h, weights B x nc x Q x c or None).
         """
-        bsz, nc, rows, _ = q.size()
-        chunk = k.size(2)
-        visible = None if padding_mask is None else ~padding_mask.view(bsz, nc, 1, chunk)
-        causal = None
-        if self.causal:
-            causal = torch.arange(start, start + rows, device=q.device).unsqueeze(-1) >= torch.arange(
-                chunk, device=q.device)  # Q x c
-        bias = toeplitz_rows(offset_bias, chunk, start, start + rows)  # Q x c
-        return self.attend(q, k, v, bias, visible, need_weights, causal=causal)
+        key_padding = None if padding_mask is None else padding_mask.view(k.shape[:3])
+        return attention.attention_rows(q, k, v, offsets=offset_bias, key_padding=key_padding, causal=self.causal,
+                                        first_query=start, **self.attention_options(need_weights))
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                             incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
         num_new = q.size(1)
         saved = self.get_incremental_state(incremental_state)
-        if "prev_key" in saved:
-            padding_mask = _cat_padding(saved["prev_padding_mask"], padding_mask, saved["prev_key"].size(1), num_new)
-            k = torch.cat([saved["prev_key"], k], dim=1)
-            v = torch.cat([saved["prev_value"], v], dim=1)
-        context = k.size(1)
-        # Keep the keys of the chunk still being filled (all keys for full attention).
-        keep = context % self.chunk_size if self.chunk_size > 0 else context
-        saved.update(prev_key=k[:, context - keep:], prev_value=v[:, context - keep:],
-                     prev_padding_mask=None if padding_mask is None else padding_mask[:, context - keep:])
+        k, v, padding_mask = self._keys_seen(saved, k, v, padding_mask)
         self.set_incremental_state(incremental_state, saved)
-
-        if num_new > 1 and 0 < self.chunk_size < context:
+        context = k.size(1)
+        if num_new == 1:
+            return self._attend_newest(q, k, v, padding_mask, need_weights)
+        if 0 < self.chunk_size < context:
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
             return self._attend_chunks(q, k, v, padding_mask, need_weights, num_queries=num_new)
@@ -261,6 +225,85 @@ class MovingAverageGatedAttention(GatedBlock):
         out, weights = self._attend_rows(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), offset_bias, padding_mask,
                                          context - num_new, need_weights)
         return out.squeeze(1), (None if weights is None else weights.squeeze(1))
+
+    def _keys_seen(self, saved: Dict[str, Any], k: Tensor, v: Tensor,
+                   padding_mask: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """The keys, values and key padding that the new queries see: the kept ones followed by the new
+        ones; ``saved`` is updated to keep those of the chunk still being filled (all of them for full
+        attention).
+
+        They are kept in buffers with room for the whole chunk (for full attention, for twice the keys
+        kept), ``kept`` rows filled: a decoding step without autograd writes its key into the next
+        row, where concatenating would copy all of them, and beam search's reordering copies only
+        the filled rows (``reorder_incremental_state``); so one state dict serves one decoding. Several
+        new positions, a full buffer, or autograd (whose graph may hold an earlier step's keys) take
+        new buffers instead.
+
+        Shapes: k: B x L x z; v: B x L x h; padding_mask: B x L or None; returns B x K x z, B x K x h
+        and B x K or None, K = kept + L.
+        """
+        kept, num_new = saved.get("kept", 0), k.size(1)
+        context = kept + num_new
+        keys, values, padding = saved.get("prev_key"), saved.get("prev_value"), saved.get("prev_padding_mask")
+        chunked = self.chunk_size > 0
+        if (num_new == 1 and keys is not None and kept < keys.size(1) and not torch.is_grad_enabled()
+                and (padding is not None or padding_mask is None)):
+            keys[:, kept:context] = k
+            values[:, kept:context] = v
+            if padding is not None:
+                padding[:, kept:context] = False if padding_mask is None else padding_mask
+            k, v = keys[:, :context], values[:, :context]
+            padding_mask = None if padding is None else padding[:, :context]
+        else:
+            if kept:
+                padding_mask = _cat_padding(None if padding is None else padding[:, :kept], padding_mask, kept, num_new)
+                k, v = torch.cat([keys[:, :kept], k], dim=1), torch.cat([values[:, :kept], v], dim=1)
+            keep = context % self.chunk_size if chunked else context
+            room = self.chunk_size if chunked else 2 * context
+            keys, values = (_rows_with_room(t[:, context - keep:], room) for t in (k, v))
+            padding = None if padding_mask is None else _rows_with_room(padding_mask[:, context - keep:], room)
+        saved.update(prev_key=keys, prev_value=values, prev_padding_mask=padding,
+                     kept=context % self.chunk_size if chunked else context)
+        return k, v, padding_mask
+
+    def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor):
+        """Beam search's reordering of the batch: only the filled rows of the key buffers are copied."""
+        saved = incremental_state.get(self._state_key())
+        if saved:
+            kept = saved["kept"]
+            incremental_state[self._state_key()] = dict(saved, **{
+                name: _select_rows(saved[name], new_order, kept)
+                for name in ("prev_key", "prev_value", "prev_padding_mask") if saved[name] is not None})
+        return incremental_state
+
+    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
+                       need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """Attention of one new query (a decoding step) to every kept key: the last row of the
+        context's causal attention, so one row of the bias and no causal mask.
+
+        Softmax without dropout computes its B x 1 x K weights with three small ops (one query costs
+        less this way than through ``attend``'s dispatch: a decoding step is mostly such overhead);
+        the other functions and dropout go through ``attend``. Compared with the full forward in
+        tests/unit/test_modules.py (test_incremental_equals_full).
+
+        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; returns
+        (B x 1 x h, weights B x 1 x K or None).
+        """
+        context = k.size(1)
+        bias = self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
+        visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
+        if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
+            out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
+            return out, (weights if need_weights else None)
+        dtype = attention.compute_dtype(q, k, v)
+        with without_autocast(q.device.type):  # the dtype is chosen above
+            scores = torch.baddbmm(to_dtype(bias, dtype), to_dtype(q, dtype), to_dtype(k, dtype).transpose(1, 2),
+                                   alpha=self.scaling)  # B x 1 x K
+            if visible is not None:
+                scores = scores.masked_fill(~attention._ensure_nonempty_rows(visible), float("-inf"))
+            weights = to_dtype(torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)), dtype)
+            out = to_dtype(torch.bmm(weights, to_dtype(v, dtype)), v.dtype)  # B x 1 x h
+        return out, (weights if need_weights else None)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, zdim={self.zdim}, hdim={self.hdim}, ndim={self.ndim}, "

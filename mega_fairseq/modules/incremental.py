@@ -1,12 +1,16 @@
-"""Incremental (decoding) state kept in a fairseq-compatible nested dict, without fairseq."""
+"""Incremental decoding without fairseq: the state kept in a fairseq-compatible nested dict, and
+what the small calls of a decoding step share."""
 
+import contextlib
 import uuid
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
+import torch
 from torch import Tensor
 
-# tensors with the batch first, or Python numbers (counts shared by the whole batch)
-IncrementalState = Dict[str, Dict[str, Optional[Union[Tensor, int]]]]
+# tensors with the batch first, Python numbers (counts shared by the whole batch), or tuples of
+# tensors shared by the whole batch (reordering leaves both alone)
+IncrementalState = Dict[str, Dict[str, Optional[Union[Tensor, int, Tuple[Tensor, ...]]]]]
 
 
 class IncrementalStateMixin:
@@ -36,3 +40,17 @@ class IncrementalStateMixin:
                 for k, v in saved.items()
             }
         return incremental_state
+
+
+def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast turned off on ``device_type``; where it is off already, an empty context (creating
+    ``torch.autocast`` costs more than a decoding step's small ops)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def to_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, without the call where ``t`` has that dtype already (``Tensor.to`` goes through
+    torch's dispatcher even when it returns ``t``)."""
+    return t if t.dtype == dtype else t.to(dtype)

@@ -43,6 +43,7 @@ class MegaLayer(nn.Module):
                 raise ValueError("this decoder layer has cross-attention and needs the encoder output (memory)")
             x, weights = self.cross_attn(x, memory, memory_padding_mask, incremental_state=incremental_state,
                                          need_weights=need_weights, padding_mask=padding_mask)
-        if self.nffn is not None:
-            x = self.nffn(x, padding_mask)
+        nffn = self.nffn
+        if nffn is not None:
+            x = nffn(x, padding_mask)
         return x, weights

@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .incremental import to_dtype
+
 NORM_TYPES = ("layernorm", "scalenorm", "rmsnorm", "batchnorm", "syncbatchnorm")
 
 
@@ -19,7 +21,9 @@ def inverse_rms(x: Tensor, eps: float) -> Tensor:
     """1 / sqrt(mean(x^2) + eps) over the last dim, accumulated in float32 without a float32 copy
     of x. Shapes: x: ... x D; returns ... x 1 in ``accumulation_dtype(x.dtype)``."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=accumulation_dtype(x.dtype))
-    return torch.rsqrt(norm.square() / x.size(-1) + eps)
+    # eps + norm^2 / D in one op: each Python number in tensor arithmetic becomes a tensor that
+    # torch then converts, which costs more than the op itself in a decoding step
+    return torch.rsqrt(torch.addcmul(torch.full_like(norm, eps), norm, norm, value=1.0 / x.size(-1)))
 
 
 class ScaleNorm(nn.Module):
@@ -33,9 +37,10 @@ class ScaleNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Shapes: x: ... x D, returned in its dtype."""
         factor = inverse_rms(x, self.eps)  # ... x 1, at least float32
-        if self.scalar is not None:
-            factor = factor * self.scalar  # on the ... x 1 factor: one pass over x, not two
-        return (x * factor).to(x.dtype)
+        scalar = self.scalar  # read once: a module's attribute reads are slow next to a decoding step's ops
+        if scalar is not None:
+            factor = factor * scalar  # on the ... x 1 factor: one pass over x, not two
+        return to_dtype(x * factor, x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -48,7 +53,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Shapes: x: ... x D, returned in its dtype."""
-        y = (x * inverse_rms(x, self.eps)).to(x.dtype)  # normalised before the weight: x * w may overflow
+        y = to_dtype(x * inverse_rms(x, self.eps), x.dtype)  # normalised before the weight: x * w may overflow
         return y if self.weight is None else y * self.weight
 
 
@@ -79,15 +84,16 @@ class SequenceNorm(nn.Module):
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """Shapes: x: B x L x D; padding_mask: B x L (True at padding) or None."""
-        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+        norm = self.norm
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
             if padding_mask is not None and self.training and padding_mask.shape == x.shape[:2]:
-                return masked_batch_norm(self.norm, x, padding_mask)
-            if self.training and isinstance(self.norm, nn.SyncBatchNorm) and _distributed():
+                return masked_batch_norm(norm, x, padding_mask)
+            if self.training and isinstance(norm, nn.SyncBatchNorm) and _distributed():
                 # the path of padded batches: all processes must all-reduce the same statistics, padded
                 # batch or not (nn.SyncBatchNorm would exchange other tensors, and syncs on GPUs only)
-                return masked_batch_norm(self.norm, x, None)
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(x)
+                return masked_batch_norm(norm, x, None)
+            return norm(x.transpose(1, 2)).transpose(1, 2)
+        return norm(x)
 
 
 def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_mask: Optional[Tensor]) -> Tensor:

@@ -66,8 +66,9 @@ class MegaStack(nn.Module):
             if index == wanted:
                 attn = weights
             inner_states.append(x)
-        if self.final_norm is not None:
-            x = self.final_norm(x, padding_mask)
+        final_norm = self.final_norm
+        if final_norm is not None:
+            x = final_norm(x, padding_mask)
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return StackOutput(x, inner_states, attn)

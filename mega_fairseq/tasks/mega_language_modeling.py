@@ -7,16 +7,19 @@ streams segment by segment with the model state carried across segments
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import numpy as np
 import torch
+from fairseq import utils
 from fairseq.data import FairseqDataset, LMContextWindowDataset, data_utils, iterators
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 from omegaconf import II
 
+from ..checkpoint_errors import check_model_fits_task
 from .splits import TrainingSplit
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,15 @@ def block_sizes(blocks) -> np.ndarray:
         slices = np.asarray(slices, dtype=np.int64)
         return slices[:, 1] - slices[:, 0]
     return np.asarray(blocks.sizes, dtype=np.int64)
+
+
+def check_not_empty(prefix: str, split: str):
+    """fairseq memory-maps PREFIX.bin, which fails on an empty file with numpy's "cannot mmap an
+    empty file", naming no file: what fairseq-preprocess writes for an empty text file."""
+    data = f"{prefix}.bin"
+    if os.path.isfile(data) and os.path.getsize(data) == 0:
+        raise ValueError(f"{data} is empty (0 bytes): the {split} split holds no tokens; expected fairseq-preprocess "
+                         f"output of a text file with at least one line (was the {split} text file empty?)")
 
 
 class _BlocksOfSizes(FairseqDataset):
@@ -234,6 +246,7 @@ class MegaLanguageModelingTask(TrainingSplit, LanguageModelingTask):
         return (self._is_train(split) and self._variable_blocks) or super().has_sharded_data(split)
 
     def build_model(self, cfg, from_checkpoint=False):
+        check_model_fits_task(cfg, self)
         model = super().build_model(cfg, from_checkpoint)
         if self.args.eval_streams > 0 and getattr(model.decoder, "chunk_size", -1) <= 0:
             raise ValueError("--eval-streams carries the keys of the current chunk across segments and "
@@ -245,6 +258,8 @@ class MegaLanguageModelingTask(TrainingSplit, LanguageModelingTask):
         return model
 
     def load_dataset(self, split: str, epoch=1, combine=False, **kwargs):
+        for path in utils.split_paths(self.args.data):
+            check_not_empty(os.path.join(path, split), split)
         is_train = self._is_train(split)
         if not is_train and self.args.eval_streams > 0:
             self.datasets[split] = self._stream_dataset(split, combine)

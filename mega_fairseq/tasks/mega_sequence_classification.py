@@ -2,12 +2,15 @@
 
 The input type (``tokens``, ``bytes``, ``pixels``, ``waveform``; ``--paired`` for document
 pairs) says how an example becomes model input; the data folder is either fairseq's binarised
-form (what ``scripts/prepare_lra.sh`` and ``scripts/prepare_sc.sh`` write) or a public release
-format read directly (``classification_data``: ListOps TSVs, ``aclImdb``, AAN TSVs, CIFAR-10
-pickles, Pathfinder PNGs, Speech Commands WAVs). Every example is checked while loading, before training starts: labels are integers below
-``--num-classes``, inputs are not empty and not longer than ``--max-positions`` (unless
-``--shorten-method truncate``), pixels are 0-255 and images all of one size; errors name the
-file and line.
+form (what ``scripts/prepare_lra.sh``, ``scripts/prepare_sc.sh`` and fairseq-preprocess write) or
+a format read directly (:mod:`mega_fairseq.data.classification`: ListOps TSVs, ``aclImdb``, AAN
+TSVs, CIFAR-10 pickles, Pathfinder PNGs, Speech Commands WAVs, a user's text TSVs); what each
+input type means is :mod:`mega_fairseq.data.input_types`. Every example is checked while loading
+(:mod:`mega_fairseq.data.examples`), before training starts: labels are integers below
+``--num-classes`` or words of the data's label dictionary (``label/dict.txt``, or the labels of
+``train.tsv``, as many as ``--num-classes``), inputs are not empty and not longer than
+``--max-positions`` (unless ``--shorten-method truncate``), pixels are 0-255 and images all of one
+size; errors name the file and line.
 
 Batches: ``net_input`` holds ``src_tokens`` / ``src_lengths`` (and ``pair_tokens`` /
 ``pair_lengths`` for pairs), right-padded; pixels are floats, (value / 255 - mean) / std;
@@ -18,64 +21,37 @@ Use it with ``--criterion sentence_prediction`` (loss and accuracy per split).
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
-import torch
 from fairseq.data import (BaseWrapperDataset, Dictionary, FairseqDataset, IdDataset, NestedDictionaryDataset,
-                          NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset, SortDataset,
-                          TruncateDataset, data_utils)
+                          NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset, SortDataset, data_utils)
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from .classification_data import (FORMATS, INPUT_TYPES, DataError, Format, byte_dictionary, detect_format,
-                                  parse_label, speech_words, text_lines, to_ids, token_dictionary)
+from ..data.classification import FORMATS, META_FILE, Format, TextRules, detect_format, speech_words
+from ..data.examples import (ArrayListDataset, LabelDictionary, binarised_text_rules, label_dictionary, load_split,
+                             waveform_statistics)
+from ..data.input_types import INPUT_TYPES
 from .splits import TrainingSplit
 
 logger = logging.getLogger(__name__)
-
-
-class BenchmarkTask(NamedTuple):
-    """The data settings of one benchmark (the configs and the prepare script use them)."""
-
-    data_format: str
-    input_type: str
-    paired: bool
-    num_classes: int
-    max_positions: int
-    shorten_method: str = "none"
-    pixel_mean: float = 0.5
-    pixel_std: float = 0.5
-
-
-# The six Long Range Arena tasks, as the paper's recipes set them up.
-LRA_TASKS: Dict[str, BenchmarkTask] = {
-    "listops": BenchmarkTask("listops", "tokens", False, 10, 2000),
-    "text": BenchmarkTask("imdb", "bytes", False, 2, 4000, "truncate"),
-    "retrieval": BenchmarkTask("aan", "bytes", True, 2, 4000, "truncate"),
-    "image": BenchmarkTask("cifar10", "pixels", False, 10, 1024, pixel_mean=0.48, pixel_std=0.24),
-    "pathfinder": BenchmarkTask("pathfinder", "pixels", False, 2, 1024),
-    "pathx": BenchmarkTask("pathfinder", "pixels", False, 2, 128 * 128),
-}
-
-# Speech Commands SC10 on raw one-second 16 kHz clips, as the paper's recipe.
-SPEECH_COMMANDS = BenchmarkTask("speech_commands", "waveform", False, 10, 16000)
-
-META_FILE = "meta.json"  # written beside the binarised data: its input type, pairing and classes
 
 
 @dataclass
 class SequenceClassificationConfig(FairseqDataclass):
     data: str = field(default="", metadata={"help": "data folder: fairseq's binarised form (input0/, label/) or a "
                                                     "release format (ListOps TSVs, aclImdb, AAN TSVs, "
-                                                    "cifar-10-batches-py, a Pathfinder folder)"})
-    input_type: ChoiceEnum(INPUT_TYPES) = field(
-        default="tokens", metadata={"help": "tokens (a dictionary), bytes (UTF-8 bytes), pixels (0-255 values), "
-                                            "waveform (audio samples)"})
+                                                    "cifar-10-batches-py, a Pathfinder folder), or text TSVs "
+                                                    "(train.tsv, valid.tsv, test.tsv)"})
+    input_type: ChoiceEnum(list(INPUT_TYPES)) = field(
+        default="tokens", metadata={"help": ", ".join(f"{t.name} ({t.description})" for t in INPUT_TYPES.values())})
     paired: bool = field(default=False, metadata={"help": "each example is a pair of documents (LRA Retrieval)"})
-    num_classes: int = field(default=2, metadata={"help": "number of classes; labels are 0 .. num_classes-1"})
+    num_classes: int = field(default=2, metadata={"help": "number of classes; labels are 0 .. num_classes-1, or "
+                                                          "the words of the data's label dictionary"})
     max_positions: int = field(default=1024, metadata={"help": "the longest input (per document of a pair)"})
     shorten_method: ChoiceEnum(["none", "truncate"]) = field(
         default="none", metadata={"help": "none: an input longer than --max-positions is an error; truncate: "
@@ -95,29 +71,12 @@ class SequenceClassificationConfig(FairseqDataclass):
         default="drop", metadata={"help": "Speech Commands clips shorter than --max-positions samples: dropped (the "
                                           "official SC10 protocol) or padded with zeros at the end"})
     resample: bool = field(default=False, metadata={"help": "resample audio that is not 16 kHz (otherwise an error)"})
+    sentencepiece_model: str = field(
+        default="", metadata={"help": "text TSVs read as tokens: the sentencepiece model (.model file) whose pieces "
+                                      "are the tokens (default: whitespace-separated words)"})
     seed: int = II("common.seed")
     # the split trained on (the others are batched without dropping any example)
     train_subset: str = II("dataset.train_subset")
-
-
-class ArrayListDataset(FairseqDataset):
-    """Examples held as numpy arrays (in memory, or rows of a memory map); items are tensors."""
-
-    def __init__(self, arrays):
-        self.arrays = arrays
-        self.sizes = np.array([len(a) for a in arrays], dtype=np.int64)
-
-    def __getitem__(self, index):
-        return torch.from_numpy(np.array(self.arrays[index]))
-
-    def __len__(self):
-        return len(self.arrays)
-
-    def num_tokens(self, index):
-        return self.sizes[index]
-
-    def size(self, index):
-        return self.sizes[index]
 
 
 class Standardized(BaseWrapperDataset):
@@ -136,10 +95,12 @@ class Standardized(BaseWrapperDataset):
 class SequenceClassificationTask(TrainingSplit, FairseqTask):
     """Sequence (or sequence pair) classification from binarised or release-format data."""
 
-    def __init__(self, cfg: SequenceClassificationConfig, fmt: Format, dictionary: Optional[Dictionary]):
+    def __init__(self, cfg: SequenceClassificationConfig, fmt: Format, dictionary: Optional[Dictionary],
+                 labels: Optional[LabelDictionary] = None):
         super().__init__(cfg)
         self.format = fmt
         self.dictionary = dictionary
+        self.labels = labels  # the label words of the classes, where the data have a label dictionary
         self._loaded: Dict[str, tuple] = {}  # splits already read from release files
         self.standardization = (1.0 / 255.0, cfg.pixel_mean, cfg.pixel_std)
         if str(cfg.input_type) == "waveform":
@@ -151,35 +112,39 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         fmt = FORMATS[str(cfg.data_format)] if str(cfg.data_format) != "auto" else detect_format(data)
         input_type = str(cfg.input_type)
         declared = _declared(data, fmt)
-        if declared is not None and (declared[0] != input_type or declared[1] != cfg.paired):
-            raise ValueError(f"--input-type {input_type}{' --paired' if cfg.paired else ''} but {data} holds "
-                             f"{declared[0]}{' pairs' if declared[1] else ''} ({fmt.description})")
+        if declared is not None and input_type not in declared[0]:
+            raise ValueError(f"--input-type {input_type} but {data} holds {' or '.join(declared[0])} "
+                             f"({fmt.description})")
+        if declared is not None and declared[1] != cfg.paired:
+            raise ValueError(f"{'--paired' if cfg.paired else 'no --paired'} but {data} holds "
+                             f"{'pairs' if declared[1] else 'single documents'} ({fmt.description})")
         if cfg.num_classes < 2:
             raise ValueError(f"--num-classes must be at least 2, got {cfg.num_classes}")
         if fmt.name == "speech_commands" and len(speech_words(str(cfg.words))) != cfg.num_classes:
             raise ValueError(f"--words {cfg.words} has {len(speech_words(str(cfg.words)))} words but --num-classes is "
                              f"{cfg.num_classes}")
-        dictionary = None
-        if input_type == "bytes":
-            dictionary = byte_dictionary()
-        elif input_type == "tokens":
-            if (data / "input0" / "dict.txt").is_file():
-                dictionary = Dictionary.load(str(data / "input0" / "dict.txt"))
-            elif (data / "dict.txt").is_file():
-                dictionary = Dictionary.load(str(data / "dict.txt"))
-            elif fmt.read is not None:
-                dictionary = token_dictionary(list(fmt.read(data, "train", cfg)))
-            else:
-                raise FileNotFoundError(f"{data / 'input0' / 'dict.txt'}: no such file (token inputs need a "
-                                        f"dictionary)")
-            logger.info(f"dictionary: {len(dictionary)} types")
+        # read once for the dictionary and the labels
+        train_records = lru_cache(maxsize=1)(lambda: list(fmt.read(data, "train", cfg))) if fmt.read else None
+        dictionary = INPUT_TYPES[input_type].dictionary(data, train_records)
+        labels = label_dictionary(data, fmt, train_records)
+        if labels is not None:
+            labels.check_count(cfg.num_classes)
         logger.info(f"{data}: {fmt.description}; {input_type}{' pairs' if cfg.paired else ''}, "
-                    f"{cfg.num_classes} classes")
-        return cls(cfg, fmt, dictionary)
+                    f"{cfg.num_classes} classes{': ' + ' '.join(labels.words) if labels else ''}")
+        return cls(cfg, fmt, dictionary, labels)
 
     @property
     def data_path(self) -> Path:
         return Path(str(self.cfg.data).split(":")[0])
+
+    @property
+    def text_rules(self) -> TextRules:
+        """How a text becomes token ids as in this task's data (the hub encodes text by them)."""
+        if self.format.read is not None:
+            return self.format.text_rules(self.cfg)
+        if str(self.cfg.input_type) == "tokens":
+            return binarised_text_rules(self.data_path)
+        return TextRules()  # bytes and real values are not split into tokens
 
     def _waveform_statistics(self) -> Tuple[float, float]:
         """Mean and std of the training samples (the official normalisation; std + 1e-5)."""
@@ -199,7 +164,7 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         if split in self._loaded:
             inputs, labels = self._loaded.pop(split)
         else:
-            inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary)
+            inputs, labels = load_split(self.cfg, self.format, self.data_path, split, self.dictionary, self.labels)
         dataset = self.build_dataset(inputs, labels)
         with data_utils.numpy_seed(self.cfg.seed + epoch):
             shuffle = np.random.permutation(len(dataset))
@@ -215,7 +180,7 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         documents = []
         for arrays in inputs:
             dataset = arrays if isinstance(arrays, FairseqDataset) else ArrayListDataset(arrays)
-            if str(self.cfg.input_type) in ("pixels", "waveform"):
+            if INPUT_TYPES[str(self.cfg.input_type)].real_valued:
                 dataset = Standardized(dataset, *self.standardization)
                 pad = 0.0
             else:
@@ -249,100 +214,12 @@ class SequenceClassificationTask(TrainingSplit, FairseqTask):
         return None
 
 
-def _declared(data: Path, fmt: Format) -> Optional[Tuple[str, bool]]:
-    """(input type, paired) of a data folder: from the release format, or from meta.json."""
+def _declared(data: Path, fmt: Format) -> Optional[Tuple[Tuple[str, ...], bool]]:
+    """(the input types it is read as, paired) of a data folder: from the release format, or from meta.json."""
     if fmt.read is not None:
-        return fmt.input_type, fmt.paired
+        return fmt.input_types, fmt.paired(data)
     meta = data / META_FILE
     if meta.is_file():
         values = json.loads(meta.read_text())
-        return values["input_type"], bool(values["paired"])
+        return (values["input_type"],), bool(values["paired"])
     return None
-
-
-def waveform_statistics(clips) -> Tuple[float, float]:
-    """Mean and (unbiased) standard deviation over every sample of ``clips``."""
-    count = total = total_square = 0.0
-    for clip in clips:
-        values = np.asarray(clip, dtype=np.float64)
-        count += values.size
-        total += values.sum()
-        total_square += np.square(values).sum()
-    if count < 2:
-        raise DataError("no training samples to compute the waveform statistics from")
-    mean = total / count
-    variance = max(total_square - count * mean * mean, 0.0) / (count - 1)
-    return float(mean), float(np.sqrt(variance))
-
-
-def check_length(size: int, cfg, where: str) -> int:
-    """The length to keep of an input of ``size`` items."""
-    if size == 0:
-        raise DataError(f"{where}: empty input")
-    if size > cfg.max_positions:
-        if str(cfg.shorten_method) != "truncate":
-            raise DataError(f"{where}: an input of {size} items is longer than --max-positions {cfg.max_positions} "
-                            f"(raise it, or pass --shorten-method truncate to keep the first {cfg.max_positions})")
-        return cfg.max_positions
-    return size
-
-
-def check_label(label: int, cfg, where: str):
-    if not 0 <= label < cfg.num_classes:
-        raise DataError(f"{where}: the label {label} is outside the {cfg.num_classes} classes "
-                        f"(0-{cfg.num_classes - 1}; --num-classes)")
-
-
-def load_split(cfg, fmt: Format, data: Path, split: str, dictionary: Optional[Dictionary]):
-    """(inputs, labels) of a split: ``inputs[k]`` holds input k (0, or 1 for the second document
-    of a pair) of every example, as arrays or a fairseq dataset; labels an int64 array."""
-    count = 2 if cfg.paired else 1
-    input_type = str(cfg.input_type)
-    if fmt.read is None:
-        return _load_binarised(cfg, data, split, dictionary, count)
-    inputs: List[List[np.ndarray]] = [[] for _ in range(count)]
-    labels = []
-    for record in fmt.read(data, split, cfg):
-        check_label(record.label, cfg, record.where)
-        for k, value in enumerate(record.inputs):
-            ids = to_ids(value, input_type, dictionary, record.where)
-            inputs[k].append(ids[:check_length(len(ids), cfg, record.where)])
-        labels.append(record.label)
-    if not labels:
-        raise DataError(f"{data}: the {split} split is empty")
-    return inputs, np.array(labels, dtype=np.int64)
-
-
-def _load_binarised(cfg, data: Path, split: str, dictionary, count: int):
-    inputs = []
-    for k in range(count):
-        prefix = data / f"input{k}" / split
-        if str(cfg.input_type) == "waveform":  # fixed-length clips: rows of a numpy memory map
-            path = prefix.with_suffix(".npy")
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            dataset = ArrayListDataset(np.load(path, mmap_mode="r"))
-        else:
-            path = Path(f"{prefix}.bin")
-            dataset = data_utils.load_indexed_dataset(str(prefix), None, "mmap")
-            if dataset is None:
-                raise FileNotFoundError(f"{prefix}.bin/.idx: no such binarised data")
-        sizes = np.asarray(dataset.sizes, dtype=np.int64)
-        for index in np.flatnonzero((sizes == 0) | (sizes > cfg.max_positions))[:1]:
-            check_length(int(sizes[index]), cfg, f"{path} (example {index})")
-        if sizes.size and sizes.max() > cfg.max_positions:
-            dataset = TruncateDataset(dataset, cfg.max_positions)
-        inputs.append(dataset)
-    label_file = data / "label" / f"{split}.label"
-    if not label_file.is_file():
-        raise FileNotFoundError(f"{label_file}: no such file")
-
-    labels = []
-    for number, line in text_lines(label_file):
-        where = f"{label_file}:{number}"
-        label = parse_label(line.strip(), where)
-        check_label(label, cfg, where)
-        labels.append(label)
-    if len(labels) != len(inputs[0]) or any(len(d) != len(labels) for d in inputs):
-        raise DataError(f"{label_file}: {len(labels)} labels for {[len(d) for d in inputs]} inputs")
-    return inputs, np.array(labels, dtype=np.int64)
