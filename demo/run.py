@@ -72,6 +72,7 @@ MT_SHARED = ["--task", "translation", "--share-all-embeddings", "--criterion", "
              "--log-interval", "50", "--no-epoch-checkpoints"]
 MT_VALID_EVERY = 100  # updates between validations: the points of the valid loss curves
 MT_BLEU_POINTS = 2  # checkpoints scored with BLEU: about this many, evenly spaced, validated, the last included
+MT_TABLE_ROWS = 10  # validations in the printed table of both curves: about this many, chosen as MT_BLEU_POINTS
 # the valid curves (fairseq's names: the names printed): the label-smoothed loss that training minimises, and the
 # NLL (log2 of the perplexity)
 MT_METRICS = {"loss": "loss", "nll_loss": "nll"}
@@ -190,13 +191,25 @@ def demo_mt(args):
              str(data), str(raw)],
             args.out / "prepare.log")
 
-    every = MT_VALID_EVERY * max(1, math.ceil(args.updates / MT_BLEU_POINTS / MT_VALID_EVERY))
-    points = sorted({*range(every, args.updates, every), args.updates})  # BLEU at these updates
-    schedule = ["--validate-interval-updates", str(MT_VALID_EVERY), "--save-interval-updates", str(every)]
+    points = spaced(args.updates, MT_BLEU_POINTS)  # BLEU at these updates: the checkpoints saved
+    schedule = ["--validate-interval-updates", str(MT_VALID_EVERY), "--save-interval-updates", str(points[0])]
+    runs = {name: train(data / "bin", model_args + MT_SHARED + schedule, args.out / "checkpoints" / name, args, name)
+            for name, model_args in MT_MODELS.items()}
+    report_mt(args, data, points, runs)
+
+
+def spaced(updates: int, count: int):
+    """About count validated updates (multiples of MT_VALID_EVERY), evenly spaced up to updates, updates included."""
+    every = MT_VALID_EVERY * max(1, math.ceil(updates / count / MT_VALID_EVERY))
+    return sorted({*range(every, updates, every), updates})
+
+
+def report_mt(args, data: Path, points, runs):
+    """Scores both models' checkpoints at points (updates) with BLEU, prints the tables and the crossover lines,
+    and plots the valid curves. runs: {name: (fairseq-train log, seconds)} for each of MT_MODELS."""
     rows, curves, scores = [], {}, {}
-    for name, model_args in MT_MODELS.items():
+    for name, (log, seconds) in runs.items():
         save = args.out / "checkpoints" / name
-        log, seconds = train(data / "bin", model_args + MT_SHARED + schedule, save, args, name)
         curves[name] = valid_curves(log)
         scores[name] = {update: bleu(checkpoint_at(save, update, args.updates), data,
                                      args.out / f"eval_{name}_{update}.log") for update in points}
@@ -210,8 +223,8 @@ def demo_mt(args):
     print_table(["updates", *(f"{name} {shown}" for shown in MT_METRICS.values() for name in MT_MODELS),
                  *(f"{name} BLEU (tok)" for name in MT_MODELS)],
                 [(update, *(f"{curves[name][metric].get(update, float('nan')):.3f}" for metric in MT_METRICS
-                            for name in MT_MODELS), *(scores[name][update][0] for name in MT_MODELS))
-                 for update in points])
+                            for name in MT_MODELS), *(scores[name].get(update, ("",))[0] for name in MT_MODELS))
+                 for update in sorted({*spaced(args.updates, MT_TABLE_ROWS), *points})])
     print()
     for metric, shown in MT_METRICS.items():
         since = crossover(curves["mega"][metric], curves["transformer"][metric])
