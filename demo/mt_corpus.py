@@ -10,8 +10,8 @@ differs from the English one where a model must learn it:
   clauses ("dass", "weil", "obwohl") end with their finite verb.
 
 Held out: a share of the adjective-noun pairs (--held-out) is kept out of training; every valid and
-test sentence uses at least one of them, no training sentence does. Each word and each adjective
-ending of a test sentence was seen in training, but not on that noun.
+test sentence uses at least one of them, no training sentence does: the words are known, the pair
+(and so the adjective's ending on that noun) is new.
 
     python -m demo.mt_corpus --out data/demo_mt/raw                  # 20000/500/500 pairs
     python -m demo.mt_corpus --out DIR --train-pairs 5000 --seed 2 --tokenize

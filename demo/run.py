@@ -63,13 +63,19 @@ MODELS = {
 }
 
 
+# Mega starts slower than the Transformer and passes it later: 3000 updates of 2048 tokens (the tokens of 1500 updates
+# of 4096, in about the same time) go past that point
 MT_SHARED = ["--task", "translation", "--share-all-embeddings", "--criterion", "label_smoothed_cross_entropy",
-             "--label-smoothing", "0.1", "--max-tokens", "4096", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+             "--label-smoothing", "0.1", "--max-tokens", "2048", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
              "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--clip-norm", "1.0",
              "--dropout", "0.1", "--cpu", "--num-workers", "0", "--seed", "1", "--log-format", "simple",
              "--log-interval", "50", "--no-epoch-checkpoints"]
 MT_VALID_EVERY = 100  # updates between validations: the points of the valid loss curves
-MT_BLEU_POINTS = 4  # checkpoints scored with BLEU: about this many, evenly spaced, on validated updates, the last included
+MT_BLEU_POINTS = 2  # checkpoints scored with BLEU: about this many, evenly spaced, validated, the last included
+MT_TABLE_ROWS = 10  # validations in the printed table of both curves: about this many, chosen as MT_BLEU_POINTS
+# the valid curves (fairseq's names: the names printed): the label-smoothed loss that training minimises, and the
+# NLL (log2 of the perplexity)
+MT_METRICS = {"loss": "loss", "nll_loss": "nll"}
 
 MT_MODELS = {
     "mega": ["--user-dir", str(ROOT / "mega_fairseq"), "--arch", "mega_mt_tiny", "--encoder-embed-dim", "64",
@@ -139,14 +145,14 @@ def main(argv=None):
                         help="language modelling, translation, LRA ListOps, or raw speech classification")
     parser.add_argument("--out", type=Path, help="working folder (default: data/demo, data/demo_mt, data/demo_lra, "
                                                  "data/demo_speech)")
-    parser.add_argument("--updates", type=int, help="training updates per model (default: 300 lm, 1500 mt, "
+    parser.add_argument("--updates", type=int, help="training updates per model (default: 300 lm, 3000 mt, "
                                                     "1000 lra, 300 speech)")
     parser.add_argument("--tiny", action="store_true", help="generate a few hundred examples instead of thousands: "
                                                             "runs the pipeline quickly; the scores mean nothing")
     args = parser.parse_args(argv)
     args.out = args.out or ROOT / "data" / {"lm": "demo", "mt": "demo_mt", "lra": "demo_lra",
                                             "speech": "demo_speech"}[args.task]
-    args.updates = args.updates or {"lm": 300, "mt": 1500, "lra": 1000, "speech": 300}[args.task]
+    args.updates = args.updates or {"lm": 300, "mt": 3000, "lra": 1000, "speech": 300}[args.task]
     {"lm": demo_lm, "mt": demo_mt, "lra": demo_lra, "speech": demo_speech}[args.task](args)
 
 
@@ -185,41 +191,61 @@ def demo_mt(args):
              str(data), str(raw)],
             args.out / "prepare.log")
 
-    every = MT_VALID_EVERY * max(1, math.ceil(args.updates / MT_BLEU_POINTS / MT_VALID_EVERY))
-    points = sorted({*range(every, args.updates, every), args.updates})  # BLEU at these updates
-    schedule = ["--validate-interval-updates", str(MT_VALID_EVERY), "--save-interval-updates", str(every)]
-    rows, losses, scores = [], {}, {}
-    for name, model_args in MT_MODELS.items():
+    points = spaced(args.updates, MT_BLEU_POINTS)  # BLEU at these updates: the checkpoints saved
+    schedule = ["--validate-interval-updates", str(MT_VALID_EVERY), "--save-interval-updates", str(points[0])]
+    runs = {name: train(data / "bin", model_args + MT_SHARED + schedule, args.out / "checkpoints" / name, args, name)
+            for name, model_args in MT_MODELS.items()}
+    report_mt(args, data, points, runs)
+
+
+def spaced(updates: int, count: int):
+    """About count validated updates (multiples of MT_VALID_EVERY), evenly spaced up to updates, updates included."""
+    every = MT_VALID_EVERY * max(1, math.ceil(updates / count / MT_VALID_EVERY))
+    return sorted({*range(every, updates, every), updates})
+
+
+def report_mt(args, data: Path, points, runs):
+    """Scores both models' checkpoints at points (updates) with BLEU, prints the tables and the crossover lines,
+    and plots the valid curves. runs: {name: (fairseq-train log, seconds)} for each of MT_MODELS."""
+    rows, curves, scores = [], {}, {}
+    for name, (log, seconds) in runs.items():
         save = args.out / "checkpoints" / name
-        log, seconds = train(data / "bin", model_args + MT_SHARED + schedule, save, args, name)
-        losses[name] = valid_losses(log)
-        scores[name] = {update: bleu(checkpoint_at(save, update, args.updates), data, args.out / f"eval_{name}_{update}.log")
-                        for update in points}
+        curves[name] = valid_curves(log)
+        scores[name] = {update: bleu(checkpoint_at(save, update, args.updates), data,
+                                     args.out / f"eval_{name}_{update}.log") for update in points}
         rows.append((name, last(r"num\. shared model params: ([0-9,]+)", log, str),
-                     f"{losses[name].get(args.updates, float('nan')):.3f}", *scores[name][points[-1]],
-                     f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}", f"{seconds:.0f}"))
-    table(args, ["model", "params", "valid loss", "test BLEU (tok)", "test SacreBLEU", "train wps", "time (s)"], rows)
+                     *(f"{curves[name][metric].get(args.updates, float('nan')):.3f}" for metric in MT_METRICS),
+                     *scores[name][points[-1]], f"{last(r'[|] train [|].*? wps ([0-9.]+)', log):.0f}",
+                     f"{seconds:.0f}"))
+    table(args, ["model", "params", *(f"valid {shown}" for shown in MT_METRICS.values()), "test BLEU (tok)",
+                 "test SacreBLEU", "train wps", "time (s)"], rows)
     print()
-    print_table(["updates", *(f"{name} valid loss" for name in MT_MODELS), *(f"{name} BLEU (tok)" for name in MT_MODELS)],
-                [(update, *(f"{losses[name].get(update, float('nan')):.3f}" for name in MT_MODELS),
-                  *(scores[name][update][0] for name in MT_MODELS)) for update in points])
-    since = crossover(losses["mega"], losses["transformer"])
-    print(f"\nMega's valid loss is below the Transformer's from update {since} on (validated every {MT_VALID_EVERY})"
-          if since else f"Mega's valid loss is not below the Transformer's at update {args.updates}")
-    run([sys.executable, str(ROOT / "scripts" / "plot_curves.py"), *(str(args.out / "tensorboard" / name)
-                                                                    for name in MT_MODELS),
-         "--tags", "valid/loss", "--out", str(args.out / "curves")], args.out / "plot.log")
+    print_table(["updates", *(f"{name} {shown}" for shown in MT_METRICS.values() for name in MT_MODELS),
+                 *(f"{name} BLEU (tok)" for name in MT_MODELS)],
+                [(update, *(f"{curves[name][metric].get(update, float('nan')):.3f}" for metric in MT_METRICS
+                            for name in MT_MODELS), *(scores[name].get(update, ("",))[0] for name in MT_MODELS))
+                 for update in sorted({*spaced(args.updates, MT_TABLE_ROWS), *points})])
+    print()
+    for metric, shown in MT_METRICS.items():
+        since = crossover(curves["mega"][metric], curves["transformer"][metric])
+        print(f"Mega's valid {shown} is below the Transformer's from update {since} on (validated every "
+              f"{MT_VALID_EVERY})" if since else f"Mega's valid {shown} is not below the Transformer's at the end")
+    run([sys.executable, str(ROOT / "scripts" / "plot_curves.py"),
+         *(str(args.out / "tensorboard" / name) for name in MT_MODELS),
+         "--tags", ",".join(f"valid/{metric}" for metric in MT_METRICS), "--log-y", "--out", str(args.out / "curves")],
+        args.out / "plot.log")
 
 
-def valid_losses(log: str):
-    """{update: valid loss} of every validation in a fairseq-train log."""
-    found = re.findall(r"valid on 'valid' subset [|] loss ([0-9.]+) [|].*?[|] num_updates (\d+)", log)
-    return {int(update): float(loss) for loss, update in found}
+def valid_curves(log: str):
+    """{metric: {update: value}} of every validation in a fairseq-train log, for each of MT_METRICS."""
+    found = re.findall(r"valid on 'valid' subset [|] loss ([0-9.]+) [|] nll_loss ([0-9.]+) [|].*?[|] num_updates (\d+)",
+                       log)
+    return {metric: {int(row[2]): float(row[i]) for row in found} for i, metric in enumerate(MT_METRICS)}
 
 
 def crossover(mega, transformer):
-    """The first validated update from which Mega's valid loss stays below the Transformer's; None when it is
-    not below at the last common validation. mega, transformer: {update: valid loss}."""
+    """The first validated update from which Mega's value stays below the Transformer's; None when it is not
+    below at the last common validation. mega, transformer: {update: value}."""
     updates = sorted(set(mega) & set(transformer))
     since = None
     for update in updates:
@@ -241,7 +267,8 @@ def bleu(checkpoint, data: Path, log: Path):
     """(tokenized BLEU, SacreBLEU) of a checkpoint on the test split, as text; n/a without a checkpoint."""
     if checkpoint is None:  # an epoch ended at that update: fairseq saved no update checkpoint
         return "n/a", "n/a"
-    evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(checkpoint), str(data)], log, env={"CPU": "1"})
+    evaluation = run(["bash", str(ROOT / "scripts" / "eval_bleu.sh"), str(checkpoint), str(data)], log,
+                     env={"CPU": "1"})
     return (f"{last(r'tokenized BLEU [(]compound split[)]: ([0-9.]+)', evaluation):.2f}",
             f"{last(r'SacreBLEU: ([0-9.]+)', evaluation):.2f}")
 

@@ -9,7 +9,9 @@ Each LOGDIR is one run's ``--tensorboard-logdir``: fairseq writes a subfolder pe
 validation) with scalars such as loss, ppl, accuracy, lr. A tag is FOLDER/SCALAR; each gets one
 panel, with loss against the number of updates, one line per run labelled by its folder. Event
 files are read with TensorBoard's own reader (EventAccumulator); a folder without event files or
-without a requested tag is an error naming it. Writes PREFIX.png and PREFIX.svg (--formats).
+without a requested tag is an error naming it. --log-y draws the values on a logarithmic axis, where
+curves that end close together (losses near their floor) stay apart. Writes PREFIX.png and PREFIX.svg
+(--formats).
 """
 
 import argparse
@@ -80,7 +82,7 @@ def read_scalars(logdir: Path, tags: List[Tuple[str, str]]) -> Dict[str, Tuple[L
 
 
 def plot(runs: Dict[str, Dict[str, Tuple[List[int], List[float]]]], tags: List[Tuple[str, str]], prefix: Path,
-         formats: List[str]) -> List[Path]:
+         formats: List[str], log_y: bool = False) -> List[Path]:
     plt = pyplot()
     names = [f"{folder}/{scalar}" for folder, scalar in tags]
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False, layout="constrained")
@@ -91,6 +93,7 @@ def plot(runs: Dict[str, Dict[str, Tuple[List[int], List[float]]]], tags: List[T
         ax.set_title(name)
         ax.set_xlabel("updates")
         ax.set_ylabel(name.rpartition("/")[2])
+        ax.set_yscale("log" if log_y else "linear")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return save_figure(fig, prefix, formats)
@@ -106,6 +109,7 @@ def main(argv=None):
                         help="comma-separated FOLDER/SCALAR (default: train/loss,valid/loss; train_inner/loss is "
                              "the loss every --log-interval updates, valid/accuracy for classifiers)")
     parser.add_argument("--formats", type=parse_formats, default=list(FORMATS), help="comma-separated: png,svg")
+    parser.add_argument("--log-y", action="store_true", help="a logarithmic y axis (every value must be positive)")
     args = parser.parse_args(argv)
     missing = [str(logdir) for logdir in args.logdirs if not logdir.is_dir()]
     if missing:
@@ -116,11 +120,18 @@ def main(argv=None):
     except CurveError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         sys.exit(2)
+    if args.log_y:
+        for label, curves in runs.items():
+            for name, (_, values) in curves.items():
+                if any(value <= 0 for value in values):
+                    print(f"{PROG}: error: --log-y: {label} {name} has values <= 0 (min {min(values):.4g})",
+                          file=sys.stderr)
+                    sys.exit(2)
     for label, curves in runs.items():
         print(f"{label}: " + ", ".join(f"{name} {len(steps)} points, last {values[-1]:.4g} at update {steps[-1]}"
                                        for name, (steps, values) in curves.items() if steps))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for target in plot(runs, args.tags, args.out, args.formats):
+    for target in plot(runs, args.tags, args.out, args.formats, args.log_y):
         print(f"wrote {target}")
 
 

@@ -186,3 +186,35 @@ def test_curves_errors_name_the_folder(runs, tmp_path, capsys):
     code, _, err = call("plot_curves", [tmp_path / "missing", "--out", tmp_path / "x"], capsys)
     assert code == 2 and "no such folder" in err and "missing" in err
     assert not list(tmp_path.glob("x*"))
+
+
+def write_events(logdir, values):
+    """One run's valid/loss at updates 100, 200, ... as fairseq writes it (tensorboardX)."""
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(str(logdir / "valid")) as writer:
+        for step, value in enumerate(values, 1):
+            writer.add_scalar("loss", value, 100 * step)
+
+
+def test_curves_on_a_log_axis(tmp_path, capsys, monkeypatch):
+    write_events(tmp_path / "tb" / "mega", [4.0, 1.0, 0.1])
+    write_events(tmp_path / "tb" / "transformer", [2.0, 0.5, 0.2])
+    module = script("plot_curves")
+    scales = []
+    save = module.save_figure
+    monkeypatch.setattr(module, "save_figure",
+                        lambda fig, *a: scales.extend(ax.get_yscale() for ax in fig.axes) or save(fig, *a))
+    for flags, scale in (([], "linear"), (["--log-y"], "log")):
+        scales.clear()
+        module.main([str(tmp_path / "tb" / "mega"), str(tmp_path / "tb" / "transformer"), "--tags", "valid/loss",
+                     "--out", str(tmp_path / scale / "curves"), *flags])
+        assert scales == [scale], scales
+        check_figures(tmp_path / scale / "curves")
+    assert "mega: valid/loss 3 points, last 0.1 at update 300" in capsys.readouterr().out
+
+    write_events(tmp_path / "tb" / "zero", [1.0, 0.0])
+    code, _, err = call("plot_curves", [tmp_path / "tb" / "zero", "--tags", "valid/loss", "--log-y",
+                                        "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "--log-y: zero valid/loss has values <= 0" in err, err
+    assert not list(tmp_path.glob("x*"))

@@ -1,7 +1,7 @@
-"""demo/run.py's reading of the translation demo's training logs: the valid losses, and the update from
-which Mega's stays below the Transformer's."""
+"""demo/run.py's reading of the translation demo's training logs: the valid curves, the update from
+which Mega's stays below the Transformer's, and the updates its tables show."""
 
-from demo.run import crossover, valid_losses
+from demo.run import crossover, spaced, valid_curves
 
 LOG = """\
 2026-12-06 08:01:31 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 11.008 | nll_loss 11.001 | ppl 2049.87 | wps 0 | wpb 1414 | bsz 48 | num_updates 100
@@ -10,8 +10,8 @@ LOG = """\
 """
 
 
-def test_valid_losses_of_a_fairseq_log():
-    assert valid_losses(LOG) == {100: 11.008, 200: 9.5}
+def test_valid_curves_of_a_fairseq_log():
+    assert valid_curves(LOG) == {"loss": {100: 11.008, 200: 9.5}, "nll_loss": {100: 11.001, 200: 9.4}}
 
 
 def test_crossover_is_where_mega_stays_below():
@@ -21,3 +21,10 @@ def test_crossover_is_where_mega_stays_below():
     assert crossover({100: 4.0, 200: 3.0, 300: 2.0, 400: 1.0}, transformer) == 100
     assert crossover({100: 6.0, 200: 3.0, 300: 2.9, 400: 2.8}, transformer) is None  # equal at the end: not below
     assert crossover({100: 6.0, 500: 1.0}, transformer) is None  # only common validations count
+
+
+def test_spaced_updates_are_validated_and_end_at_the_last():
+    assert spaced(3000, 2) == [1500, 3000]
+    assert spaced(3000, 10) == list(range(300, 3001, 300))
+    assert spaced(250, 2) == [200, 250]  # multiples of the validation interval, then the last update
+    assert spaced(2, 2) == [2]  # fewer updates than one validation interval: the last only

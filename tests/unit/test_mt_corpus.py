@@ -59,7 +59,8 @@ def test_files_and_determinism(tmp_path):
     mt_corpus.main(["--out", str(tmp_path / "a"), "--train-pairs", "200", "--valid-pairs", "20", "--test-pairs",
                     "20", "--seed", "3"])
     for split, size in zip(SPLITS, (200, 20, 20)):
-        en, de = ((tmp_path / "a" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines() for lang in ("en", "de"))
+        en, de = ((tmp_path / "a" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+                  for lang in ("en", "de"))
         assert len(en) == len(de) == size and all(line[0].isupper() and line.endswith(".") for line in en + de)
     again = mt_corpus.generate(200, 20, 20, seed=3)
     assert (tmp_path / "a" / "test.de").read_text(encoding="utf-8").splitlines() == [de for _, de in again["test"]]
