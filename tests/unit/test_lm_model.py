@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from fairseq import options, tasks
 from fairseq.sequence_generator import SequenceGenerator
 
+import mega_fairseq.models  # noqa: F401  (registers the plugin before fairseq's parsers list the tasks)
 from helpers import USER_DIR
 from mega_fairseq.modules import attention
 
