@@ -334,6 +334,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
             if length == 1:
                 new_state = torch.addcmul(q * state, in_weight, signal.transpose(1, 2))  # B x D x N
                 ema = torch.linalg.vecdot(new_state, out_weight).unsqueeze(1)  # B x 1 x D
+                # the residual in one op (not _output's two): a decoding step is mostly small ops' overhead
+                return F.silu(torch.addcmul(to_dtype(ema, x.dtype), x, self.omega)), new_state
             else:
                 ema = self._convolve(signal, coef, length)  # from a zero state
                 carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)

@@ -151,23 +151,36 @@ class MovingAverageGatedAttention(GatedBlock):
             mx = self.move.forward_incremental(x, incremental_state, padding_mask)
         else:
             mx = self.move(x, padding_mask)  # B x L x D
+        saved = None if incremental_state is None else self.get_incremental_state(incremental_state)
         mx = self.dropout(mx)
         # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
         phi, zr, hx = self.mx_proj(mx).split_with_sizes(
             [self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
         phi = torch.sigmoid(phi)  # update gate, B x L x D
         z, r = F.silu(zr).split_with_sizes([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        (mu_q, mu_k), (kappa_q, kappa_k) = self.mu.unbind(), self.kappa.unbind()
+        mu_q, mu_k, kappa_q, kappa_k = self._query_key_affine(saved)
         q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
         k = torch.addcmul(mu_k, z, kappa_k)
         v = self.hidden_dropout(v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
-            h, weights = self._attend_incremental(q, k, v, key_padding, incremental_state, need_weights)
+            h, weights = self._attend_incremental(q, k, v, key_padding, saved, need_weights)
+            self.set_incremental_state(incremental_state, saved)
         else:
             h, weights = self._attend_chunks(q, k, v, key_padding, need_weights)
         h = self.activation(hx + self.h_proj(h * r))  # B x L x D
         return self.gated_residual(residual, phi, h, padding_mask), weights
+
+    def _query_key_affine(self, saved: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(mu_q, mu_k, kappa_q, kappa_k), each z: views of the parameters, which a decoding without
+        autograd makes once and keeps in its ``saved`` state (a tuple, which reordering leaves alone;
+        views, so that they follow in-place updates of the parameters); with autograd, made at every
+        call, so that each graph has its own."""
+        if saved is None or torch.is_grad_enabled():
+            return (*self.mu.unbind(), *self.kappa.unbind())
+        if "query_key_affine" not in saved:
+            saved["query_key_affine"] = (*self.mu.unbind(), *self.kappa.unbind())
+        return saved["query_key_affine"]
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
@@ -210,14 +223,14 @@ class MovingAverageGatedAttention(GatedBlock):
                                         first_query=start, **self.attention_options(need_weights))
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
-                            incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+                            saved: Dict[str, Any], need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """The new queries' attention to the kept and new keys; ``saved``: this block's decoding
+        state (updated)."""
         num_new = q.size(1)
-        saved = self.get_incremental_state(incremental_state)
         k, v, padding_mask = self._keys_seen(saved, k, v, padding_mask)
-        self.set_incremental_state(incremental_state, saved)
         context = k.size(1)
         if num_new == 1:
-            return self._attend_newest(q, k, v, padding_mask, need_weights)
+            return self._attend_newest(q, k, v, padding_mask, self._newest_bias(saved, context), need_weights)
         if 0 < self.chunk_size < context:
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
@@ -278,7 +291,19 @@ class MovingAverageGatedAttention(GatedBlock):
                 for name in ("prev_key", "prev_value", "prev_padding_mask") if saved[name] is not None})
         return incremental_state
 
-    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
+    def _newest_bias(self, saved: Dict[str, Any], context: int) -> Tensor:
+        """The relative bias of the newest of ``context`` positions to each of them, 1 x context (offsets
+        -(context - 1)..0). Mega-chunk's decoding without autograd makes the row of a whole chunk once
+        and keeps it in ``saved``, each step slicing its last ``context`` entries (the bias depends on
+        the offset alone); otherwise made at every call."""
+        if self.chunk_size <= 0 or torch.is_grad_enabled():
+            return self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)
+        row = saved.get("newest_bias")
+        if row is None:
+            row = saved["newest_bias"] = self.rel_pos_bias.offsets(self.chunk_size)[:self.chunk_size].unsqueeze(0)
+        return row[:, self.chunk_size - context:]
+
+    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor], bias: Tensor,
                        need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """Attention of one new query (a decoding step) to every kept key: the last row of the
         context's causal attention, so one row of the bias and no causal mask.
@@ -288,11 +313,9 @@ class MovingAverageGatedAttention(GatedBlock):
         the other functions and dropout go through ``attend``. Compared with the full forward in
         tests/unit/test_modules.py (test_incremental_equals_full).
 
-        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; returns
-        (B x 1 x h, weights B x 1 x K or None).
+        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; bias: 1 x K
+        (``_newest_bias``); returns (B x 1 x h, weights B x 1 x K or None).
         """
-        context = k.size(1)
-        bias = self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
         visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
         if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
             out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
