@@ -255,6 +255,32 @@ def test_decoding_without_autograd_equals_full(function, chunk):
     assert state[layer.mega_layer._state_key()]["kept"] == (18 % chunk if chunk > 0 else 18)
 
 
+@pytest.mark.parametrize("bias", ["simple", "rotary"])
+def test_decoding_constants_follow_the_parameters(bias):
+    """A decoding without autograd keeps the EMA's coefficients, the query/key affine and Mega-chunk's
+    bias row in its state, made at its first step and reused by the later ones; a decoding after the
+    parameters changed (in place, as an optimizer changes them) computes with the new ones, across a
+    chunk boundary."""
+    torch.manual_seed(0)
+    layer = _layer(causal=True, chunk_size=4, rel_pos_bias=bias)
+    x = randn(2, 9, 8)
+
+    def decode():
+        state = {}
+        outs = [layer(x[:, t:t + 1], incremental_state=state)[0] for t in range(9)]
+        return torch.cat(outs, 1), layer.mega_layer.get_incremental_state(state)
+
+    with torch.no_grad():
+        before, saved = decode()
+        torch.testing.assert_close(before, layer(x)[0])
+        assert "query_key_affine" in saved and saved["newest_bias"].shape == (1, 4)
+        for parameter in layer.mega_layer.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+        after, _ = decode()
+        torch.testing.assert_close(after, layer(x)[0])
+        assert (after - before).abs().max() > 1e-3
+
+
 def test_gradients_chunked_vs_full_attention():
     torch.manual_seed(0)
     full = _layer(causal=True, chunk_size=-1, max_positions=16)
