@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from . import attention
 from .activations import get_activation
 from .config import MegaLayerConfig
-from .dropout import make_dropout
+from .dropout import apply_dropout, make_dropout
 from .ema import MultiDimensionalDampedEMA
 from .incremental import IncrementalState, IncrementalStateMixin, to_dtype, without_autocast
 from .norm import SequenceNorm
@@ -48,7 +48,7 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
 
     def gated_residual(self, residual: Tensor, phi: Tensor, h: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """phi * dropout(h) + (1 - phi) * residual, then the norm of a postnorm block."""
-        h = self.dropout(h)
+        h = apply_dropout(self.dropout, h)
         out = torch.addcmul(residual, phi, h - residual)
         return out if self.prenorm else self.norm(out, padding_mask)
 
@@ -152,7 +152,7 @@ class MovingAverageGatedAttention(GatedBlock):
         else:
             mx = self.move(x, padding_mask)  # B x L x D
         saved = None if incremental_state is None else self.get_incremental_state(incremental_state)
-        mx = self.dropout(mx)
+        mx = apply_dropout(self.dropout, mx)
         # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
         phi, zr, hx = self.mx_proj(mx).split_with_sizes(
             [self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
@@ -161,7 +161,7 @@ class MovingAverageGatedAttention(GatedBlock):
         mu_q, mu_k, kappa_q, kappa_k = self._query_key_affine(saved)
         q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
         k = torch.addcmul(mu_k, z, kappa_k)
-        v = self.hidden_dropout(v)
+        v = apply_dropout(self.hidden_dropout, v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
             h, weights = self._attend_incremental(q, k, v, key_padding, saved, need_weights)
