@@ -261,6 +261,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
     def _coefficients_in(self, dtype: torch.dtype, coefficients: Optional[EMACoefficients] = None) -> EMACoefficients:
         """``coefficients`` (by default those of :meth:`coefficients`) in ``dtype``."""
         coefficients = self.coefficients() if coefficients is None else coefficients
+        if all(t.dtype == dtype for t in coefficients):  # a decoding's kept ones, at every step
+            return coefficients
         return EMACoefficients(*(to_dtype(t, dtype) for t in coefficients))
 
     def taps(self, length: int) -> int:
