@@ -179,15 +179,15 @@ class MovingAverageGatedAttention(GatedBlock):
         return torch.sigmoid(phi), z, r, hx
 
     def _steps_in_place(self, x: Tensor, saved: Optional[Dict[str, Any]], ema_saved: Optional[Dict[str, Any]]) -> bool:
-        """Whether this decoding step of an unpadded batch (``saved``, ``ema_saved``: the block's and its
-        EMA's states) can take
-        :meth:`_decoding_step`: one new position, no autograd, evaluation, softmax, Mega-chunk with room
-        left in the key buffers, no key padding kept, an untruncated EMA, x in the dtype of the kept keys
-        and coefficients (float32 or float64) and no autocast. An earlier step through the general path
-        has made the kept constants."""
-        if (saved is None or ema_saved is None or "coefficients" not in ema_saved or x.size(1) != 1 or torch.is_grad_enabled() or self.training
+        """Whether this step of an unpadded decoding can take :meth:`_decoding_step` (``saved``,
+        ``ema_saved``: the block's and its EMA's states): one new position, no autograd, evaluation,
+        softmax, Mega-chunk with room left in the key buffers, no key padding kept, an untruncated EMA,
+        x in the dtype of the kept keys and coefficients (float32 or float64) and no autocast. An
+        earlier step through the general path has made the kept constants."""
+        if (saved is None or ema_saved is None or x.size(1) != 1 or torch.is_grad_enabled() or self.training
                 or self.attention_activation != "softmax" or self.move.truncation is not None
-                or "newest_bias" not in saved or saved["prev_padding_mask"] is not None):
+                or "newest_bias" not in saved or "coefficients" not in ema_saved
+                or saved["prev_padding_mask"] is not None):
             return False
         keys = saved["prev_key"]
         return (saved["kept"] < keys.size(1) and x.dtype == keys.dtype == ema_saved["coefficients"].q.dtype
@@ -197,7 +197,8 @@ class MovingAverageGatedAttention(GatedBlock):
         """``forward`` of one decoding step where :meth:`_steps_in_place` holds, with the states updated in
         place: the same ops as the general path (``_keys_seen``'s write into the key buffers,
         ``_attend_newest``'s softmax) without its checks, state copies and dispatch, which are most of a
-        step at batch 1. Compared with the full forward in tests/unit/test_modules.py.
+        step at batch 1. Compared with the full forward in tests/unit/test_modules.py
+        (test_decoding_step_in_place_equals_full).
         Shapes: x: B x 1 x D; returns B x 1 x D."""
         residual = x
         x = self.norm(x) if self.prenorm else x
