@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MegaLayerConfig
+from .dropout import apply_dropout
 from .gated_attention import GatedBlock, init_linear
 from .incremental import IncrementalState
 from .positional_bias import build_relative_positional_bias
@@ -57,7 +58,7 @@ class GatedCrossAttention(GatedBlock):
         if saved is not None:
             saved.update(key=k, value=v, steps=first + length)
             self.set_incremental_state(incremental_state, saved)
-        v = self.hidden_dropout(v)
+        v = apply_dropout(self.hidden_dropout, v)
         src_len = k.size(1)
         positions = torch.arange(first, first + length, device=q.device)
         bias = self.rel_pos_bias(positions, max(first + length, src_len))[:, :src_len]

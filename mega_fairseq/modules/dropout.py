@@ -33,3 +33,9 @@ class FeatureDropout(nn.Module):
 
 def make_dropout(p: float, feature: bool) -> nn.Module:
     return FeatureDropout(p) if feature else Dropout(p)
+
+
+def apply_dropout(dropout: nn.Module, x: Tensor) -> Tensor:
+    """``dropout(x)`` in training; ``x`` in evaluation without calling the module (a module call costs
+    a few microseconds, and a decoding step makes many small calls)."""
+    return dropout(x) if dropout.training else x

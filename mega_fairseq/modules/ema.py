@@ -261,6 +261,8 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
     def _coefficients_in(self, dtype: torch.dtype, coefficients: Optional[EMACoefficients] = None) -> EMACoefficients:
         """``coefficients`` (by default those of :meth:`coefficients`) in ``dtype``."""
         coefficients = self.coefficients() if coefficients is None else coefficients
+        if all(t.dtype == dtype for t in coefficients):  # a decoding's kept ones, at every step
+            return coefficients
         return EMACoefficients(*(to_dtype(t, dtype) for t in coefficients))
 
     def taps(self, length: int) -> int:
@@ -332,13 +334,28 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
                 state = self.default_state(bsz, x.device, signal.dtype)
             state = to_dtype(state, signal.dtype)
             if length == 1:
-                new_state = torch.addcmul(q * state, in_weight, signal.transpose(1, 2))  # B x D x N
-                ema = torch.linalg.vecdot(new_state, out_weight).unsqueeze(1)  # B x 1 x D
+                return self._one_step(signal, x, state, coef)
             else:
                 ema = self._convolve(signal, coef, length)  # from a zero state
                 carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)
                 ema = ema + carried
         return self._output(ema, x), new_state
+
+    def _one_step(self, signal: Tensor, x: Tensor, state: Tensor, coef: EMACoefficients) -> Tuple[Tensor, Tensor]:
+        """``step`` of one position, ``signal`` (x, masked, in the coefficients' dtype) and ``state`` ready.
+        Shapes: x, signal: B x 1 x D; state: B x D x N; returns (B x 1 x D, new state B x D x N)."""
+        new_state = torch.addcmul(coef.q * state, coef.in_weight, signal.transpose(1, 2))  # B x D x N
+        ema = torch.linalg.vecdot(new_state, coef.out_weight).unsqueeze(1)  # B x 1 x D
+        # the residual in one op (not _output's two): a decoding step is mostly small ops' overhead
+        return F.silu(torch.addcmul(to_dtype(ema, x.dtype), x, self.omega)), new_state
+
+    def decoding_step(self, x: Tensor, saved: Dict[str, object]) -> Tensor:
+        """One position of a decoding whose state ``saved`` (this module's slot of the incremental state,
+        updated in place) ``forward_incremental`` made: without autograd, autocast and padding, x in the
+        kept coefficients' dtype, no truncation. ``forward_incremental`` without its checks and copies.
+        Shapes: x: B x 1 x D; returns B x 1 x D."""
+        out, saved["ema_state"] = self._one_step(x, x, saved["ema_state"], saved["coefficients"])
+        return out
 
     def truncated_step(self, x: Tensor, history: Optional[Tensor] = None,
                        padding_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

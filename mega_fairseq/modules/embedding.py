@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .dropout import Dropout
+from .dropout import Dropout, apply_dropout
 from .norm import SequenceNorm
 
 
@@ -38,7 +38,7 @@ class TokenEmbedding(nn.Module):
             x = self.project_in_dim(x)
         if self.norm is not None:
             x = self.norm(x)
-        return self.dropout(x)
+        return apply_dropout(self.dropout, x)
 
 
 class RealValuedEmbedding(nn.Module):

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from .activations import get_activation
 from .config import MegaLayerConfig
-from .dropout import make_dropout
+from .dropout import apply_dropout, make_dropout
 from .gated_attention import init_linear
 from .norm import SequenceNorm
 
@@ -32,8 +32,8 @@ class NormalizedFeedForwardNetwork(nn.Module):
         residual = x
         if self.prenorm:
             x = self.norm(x, padding_mask)
-        x = self.activation_dropout(self.activation(self.fc1(x)))
-        x = self.dropout(self.fc2(x)) + residual
+        x = apply_dropout(self.activation_dropout, self.activation(self.fc1(x)))
+        x = apply_dropout(self.dropout, self.fc2(x)) + residual
         if not self.prenorm:
             x = self.norm(x, padding_mask)
         return x

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from . import attention
 from .activations import get_activation
 from .config import MegaLayerConfig
-from .dropout import make_dropout
+from .dropout import apply_dropout, make_dropout
 from .ema import MultiDimensionalDampedEMA
 from .incremental import IncrementalState, IncrementalStateMixin, to_dtype, without_autocast
 from .norm import SequenceNorm
@@ -48,7 +48,7 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
 
     def gated_residual(self, residual: Tensor, phi: Tensor, h: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
         """phi * dropout(h) + (1 - phi) * residual, then the norm of a postnorm block."""
-        h = self.dropout(h)
+        h = apply_dropout(self.dropout, h)
         out = torch.addcmul(residual, phi, h - residual)
         return out if self.prenorm else self.norm(out, padding_mask)
 
@@ -142,6 +142,10 @@ class MovingAverageGatedAttention(GatedBlock):
         attention then ignores the padding mask: a real query sees only earlier keys, all real
         (padded queries see padded keys too; their outputs reach no real position).
         """
+        if incremental_state is not None and padding_mask is None and not need_weights:
+            saved, ema_saved = incremental_state.get(self._state_key()), incremental_state.get(self.move._state_key())
+            if self._steps_in_place(x, saved, ema_saved):
+                return self._decoding_step(x, saved, ema_saved), None
         residual = x
         x = self.block_input(x, padding_mask)
         v = self.activation(self.v_proj(x))  # B x L x h
@@ -151,23 +155,78 @@ class MovingAverageGatedAttention(GatedBlock):
             mx = self.move.forward_incremental(x, incremental_state, padding_mask)
         else:
             mx = self.move(x, padding_mask)  # B x L x D
-        mx = self.dropout(mx)
-        # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
-        phi, zr, hx = self.mx_proj(mx).split_with_sizes(
-            [self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
-        phi = torch.sigmoid(phi)  # update gate, B x L x D
-        z, r = F.silu(zr).split_with_sizes([self.zdim, self.hdim], dim=-1)  # shared Z and reset gate
-        (mu_q, mu_k), (kappa_q, kappa_k) = self.mu.unbind(), self.kappa.unbind()
+        saved = None if incremental_state is None else self.get_incremental_state(incremental_state)
+        phi, z, r, hx = self._gates(apply_dropout(self.dropout, mx))
+        mu_q, mu_k, kappa_q, kappa_k = self._query_key_affine(saved)
         q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
         k = torch.addcmul(mu_k, z, kappa_k)
-        v = self.hidden_dropout(v)
+        v = apply_dropout(self.hidden_dropout, v)
         key_padding = None if self.causal and right_padded else padding_mask
         if incremental_state is not None:
-            h, weights = self._attend_incremental(q, k, v, key_padding, incremental_state, need_weights)
+            h, weights = self._attend_incremental(q, k, v, key_padding, saved, need_weights)
+            self.set_incremental_state(incremental_state, saved)
         else:
             h, weights = self._attend_chunks(q, k, v, key_padding, need_weights)
         h = self.activation(hx + self.h_proj(h * r))  # B x L x D
         return self.gated_residual(residual, phi, h, padding_mask), weights
+
+    def _gates(self, mx: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The update gate phi, the shared Z, the reset gate r and X' W_h from the EMA's output.
+        Shapes: mx: B x L x D; returns B x L x D, B x L x z, B x L x h, B x L x D."""
+        # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
+        phi, zr, hx = self.mx_proj(mx).split_with_sizes([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
+        z, r = F.silu(zr).split_with_sizes([self.zdim, self.hdim], dim=-1)
+        return torch.sigmoid(phi), z, r, hx
+
+    def _steps_in_place(self, x: Tensor, saved: Optional[Dict[str, Any]], ema_saved: Optional[Dict[str, Any]]) -> bool:
+        """Whether this step of an unpadded decoding can take :meth:`_decoding_step` (``saved``,
+        ``ema_saved``: the block's and its EMA's states): one new position, no autograd, evaluation,
+        softmax, Mega-chunk with room left in the key buffers, no key padding kept, an untruncated EMA,
+        x in the dtype of the kept keys and coefficients (float32 or float64) and no autocast. An
+        earlier step through the general path has made the kept constants."""
+        if (saved is None or ema_saved is None or x.size(1) != 1 or torch.is_grad_enabled() or self.training
+                or self.attention_activation != "softmax" or self.move.truncation is not None
+                or "newest_bias" not in saved or "coefficients" not in ema_saved
+                or saved["prev_padding_mask"] is not None):
+            return False
+        keys = saved["prev_key"]
+        return (saved["kept"] < keys.size(1) and x.dtype == keys.dtype == ema_saved["coefficients"].q.dtype
+                and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(x.device.type))
+
+    def _decoding_step(self, x: Tensor, saved: Dict[str, Any], ema_saved: Dict[str, Any]) -> Tensor:
+        """``forward`` of one decoding step where :meth:`_steps_in_place` holds, with the states updated in
+        place: the same ops as the general path (``_keys_seen``'s write into the key buffers,
+        ``_attend_newest``'s softmax) without its checks, state copies and dispatch, which are most of a
+        step at batch 1. Compared with the full forward in tests/unit/test_modules.py
+        (test_decoding_step_in_place_equals_full).
+        Shapes: x: B x 1 x D; returns B x 1 x D."""
+        residual = x
+        x = self.norm(x) if self.prenorm else x
+        v = self.activation(self.v_proj(x))  # B x 1 x h
+        phi, z, r, hx = self._gates(self.move.decoding_step(x, ema_saved))
+        mu_q, mu_k, kappa_q, kappa_k = saved["query_key_affine"]
+        kept = saved["kept"]
+        context = kept + 1
+        keys, values = saved["prev_key"], saved["prev_value"]
+        torch.addcmul(mu_k, z, kappa_k, out=keys[:, kept:context])  # the new key, into its buffer row
+        values[:, kept:context] = v
+        saved["kept"] = context % self.chunk_size
+        scores = torch.baddbmm(saved["newest_bias"][:, self.chunk_size - context:], torch.addcmul(mu_q, z, kappa_q),
+                               keys[:, :context].transpose(1, 2), alpha=self.scaling)  # B x 1 x K
+        h = torch.bmm(torch.softmax(scores, dim=-1), values[:, :context])  # B x 1 x h
+        h = self.activation(hx + self.h_proj(h * r))
+        return self.gated_residual(residual, phi, h)
+
+    def _query_key_affine(self, saved: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(mu_q, mu_k, kappa_q, kappa_k), each z: views of the parameters, which a decoding without
+        autograd makes once and keeps in its ``saved`` state (a tuple, which reordering leaves alone;
+        views, so that they follow in-place updates of the parameters); with autograd, made at every
+        call, so that each graph has its own."""
+        if saved is None or torch.is_grad_enabled():
+            return (*self.mu.unbind(), *self.kappa.unbind())
+        if "query_key_affine" not in saved:
+            saved["query_key_affine"] = (*self.mu.unbind(), *self.kappa.unbind())
+        return saved["query_key_affine"]
 
     def _attend_chunks(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
                        need_weights: bool, num_queries: Optional[int] = None) -> Tuple[Tensor, Optional[Tensor]]:
@@ -210,14 +269,14 @@ class MovingAverageGatedAttention(GatedBlock):
                                         first_query=start, **self.attention_options(need_weights))
 
     def _attend_incremental(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
-                            incremental_state: IncrementalState, need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+                            saved: Dict[str, Any], need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """The new queries' attention to the kept and new keys; ``saved``: this block's decoding
+        state (updated)."""
         num_new = q.size(1)
-        saved = self.get_incremental_state(incremental_state)
         k, v, padding_mask = self._keys_seen(saved, k, v, padding_mask)
-        self.set_incremental_state(incremental_state, saved)
         context = k.size(1)
         if num_new == 1:
-            return self._attend_newest(q, k, v, padding_mask, need_weights)
+            return self._attend_newest(q, k, v, padding_mask, self._newest_bias(saved, context), need_weights)
         if 0 < self.chunk_size < context:
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
@@ -278,7 +337,19 @@ class MovingAverageGatedAttention(GatedBlock):
                 for name in ("prev_key", "prev_value", "prev_padding_mask") if saved[name] is not None})
         return incremental_state
 
-    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor],
+    def _newest_bias(self, saved: Dict[str, Any], context: int) -> Tensor:
+        """The relative bias of the newest of ``context`` positions to each of them, 1 x context (offsets
+        -(context - 1)..0). Mega-chunk's decoding without autograd makes the row of a whole chunk once
+        and keeps it in ``saved``, each step slicing its last ``context`` entries (the bias depends on
+        the offset alone); otherwise made at every call."""
+        if self.chunk_size <= 0 or torch.is_grad_enabled():
+            return self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)
+        row = saved.get("newest_bias")
+        if row is None:
+            row = saved["newest_bias"] = self.rel_pos_bias.offsets(self.chunk_size)[:self.chunk_size].unsqueeze(0)
+        return row[:, self.chunk_size - context:]
+
+    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor], bias: Tensor,
                        need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """Attention of one new query (a decoding step) to every kept key: the last row of the
         context's causal attention, so one row of the bias and no causal mask.
@@ -288,11 +359,9 @@ class MovingAverageGatedAttention(GatedBlock):
         the other functions and dropout go through ``attend``. Compared with the full forward in
         tests/unit/test_modules.py (test_incremental_equals_full).
 
-        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; returns
-        (B x 1 x h, weights B x 1 x K or None).
+        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; bias: 1 x K
+        (``_newest_bias``); returns (B x 1 x h, weights B x 1 x K or None).
         """
-        context = k.size(1)
-        bias = self.rel_pos_bias.offsets(context)[:context].unsqueeze(0)  # 1 x K: offsets -(K - 1)..0
         visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
         if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
             out, weights = self.attend(q, k, v, bias, visible, need_weights=True)

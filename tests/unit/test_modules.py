@@ -1,6 +1,7 @@
 """Fast paths against slow references for the pure-torch Mega modules."""
 
 import itertools
+from unittest import mock
 
 import pytest
 import torch
@@ -253,6 +254,58 @@ def test_decoding_without_autograd_equals_full(function, chunk):
         steps = [layer(y[:, t:t + 1], mask[:, t:t + 1], incremental_state=state)[0] for t in range(15, 18)]
         torch.testing.assert_close(torch.cat(steps, 1), layer(y, mask)[0][:, 15:])
     assert state[layer.mega_layer._state_key()]["kept"] == (18 % chunk if chunk > 0 else 18)
+
+
+@pytest.mark.parametrize("bias", ["simple", "rotary"])
+def test_decoding_constants_follow_the_parameters(bias):
+    """A decoding without autograd keeps the EMA's coefficients, the query/key affine and Mega-chunk's
+    bias row in its state, made at its first step and reused by the later ones; a decoding after the
+    parameters changed (in place, as an optimizer changes them) computes with the new ones, across a
+    chunk boundary."""
+    torch.manual_seed(0)
+    layer = _layer(causal=True, chunk_size=4, rel_pos_bias=bias)
+    x = randn(2, 9, 8)
+
+    def decode():
+        state = {}
+        outs = [layer(x[:, t:t + 1], incremental_state=state)[0] for t in range(9)]
+        return torch.cat(outs, 1), layer.mega_layer.get_incremental_state(state)
+
+    with torch.no_grad():
+        before, saved = decode()
+        torch.testing.assert_close(before, layer(x)[0])
+        assert "query_key_affine" in saved and saved["newest_bias"].shape == (1, 4)
+        for parameter in layer.mega_layer.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+        after, _ = decode()
+        torch.testing.assert_close(after, layer(x)[0])
+        assert (after - before).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("prenorm", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_decoding_step_in_place_equals_full(prenorm, dtype):
+    """Unpadded one-position steps without autograd take the block's in-place step (_decoding_step)
+    from a decoding's second step on: equal to the full forward across chunk boundaries and after a
+    beam reordering mid-chunk."""
+    torch.manual_seed(0)
+    layer = _layer(causal=True, chunk_size=4, normalize_before=prenorm, dtype=dtype)
+    x = randn(3, 10, 8).to(dtype)
+    order = torch.tensor([2, 0, 0, 1])
+    with mock.patch.object(MovingAverageGatedAttention, "_decoding_step", autospec=True,
+                           side_effect=MovingAverageGatedAttention._decoding_step) as step, torch.no_grad():
+        for parameter in layer.parameters():  # the official initialisation's small projections hide errors
+            parameter.normal_(0.0, 0.5)
+        state = {}
+        outs = [layer(x[:, t:t + 1], incremental_state=state)[0] for t in range(7)]
+        torch.testing.assert_close(torch.cat(outs, 1), layer(x[:, :7])[0])
+        for module in layer.modules():
+            if hasattr(module, "reorder_incremental_state"):
+                module.reorder_incremental_state(state, order)
+        y = x[order]
+        steps = [layer(y[:, t:t + 1], incremental_state=state)[0] for t in range(7, 10)]
+        torch.testing.assert_close(torch.cat(steps, 1), layer(y)[0][:, 7:])
+    assert step.call_count == 6 + 3
 
 
 def test_gradients_chunked_vs_full_attention():
