@@ -17,6 +17,7 @@ import torch
 from fairseq.hub_utils import GeneratorHubInterface
 
 from helpers import USER_DIR
+from helpers.classifier import task_logits
 from helpers.fairseq_jobs import Driver, preprocess
 from helpers.tiny import tone, write_aan, write_listops, write_pathfinder, write_speech_commands
 from mega_fairseq.data import speech_commands
@@ -298,18 +299,6 @@ def raw_test_split(name, data):
     return [str(path) for path, _ in clips], [label for _, label in clips]
 
 
-
-@torch.no_grad()
-def task_logits(hub, split="test"):
-    """The model's logits on the task's own batches of a split (what fairseq-validate computes), in
-    the split's order."""
-    hub.task.load_dataset(split)
-    batches = hub.task.get_batch_iterator(hub.task.dataset(split), max_sentences=5).next_epoch_itr(shuffle=False)
-    rows = {}
-    for batch in batches:
-        for index, row in zip(batch["id"].tolist(), hub.model(**batch["net_input"])[0]):
-            rows[index] = row
-    return torch.stack([rows[i] for i in range(len(rows))])
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from helpers import ROOT, USER_DIR
+from helpers.classifier import task_logits
 from helpers.fairseq_jobs import driver_outputs, run
 from helpers.tiny import write_text_tsv
 from mega_fairseq.data import lra
@@ -105,18 +106,6 @@ def accuracy(output: str) -> float:
     assert found, output[-2000:]
     return float(found[-1])
 
-
-@torch.no_grad()
-def task_logits(hub, split="test"):
-    """The model's logits on the task's own batches of a split (what fairseq-validate computes), in
-    the split's order."""
-    hub.task.load_dataset(split)
-    batches = hub.task.get_batch_iterator(hub.task.dataset(split), max_sentences=5).next_epoch_itr(shuffle=False)
-    rows = {}
-    for batch in batches:
-        for index, row in zip(batch["id"].tolist(), hub.model(**batch["net_input"])[0]):
-            rows[index] = row
-    return torch.stack([rows[i] for i in range(len(rows))])
 
 
 def raw_rows(data, split="test"):

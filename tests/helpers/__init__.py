@@ -1,6 +1,7 @@
 """What the tests share, imported as ``helpers`` (tests/conftest.py puts tests/ on sys.path, for the
 tests of tests/unit and tests/cli alike); no test imports another test module.
 
+- classifier: the logits fairseq-validate computes for a classifier, to compare its hub with.
 - fairseq_jobs: runs fairseq: a command or script (``run``), or several fairseq jobs in one process
   (the job driver, which the module also is), and reads what each job printed; every run states
   its device.
