@@ -54,3 +54,26 @@ def mt_data(tmp_path_factory):
                root / "valid", "--testpref", root / "test", "--destdir", root / "bin", "--joined-dictionary",
                "--workers", "1")
     return root / "bin"
+
+
+# the official code's data, dictionaries and binarised translation data (tests/helpers/official.py),
+# for the conversion tests of both folders
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory):
+    from helpers import official
+
+    return official.write_data(tmp_path_factory.mktemp("official_data"))
+
+
+@pytest.fixture(scope="module")
+def dictionaries(data_dirs, tmp_path_factory):
+    from helpers import official
+
+    return official.write_dictionaries(data_dirs, tmp_path_factory.mktemp("official_dicts"))
+
+
+@pytest.fixture(scope="module")
+def mt_bin(tmp_path_factory):
+    from helpers import official
+
+    return official.write_mt_bin(tmp_path_factory.mktemp("official_mt"))

@@ -9,27 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import USER_DIR, official
+from helpers import USER_DIR
 from helpers.fairseq_jobs import run_jobs
 from helpers.official import (mt_official_args, official_args, official_classifier_shapes, official_mt_shapes,
                               random_tensors, save_official)
 from mega_fairseq.conversion import convert as converter
 from mega_fairseq.conversion.arguments import convert_official_args
-
-
-@pytest.fixture(scope="module")
-def data_dirs(tmp_path_factory):
-    return official.write_data(tmp_path_factory.mktemp("official_data"))
-
-
-@pytest.fixture(scope="module")
-def dictionaries(data_dirs, tmp_path_factory):
-    return official.write_dictionaries(data_dirs, tmp_path_factory.mktemp("official_dicts"))
-
-
-@pytest.fixture(scope="module")
-def mt_bin(tmp_path_factory):
-    return official.write_mt_bin(tmp_path_factory.mktemp("official_mt"))
 
 
 def accuracy_and_loss(checkpoint, data, subset):

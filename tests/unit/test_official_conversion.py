@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import official
 from helpers.official import (LABELS, OFFICIAL, mt_official_args, official_args, official_classifier_shapes,
                               official_dictionary, official_mt_shapes, random_tensors, save_official)
 from mega_fairseq.conversion import convert as converter
@@ -19,21 +18,6 @@ from mega_fairseq.conversion.classifier import convert_official_classifier
 from mega_fairseq.models.official_names import ConversionError
 
 HEAD = "classification_heads.sentence_classification_head"
-
-
-@pytest.fixture(scope="module")
-def data_dirs(tmp_path_factory):
-    return official.write_data(tmp_path_factory.mktemp("official_data"))
-
-
-@pytest.fixture(scope="module")
-def dictionaries(data_dirs, tmp_path_factory):
-    return official.write_dictionaries(data_dirs, tmp_path_factory.mktemp("official_dicts"))
-
-
-@pytest.fixture(scope="module")
-def mt_bin(tmp_path_factory):
-    return official.write_mt_bin(tmp_path_factory.mktemp("official_mt"))
 
 
 def build_ours(args):
