@@ -61,6 +61,22 @@ DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "bf16"}
 MALLOC_SETTINGS = {"heap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(64 * 2 ** 30)}}
 
 
+def add_worker_options(parser) -> None:
+    """The worker processes' settings: threads, OpenMP wait policy, malloc, time allowed (shared with
+    python -m benchmarks paper)."""
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch/OpenMP threads in the workers (what matters on CPU; set on CUDA too)")
+    parser.add_argument("--omp-wait-policy", default="active", choices=("active", "passive", "inherit"),
+                        help="OMP_WAIT_POLICY of the workers: 'active' keeps idle OpenMP threads spinning, which on "
+                             "small VMs avoids a scheduler tick of wake-up latency per parallel op")
+    parser.add_argument("--malloc", default="heap", choices=tuple(MALLOC_SETTINGS) + ("inherit",),
+                        help="glibc malloc settings of the workers: 'heap' (MALLOC_MMAP_MAX_=0 and a 64 GB "
+                             "MALLOC_TRIM_THRESHOLD_) keeps freed memory in the process, so that tensors over 32 MB "
+                             "reuse it instead of being mapped anew each time, every page faulted in and zeroed by the "
+                             "kernel (at 256K positions half of a step's time); 'inherit' keeps the environment's")
+    parser.add_argument("--timeout", type=float, default=7200, help="seconds allowed to each worker process")
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -133,17 +149,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      help="forward passes under bf16 or fp16 autocast, or in fp32 (on CUDA with TF32 off, "
                           "torch's default); default: bf16 on CUDA, fp32 on CPU. fp16 needs CUDA (CPU autocast "
                           "does not cover float16 for every operator)")
-    env.add_argument("--threads", type=int, default=2,
-                     help="torch/OpenMP threads in the workers (what matters on CPU; set on CUDA too)")
-    env.add_argument("--omp-wait-policy", default="active", choices=("active", "passive", "inherit"),
-                     help="OMP_WAIT_POLICY of the workers: 'active' keeps idle OpenMP threads spinning, which on "
-                          "small VMs avoids a scheduler tick of wake-up latency per parallel op")
-    env.add_argument("--malloc", default="heap", choices=tuple(MALLOC_SETTINGS) + ("inherit",),
-                     help="glibc malloc settings of the workers: 'heap' (MALLOC_MMAP_MAX_=0 and a 64 GB "
-                          "MALLOC_TRIM_THRESHOLD_) keeps freed memory in the process, so that tensors over 32 MB "
-                          "reuse it instead of being mapped anew each time, every page faulted in and zeroed by the "
-                          "kernel (at 256K positions half of a step's time); 'inherit' keeps the environment's")
-    env.add_argument("--timeout", type=float, default=7200, help="seconds allowed to each worker process")
+    add_worker_options(env)
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write all measurements as JSON")
     out.add_argument("--plot", metavar="PATH", help="draw time and memory against length (needs matplotlib)")

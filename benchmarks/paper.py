@@ -85,12 +85,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="'auto' (default) is cuda when torch.cuda.is_available(), else cpu")
     parser.add_argument("--precision", choices=PRECISION_FLAGS,
                         help="fp32, or on CUDA fairseq's --amp or --fp16 (default: amp on CUDA, fp32 on CPU)")
-    parser.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads of the workers")
-    parser.add_argument("--omp-wait-policy", default="active", choices=("active", "passive", "inherit"),
-                        help="OMP_WAIT_POLICY of the workers (see python -m benchmarks --help)")
-    parser.add_argument("--malloc", default="heap", choices=tuple(harness.MALLOC_SETTINGS) + ("inherit",),
-                        help="glibc malloc settings of the workers (see python -m benchmarks --help)")
-    parser.add_argument("--timeout", type=float, default=7200, help="seconds allowed to each worker process")
+    harness.add_worker_options(parser)
     parser.add_argument("--json", metavar="PATH", help="write the measurements as JSON")
     parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
