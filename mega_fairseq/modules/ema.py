@@ -202,6 +202,16 @@ class EMACoefficients(NamedTuple):
     out_weight: Tensor  # eta / sqrt(N)
 
 
+def one_step(signal: Tensor, x: Tensor, state: Tensor, coef: EMACoefficients, omega: Tensor) -> Tuple[Tensor, Tensor]:
+    """The EMA over one new position from ``state``: ``MultiDimensionalDampedEMA.step`` at L = 1, ``signal`` (x,
+    masked, in the coefficients' dtype) and ``state`` ready; also the whole-stack decoding step's (``decoding``).
+    Shapes: x, signal: B x 1 x D; state: B x D x N; returns (B x 1 x D, new state B x D x N)."""
+    new_state = torch.addcmul(coef.q * state, coef.in_weight, signal.transpose(1, 2))  # B x D x N
+    ema = torch.linalg.vecdot(new_state, coef.out_weight).unsqueeze(1)  # B x 1 x D
+    # the residual in one op (not _output's two): a decoding step is mostly small ops' overhead
+    return F.silu(torch.addcmul(to_dtype(ema, x.dtype), x, omega)), new_state
+
+
 class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
     """Damped EMA over a B x L x D sequence: convolution (``forward``) or recurrence (``step``).
 
@@ -334,28 +344,12 @@ class MultiDimensionalDampedEMA(IncrementalStateMixin, nn.Module):
                 state = self.default_state(bsz, x.device, signal.dtype)
             state = to_dtype(state, signal.dtype)
             if length == 1:
-                return self._one_step(signal, x, state, coef)
+                return one_step(signal, x, state, coef, self.omega)
             else:
                 ema = self._convolve(signal, coef, length)  # from a zero state
                 carried, new_state = _carried_state_terms(signal, state, in_weight, q, out_weight, log_q)
                 ema = ema + carried
         return self._output(ema, x), new_state
-
-    def _one_step(self, signal: Tensor, x: Tensor, state: Tensor, coef: EMACoefficients) -> Tuple[Tensor, Tensor]:
-        """``step`` of one position, ``signal`` (x, masked, in the coefficients' dtype) and ``state`` ready.
-        Shapes: x, signal: B x 1 x D; state: B x D x N; returns (B x 1 x D, new state B x D x N)."""
-        new_state = torch.addcmul(coef.q * state, coef.in_weight, signal.transpose(1, 2))  # B x D x N
-        ema = torch.linalg.vecdot(new_state, coef.out_weight).unsqueeze(1)  # B x 1 x D
-        # the residual in one op (not _output's two): a decoding step is mostly small ops' overhead
-        return F.silu(torch.addcmul(to_dtype(ema, x.dtype), x, self.omega)), new_state
-
-    def decoding_step(self, x: Tensor, saved: Dict[str, object]) -> Tensor:
-        """One position of a decoding whose state ``saved`` (this module's slot of the incremental state,
-        updated in place) ``forward_incremental`` made: without autograd, autocast and padding, x in the
-        kept coefficients' dtype, no truncation. ``forward_incremental`` without its checks and copies.
-        Shapes: x: B x 1 x D; returns B x 1 x D."""
-        out, saved["ema_state"] = self._one_step(x, x, saved["ema_state"], saved["coefficients"])
-        return out
 
     def truncated_step(self, x: Tensor, history: Optional[Tensor] = None,
                        padding_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

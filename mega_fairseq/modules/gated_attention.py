@@ -64,6 +64,15 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
         return attention.attend(q, k, v, bias=bias, visible=visible, **self.attention_options(need_weights))
 
 
+def split_gates(projected: Tensor, embed_dim: int, zdim: int, hdim: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The update gate phi, the shared Z, the reset gate r and X' W_h from ``mx_proj`` of the EMA's output.
+    Shapes: projected: B x L x (2 D + z + h); returns B x L x D, B x L x z, B x L x h, B x L x D."""
+    # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
+    phi, zr, hx = projected.split_with_sizes([embed_dim, zdim + hdim, embed_dim], dim=-1)
+    z, r = F.silu(zr).split_with_sizes([zdim, hdim], dim=-1)
+    return torch.sigmoid(phi), z, r, hx
+
+
 def _cat_padding(first: Optional[Tensor], second: Optional[Tensor], first_length: int,
                  second_length: int) -> Optional[Tensor]:
     """Two padding masks one after the other (B x L1, B x L2 or None: no padding)."""
@@ -142,10 +151,6 @@ class MovingAverageGatedAttention(GatedBlock):
         attention then ignores the padding mask: a real query sees only earlier keys, all real
         (padded queries see padded keys too; their outputs reach no real position).
         """
-        if incremental_state is not None and padding_mask is None and not need_weights:
-            saved, ema_saved = incremental_state.get(self._state_key()), incremental_state.get(self.move._state_key())
-            if self._steps_in_place(x, saved, ema_saved):
-                return self._decoding_step(x, saved, ema_saved), None
         residual = x
         x = self.block_input(x, padding_mask)
         v = self.activation(self.v_proj(x))  # B x L x h
@@ -156,7 +161,8 @@ class MovingAverageGatedAttention(GatedBlock):
         else:
             mx = self.move(x, padding_mask)  # B x L x D
         saved = None if incremental_state is None else self.get_incremental_state(incremental_state)
-        phi, z, r, hx = self._gates(apply_dropout(self.dropout, mx))
+        phi, z, r, hx = split_gates(self.mx_proj(apply_dropout(self.dropout, mx)), self.embed_dim, self.zdim,
+                                    self.hdim)
         mu_q, mu_k, kappa_q, kappa_k = self._query_key_affine(saved)
         q = torch.addcmul(mu_q, z, kappa_q)  # kappa * z + mu, B x L x z
         k = torch.addcmul(mu_k, z, kappa_k)
@@ -169,53 +175,6 @@ class MovingAverageGatedAttention(GatedBlock):
             h, weights = self._attend_chunks(q, k, v, key_padding, need_weights)
         h = self.activation(hx + self.h_proj(h * r))  # B x L x D
         return self.gated_residual(residual, phi, h, padding_mask), weights
-
-    def _gates(self, mx: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The update gate phi, the shared Z, the reset gate r and X' W_h from the EMA's output.
-        Shapes: mx: B x L x D; returns B x L x D, B x L x z, B x L x h, B x L x D."""
-        # split_with_sizes: Tensor.split's Python wrapper costs more than the split in a decoding step
-        phi, zr, hx = self.mx_proj(mx).split_with_sizes([self.embed_dim, self.zdim + self.hdim, self.embed_dim], dim=-1)
-        z, r = F.silu(zr).split_with_sizes([self.zdim, self.hdim], dim=-1)
-        return torch.sigmoid(phi), z, r, hx
-
-    def _steps_in_place(self, x: Tensor, saved: Optional[Dict[str, Any]], ema_saved: Optional[Dict[str, Any]]) -> bool:
-        """Whether this step of an unpadded decoding can take :meth:`_decoding_step` (``saved``,
-        ``ema_saved``: the block's and its EMA's states): one new position, no autograd, evaluation,
-        softmax, Mega-chunk with room left in the key buffers, no key padding kept, an untruncated EMA,
-        x in the dtype of the kept keys and coefficients (float32 or float64) and no autocast. An
-        earlier step through the general path has made the kept constants."""
-        if (saved is None or ema_saved is None or x.size(1) != 1 or torch.is_grad_enabled() or self.training
-                or self.attention_activation != "softmax" or self.move.truncation is not None
-                or "newest_bias" not in saved or "coefficients" not in ema_saved
-                or saved["prev_padding_mask"] is not None):
-            return False
-        keys = saved["prev_key"]
-        return (saved["kept"] < keys.size(1) and x.dtype == keys.dtype == ema_saved["coefficients"].q.dtype
-                and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(x.device.type))
-
-    def _decoding_step(self, x: Tensor, saved: Dict[str, Any], ema_saved: Dict[str, Any]) -> Tensor:
-        """``forward`` of one decoding step where :meth:`_steps_in_place` holds, with the states updated in
-        place: the same ops as the general path (``_keys_seen``'s write into the key buffers,
-        ``_attend_newest``'s softmax) without its checks, state copies and dispatch, which are most of a
-        step at batch 1. Compared with the full forward in tests/unit/test_modules.py
-        (test_decoding_step_in_place_equals_full).
-        Shapes: x: B x 1 x D; returns B x 1 x D."""
-        residual = x
-        x = self.norm(x) if self.prenorm else x
-        v = self.activation(self.v_proj(x))  # B x 1 x h
-        phi, z, r, hx = self._gates(self.move.decoding_step(x, ema_saved))
-        mu_q, mu_k, kappa_q, kappa_k = saved["query_key_affine"]
-        kept = saved["kept"]
-        context = kept + 1
-        keys, values = saved["prev_key"], saved["prev_value"]
-        torch.addcmul(mu_k, z, kappa_k, out=keys[:, kept:context])  # the new key, into its buffer row
-        values[:, kept:context] = v
-        saved["kept"] = context % self.chunk_size
-        scores = torch.baddbmm(saved["newest_bias"][:, self.chunk_size - context:], torch.addcmul(mu_q, z, kappa_q),
-                               keys[:, :context].transpose(1, 2), alpha=self.scaling)  # B x 1 x K
-        h = torch.bmm(torch.softmax(scores, dim=-1), values[:, :context])  # B x 1 x h
-        h = self.activation(hx + self.h_proj(h * r))
-        return self.gated_residual(residual, phi, h)
 
     def _query_key_affine(self, saved: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """(mu_q, mu_k, kappa_q, kappa_k), each z: views of the parameters, which a decoding without

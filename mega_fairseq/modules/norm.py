@@ -1,10 +1,11 @@
 """Sequence normalisation layers over B x L x D inputs (normalising the last dim, or D for batchnorm)."""
 
 import functools
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .incremental import to_dtype
@@ -26,14 +27,28 @@ def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
         return torch.full((1,), value, dtype=dtype, device=device)
 
 
-def inverse_rms(x: Tensor, eps: float) -> Tensor:
+def inverse_rms(x: Tensor, eps: float, eps_tensor: Optional[Tensor] = None) -> Tensor:
     """1 / sqrt(mean(x^2) + eps) over the last dim, accumulated in float32 without a float32 copy
-    of x. Shapes: x: ... x D; returns ... x 1 in ``accumulation_dtype(x.dtype)``."""
+    of x; ``eps_tensor``: eps as a one-element tensor of that dtype, where the caller keeps it.
+    Shapes: x: ... x D; returns ... x 1 in ``accumulation_dtype(x.dtype)``."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=accumulation_dtype(x.dtype))
     # eps + norm^2 / D in one op: each Python number in tensor arithmetic becomes a tensor that
     # torch then converts, which costs more than the op itself in a decoding step; eps is a kept
     # tensor broadcast over the rows (filling a new one per call cost as much as the addcmul)
-    return torch.rsqrt(torch.addcmul(_constant(eps, norm.dtype, norm.device), norm, norm, value=1.0 / x.size(-1)))
+    if eps_tensor is None:
+        eps_tensor = _constant(eps, norm.dtype, norm.device)
+    return torch.rsqrt(torch.addcmul(eps_tensor, norm, norm, value=1.0 / x.size(-1)))
+
+
+def rms_normalise(x: Tensor, eps: float, *, scalar: Optional[Tensor] = None, weight: Optional[Tensor] = None,
+                  eps_tensor: Optional[Tensor] = None) -> Tensor:
+    """x / rms(x), times a learned ``scalar`` (``ScaleNorm``) or per-channel ``weight`` (``RMSNorm``).
+    Shapes: x: ... x D, returned in its dtype."""
+    factor = inverse_rms(x, eps, eps_tensor)  # ... x 1, at least float32
+    if scalar is not None:
+        factor = factor * scalar  # on the ... x 1 factor: one pass over x, not two
+    y = to_dtype(x * factor, x.dtype)  # normalised before the weight: x * w may overflow
+    return y if weight is None else y * weight
 
 
 class ScaleNorm(nn.Module):
@@ -46,11 +61,7 @@ class ScaleNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Shapes: x: ... x D, returned in its dtype."""
-        factor = inverse_rms(x, self.eps)  # ... x 1, at least float32
-        scalar = self.scalar  # read once: a module's attribute reads are slow next to a decoding step's ops
-        if scalar is not None:
-            factor = factor * scalar  # on the ... x 1 factor: one pass over x, not two
-        return to_dtype(x * factor, x.dtype)
+        return rms_normalise(x, self.eps, scalar=self.scalar)
 
 
 class RMSNorm(nn.Module):
@@ -63,8 +74,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Shapes: x: ... x D, returned in its dtype."""
-        y = to_dtype(x * inverse_rms(x, self.eps), x.dtype)  # normalised before the weight: x * w may overflow
-        return y if self.weight is None else y * self.weight
+        return rms_normalise(x, self.eps, weight=self.weight)
 
 
 class SequenceNorm(nn.Module):
@@ -104,6 +114,20 @@ class SequenceNorm(nn.Module):
                 return masked_batch_norm(norm, x, None)
             return norm(x.transpose(1, 2)).transpose(1, 2)
         return norm(x)
+
+
+def evaluation_function(norm: SequenceNorm, dtype: torch.dtype, device: torch.device) -> Callable[[Tensor], Tensor]:
+    """``norm`` in evaluation on unpadded inputs of ``dtype`` (float32 or float64), as a function that holds its
+    parameters (so follows their in-place updates) and calls no module where the norm is layernorm, scalenorm or
+    rmsnorm: the same ops as the module's ``forward``, for the whole-stack decoding step (``decoding``)."""
+    inner = norm.norm
+    if isinstance(inner, nn.LayerNorm):
+        return functools.partial(F.layer_norm, normalized_shape=inner.normalized_shape, weight=inner.weight,
+                                 bias=inner.bias, eps=inner.eps)
+    if isinstance(inner, (ScaleNorm, RMSNorm)):
+        return functools.partial(rms_normalise, eps=inner.eps, eps_tensor=_constant(inner.eps, dtype, device),
+                                 scalar=getattr(inner, "scalar", None), weight=getattr(inner, "weight", None))
+    return norm
 
 
 def masked_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: Tensor, padding_mask: Optional[Tensor]) -> Tensor:

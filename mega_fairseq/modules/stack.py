@@ -2,10 +2,12 @@
 
 from typing import List, NamedTuple, Optional
 
+import torch
 from torch import Tensor, nn
 
+from . import decoding
 from .config import MegaLayerConfig
-from .incremental import IncrementalState
+from .incremental import IncrementalState, IncrementalStateMixin
 from .layers import MegaLayer
 from .norm import SequenceNorm
 
@@ -16,7 +18,7 @@ class StackOutput(NamedTuple):
     attn: Optional[Tensor]  # the attention weights of layer ``weights_layer``, when asked for
 
 
-class MegaStack(nn.Module):
+class MegaStack(IncrementalStateMixin, nn.Module):
     """``cfg.layers`` Mega layers and, when they are prenorm, a final norm.
 
     ``causal=False``: an encoder stack (bidirectional EMA and attention). ``causal=True``: a
@@ -27,6 +29,10 @@ class MegaStack(nn.Module):
     attended to by real positions, and do not enter the EMA, so a right-padded batch computes
     what each example would alone (tested). Left padding would shift the chunk boundaries and the EMA's start:
     :class:`MegaEncoder` moves left-padded inputs to the left edge first.
+
+    Incremental decoding takes :class:`decoding.StackStep`, the whole stack's step as one function, where it
+    computes what the layers would (one unpadded position in evaluation without autograd, Mega-chunk softmax
+    attention: see :mod:`decoding`); the stack keeps it in its slot of the decoding's incremental state.
     """
 
     def __init__(self, cfg: MegaLayerConfig, *, causal: bool, cross_attention: bool = False,
@@ -54,6 +60,12 @@ class MegaStack(nn.Module):
         padding from the EMA and the norms."""
         if padding_mask is not None and padding_mask.device.type == "cpu" and not bool(padding_mask.any()):
             padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
+        if (incremental_state is not None and padding_mask is None and weights_layer is None and x.size(1) == 1
+                and not self.training and not torch.is_grad_enabled()):
+            step = self._decoding_step(x, incremental_state)
+            if step is not None:
+                out, inner_states = step(x, incremental_state, memory, memory_padding_mask)
+                return StackOutput(out, inner_states, None)
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         inner_states = [x]
@@ -72,3 +84,14 @@ class MegaStack(nn.Module):
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return StackOutput(x, inner_states, attn)
+
+    def _decoding_step(self, x: Tensor, incremental_state: IncrementalState) -> Optional[decoding.StackStep]:
+        """This decoding's :class:`decoding.StackStep` where it applies to the step x (B x 1 x D), else None;
+        made at the decoding's first step without autograd (None where the layers are of another kind)."""
+        saved = incremental_state.get(self._state_key())
+        if saved is None:
+            step = decoding.StackStep(self, x.dtype, x.device) if decoding.supports(self) else None
+            saved = {"step": step}
+            self.set_incremental_state(incremental_state, saved)
+        step = saved["step"]
+        return step if step is not None and step.applies(x, incremental_state) else None

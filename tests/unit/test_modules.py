@@ -282,32 +282,6 @@ def test_decoding_constants_follow_the_parameters(bias):
         assert (after - before).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("prenorm", [True, False])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_decoding_step_in_place_equals_full(prenorm, dtype):
-    """Unpadded one-position steps without autograd take the block's in-place step (_decoding_step)
-    from a decoding's second step on: equal to the full forward across chunk boundaries and after a
-    beam reordering mid-chunk."""
-    torch.manual_seed(0)
-    layer = _layer(causal=True, chunk_size=4, normalize_before=prenorm, dtype=dtype)
-    x = randn(3, 10, 8).to(dtype)
-    order = torch.tensor([2, 0, 0, 1])
-    with mock.patch.object(MovingAverageGatedAttention, "_decoding_step", autospec=True,
-                           side_effect=MovingAverageGatedAttention._decoding_step) as step, torch.no_grad():
-        for parameter in layer.parameters():  # the official initialisation's small projections hide errors
-            parameter.normal_(0.0, 0.5)
-        state = {}
-        outs = [layer(x[:, t:t + 1], incremental_state=state)[0] for t in range(7)]
-        torch.testing.assert_close(torch.cat(outs, 1), layer(x[:, :7])[0])
-        for module in layer.modules():
-            if hasattr(module, "reorder_incremental_state"):
-                module.reorder_incremental_state(state, order)
-        y = x[order]
-        steps = [layer(y[:, t:t + 1], incremental_state=state)[0] for t in range(7, 10)]
-        torch.testing.assert_close(torch.cat(steps, 1), layer(y)[0][:, 7:])
-    assert step.call_count == 6 + 3
-
-
 def test_gradients_chunked_vs_full_attention():
     torch.manual_seed(0)
     full = _layer(causal=True, chunk_size=-1, max_positions=16)

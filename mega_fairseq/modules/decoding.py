@@ -1,0 +1,146 @@
+"""One decoding step of a whole causal :class:`~mega_fairseq.modules.stack.MegaStack` as one flat function.
+
+A step of incremental decoding at batch 1 is about a hundred small ops, and calling them through
+modules (``nn.Module.__call__``, attribute reads of submodules and parameters, the general path's
+checks, dispatch and state copies) costs more than the ops. :class:`StackStep` reads every tensor that
+a step needs once per decoding and then runs the general path's ops on them directly, writing each
+block's new key and value into the rows of its kept buffers and its EMA state into its slot of the
+incremental state. It takes the step where the general path would compute the same values with the same
+ops (``applies``): one new position, no padding, no autograd, evaluation, no autocast, float32 or
+float64, softmax Mega-chunk attention and an untruncated EMA, after a first call through the general
+path made the kept buffers; otherwise the caller runs the general path. Compared with the full forward
+in tests/unit/test_decoding.py, across chunk boundaries, beam reorderings and every norm.
+"""
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .ema import EMACoefficients, one_step
+from .gated_attention import MovingAverageGatedAttention, split_gates
+from .incremental import IncrementalState
+from .norm import evaluation_function
+
+
+class _BlockTensors(NamedTuple):
+    """What one Mega layer's step reads, for one decoding (parameters as they are: in-place updates show)."""
+
+    block_key: str  # the block's slot in the incremental state (keys, values, kept)
+    ema_key: str  # its EMA's slot (the B x D x N state)
+    prenorm: bool
+    norm: Callable[[Tensor], Tensor]
+    activation: Callable[[Tensor], Tensor]
+    v_proj: Tuple[Tensor, Tensor]  # weight, bias
+    mx_proj: Tuple[Tensor, Tensor]
+    h_proj: Tuple[Tensor, Tensor]
+    sizes: List[int]  # embed_dim, z_dim, hidden_dim
+    coefficients: EMACoefficients
+    omega: Tensor
+    query_key_affine: tuple  # mu_q, mu_k, kappa_q, kappa_k
+    scaling: float
+    chunk_size: int
+    newest_bias: Tensor  # 1 x chunk: the bias of offsets -(chunk - 1)..0
+    cross_attn: Optional[nn.Module]
+    ffn: Optional[tuple]  # (norm, fc1, fc2, activation, prenorm) or None
+
+
+def supports(stack: nn.Module) -> bool:
+    """Whether every block of ``stack`` is of the kind :class:`StackStep` computes: causal softmax Mega-chunk
+    attention with an untruncated EMA (what ``applies`` adds is checked at every step)."""
+    return stack.causal and all(
+        isinstance(layer.mega_layer, MovingAverageGatedAttention) and layer.mega_layer.chunk_size > 0
+        and layer.mega_layer.attention_activation == "softmax" and layer.mega_layer.move.truncation is None
+        for layer in stack.layers)
+
+
+def _linear(module: nn.Linear) -> Tuple[Tensor, Tensor]:
+    return module.weight, module.bias
+
+
+def _block_tensors(layer: nn.Module, dtype: torch.dtype, device: torch.device) -> _BlockTensors:
+    block = layer.mega_layer
+    with torch.no_grad():
+        coefficients = EMACoefficients(*(t.to(dtype) for t in block.move.coefficients()))
+        newest_bias = block.rel_pos_bias.offsets(block.chunk_size)[:block.chunk_size].unsqueeze(0).to(dtype)
+    nffn = layer.nffn
+    ffn = None if nffn is None else (evaluation_function(nffn.norm, dtype, device), _linear(nffn.fc1),
+                                     _linear(nffn.fc2), nffn.activation, nffn.prenorm)
+    return _BlockTensors(
+        block._state_key(), block.move._state_key(), block.prenorm, evaluation_function(block.norm, dtype, device),
+        block.activation, _linear(block.v_proj), _linear(block.mx_proj), _linear(block.h_proj),
+        [block.embed_dim, block.zdim, block.hdim], coefficients, block.move.omega,
+        (*block.mu.unbind(), *block.kappa.unbind()), block.scaling, block.chunk_size, newest_bias,
+        layer.cross_attn, ffn)
+
+
+class StackStep:
+    """The decoding step of ``stack`` (a causal MegaStack for which ``supports`` holds) for one decoding, its
+    tensors read for ``dtype`` and ``device``; kept by the stack in the decoding's incremental state."""
+
+    def __init__(self, stack: nn.Module, dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+        self.blocks = [_block_tensors(layer, dtype, device) for layer in stack.layers]
+        self.final_norm = None if stack.final_norm is None else evaluation_function(stack.final_norm, dtype, device)
+
+    def applies(self, x: Tensor, incremental_state: IncrementalState) -> bool:
+        """Whether this step (x: B x 1 x D) continues a decoding whose kept buffers the general path made,
+        without padding kept, in this step's dtype (what the caller checked: no autograd, evaluation, no
+        padding mask, one position)."""
+        if x.dtype != self.dtype or torch.is_autocast_enabled(x.device.type):
+            return False
+        for block in self.blocks:
+            saved, ema_saved = incremental_state.get(block.block_key), incremental_state.get(block.ema_key)
+            if (saved is None or ema_saved is None or saved.get("prev_key") is None
+                    or saved["prev_padding_mask"] is not None or saved["prev_key"].dtype != x.dtype
+                    or ema_saved.get("ema_state") is None or ema_saved["ema_state"].dtype != x.dtype):
+                return False
+        return True
+
+    def __call__(self, x: Tensor, incremental_state: IncrementalState, memory: Optional[Tensor],
+                 memory_padding_mask: Optional[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        """The stack's output for the newest position, its state updated in place, and the inner states (the
+        input and each layer's output). Shapes: x: B x 1 x D; returns B x 1 x D and [B x 1 x D]."""
+        inner_states = [x]
+        for block in self.blocks:
+            x = _gated_attention_step(block, x, incremental_state[block.block_key], incremental_state[block.ema_key])
+            if block.cross_attn is not None:
+                x = block.cross_attn(x, memory, memory_padding_mask, incremental_state=incremental_state)[0]
+            if block.ffn is not None:
+                x = _feed_forward_step(block.ffn, x)
+            inner_states.append(x)
+        return (x if self.final_norm is None else self.final_norm(x)), inner_states
+
+
+def _gated_attention_step(block: _BlockTensors, x: Tensor, saved: Dict[str, Any], ema_saved: Dict[str, Any]) -> Tensor:
+    """``MovingAverageGatedAttention.forward`` of one position: the same ops as its incremental path (the EMA's
+    ``one_step``, ``split_gates``, ``_keys_seen``'s write into the buffer rows, ``_attend_newest``'s softmax).
+    Shapes: x: B x 1 x D; returns B x 1 x D."""
+    residual = x
+    x = block.norm(x) if block.prenorm else x
+    activation = block.activation
+    v = activation(F.linear(x, *block.v_proj))  # B x 1 x h
+    mx, ema_saved["ema_state"] = one_step(x, x, ema_saved["ema_state"], block.coefficients, block.omega)
+    phi, z, r, hx = split_gates(F.linear(mx, *block.mx_proj), *block.sizes)
+    mu_q, mu_k, kappa_q, kappa_k = block.query_key_affine
+    kept = saved["kept"]
+    context = kept + 1
+    keys, values = saved["prev_key"], saved["prev_value"]
+    torch.addcmul(mu_k, z, kappa_k, out=keys[:, kept:context])  # the new key, into its buffer row
+    values[:, kept:context] = v
+    chunk = block.chunk_size
+    saved["kept"] = context % chunk
+    scores = torch.baddbmm(block.newest_bias[:, chunk - context:], torch.addcmul(mu_q, z, kappa_q),
+                           keys[:, :context].transpose(1, 2), alpha=block.scaling)  # B x 1 x K
+    h = torch.bmm(torch.softmax(scores, dim=-1), values[:, :context])  # B x 1 x h
+    h = activation(hx + F.linear(h * r, *block.h_proj))
+    out = torch.addcmul(residual, phi, h - residual)
+    return out if block.prenorm else block.norm(out)
+
+
+def _feed_forward_step(ffn: tuple, x: Tensor) -> Tensor:
+    """``NormalizedFeedForwardNetwork.forward`` in evaluation. Shapes: x: B x 1 x D; returns B x 1 x D."""
+    norm, fc1, fc2, activation, prenorm = ffn
+    y = F.linear(activation(F.linear(norm(x) if prenorm else x, *fc1)), *fc2) + x
+    return y if prenorm else norm(y)

@@ -1,0 +1,139 @@
+"""The whole-stack decoding step (mega_fairseq/modules/decoding.py) against the full forward, on CPU: every norm,
+pre- and postnorm, with and without the FFN and cross-attention, float64 and float32, across chunk boundaries and
+beam reorderings; the steps it leaves to the layers."""
+
+from unittest import mock
+
+import pytest
+import torch
+
+from mega_fairseq.modules import MegaLayerConfig, MegaStack, decoding
+
+
+def _stack(dtype=torch.float64, layers=2, **options):
+    values = dict(layers=layers, embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=12, n_dim=3, max_positions=64,
+                  chunk_size=4, dropout=0.0)
+    cross = options.pop("cross_attention", False)
+    values.update(options)
+    stack = MegaStack(MegaLayerConfig(**values), causal=True, cross_attention=cross).to(dtype).eval()
+    with torch.no_grad():
+        for parameter in stack.parameters():  # the official initialisation's small projections hide errors
+            parameter.normal_(0.0, 0.5)
+        for module in stack.modules():  # batch norm's statistics, as after training
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0.0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return stack
+
+
+def _reorder(stack, state, order):
+    """What fairseq's beam search does: every module's reorder_incremental_state."""
+    for module in stack.modules():
+        if hasattr(module, "reorder_incremental_state"):
+            module.reorder_incremental_state(state, order)
+
+
+def _counting_steps():
+    return mock.patch.object(decoding, "_gated_attention_step", side_effect=decoding._gated_attention_step)
+
+
+@pytest.mark.parametrize("norm", ["scalenorm", "layernorm", "rmsnorm", "batchnorm"])
+@pytest.mark.parametrize("prenorm", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_stack_steps_equal_the_full_forward(norm, prenorm, dtype):
+    """From a decoding's second step on the stack takes the flat step (twice per position: two layers); the
+    outputs equal the full forward across chunk boundaries and after a beam reordering mid-chunk."""
+    torch.manual_seed(0)
+    stack = _stack(dtype, normalization_type=norm, normalize_before=prenorm)
+    x = torch.randn(3, 10, 8, dtype=dtype)
+    order = torch.tensor([2, 0, 0, 1])
+    tolerance = {} if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    with _counting_steps() as steps, torch.no_grad():
+        state = {}
+        outs = [stack(x[:, t:t + 1], incremental_state=state).out for t in range(7)]
+        torch.testing.assert_close(torch.cat(outs, 1), stack(x[:, :7]).out, **tolerance)
+        assert steps.call_count == 2 * 6
+        _reorder(stack, state, order)
+        y = x[order]
+        outs = [stack(y[:, t:t + 1], incremental_state=state).out for t in range(7, 10)]
+        torch.testing.assert_close(torch.cat(outs, 1), stack(y).out[:, 7:], **tolerance)
+    assert steps.call_count == 2 * 9
+
+
+def test_steps_after_a_prefill_without_ffn_and_final_norm():
+    """A prefill of several positions (the general path), then flat steps; layers without an FFN, postnorm
+    (no final norm); the inner states are each layer's output."""
+    torch.manual_seed(1)
+    stack = _stack(ffn_embed_dim=0, normalize_before=False, layers=3)
+    assert stack.final_norm is None and stack.layers[0].nffn is None
+    x = torch.randn(2, 11, 8, dtype=torch.float64)
+    with _counting_steps() as steps, torch.no_grad():
+        state = {}
+        first = stack(x[:, :6], incremental_state=state)
+        outs = [stack(x[:, t:t + 1], incremental_state=state) for t in range(6, 11)]
+        full = stack(x)
+    assert steps.call_count == 3 * 5
+    torch.testing.assert_close(torch.cat([first.out] + [o.out for o in outs], 1), full.out)
+    for index in range(4):
+        torch.testing.assert_close(outs[-1].inner_states[index], full.inner_states[index][:, -1:])
+
+
+def test_steps_with_cross_attention():
+    """Translation's decoder layers: the cross-attention runs between the flat self-attention and FFN."""
+    torch.manual_seed(2)
+    stack = _stack(cross_attention=True)
+    x, memory = torch.randn(2, 9, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64)
+    memory_padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    with _counting_steps() as steps, torch.no_grad():
+        state = {}
+        outs = [stack(x[:, t:t + 1], memory=memory, memory_padding_mask=memory_padding,
+                      incremental_state=state).out for t in range(9)]
+        torch.testing.assert_close(torch.cat(outs, 1), stack(x, memory=memory, memory_padding_mask=memory_padding).out)
+    assert steps.call_count == 2 * 8
+
+
+@pytest.mark.parametrize("case", ["autograd", "training", "padding", "weights", "bfloat16", "laplace", "truncation",
+                                  "no chunks"])
+def test_steps_the_flat_step_leaves_to_the_layers(case):
+    """Where the flat step would not compute what the layers compute, the layers run (and still equal the
+    full forward)."""
+    torch.manual_seed(3)
+    options = {"laplace": dict(attention_activation_fn="laplace"), "truncation": dict(truncation_length=3),
+               "no chunks": dict(chunk_size=-1)}.get(case, {})
+    dtype = torch.bfloat16 if case == "bfloat16" else torch.float64
+    stack = _stack(dtype, **options)
+    if case == "training":
+        stack.train()
+    x = torch.randn(2, 6, 8, dtype=dtype)
+    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding[1, 0] = case == "padding"  # kept by the layers for the later steps, which then take them too
+    with _counting_steps() as steps, torch.set_grad_enabled(case == "autograd"):
+        state = {}
+        outs = [stack(x[:, t:t + 1], padding[:, t:t + 1], incremental_state=state,
+                      weights_layer=0 if case == "weights" else None).out for t in range(6)]
+        full = stack(x, padding).out
+    assert steps.call_count == 0
+    tolerance = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(torch.cat(outs, 1), full, **tolerance)
+
+
+@pytest.mark.parametrize("bias", ["simple", "rotary"])
+def test_flat_steps_follow_the_parameters(bias):
+    """A decoding reads the parameters once, at its first step; a decoding after the parameters changed (in
+    place, as an optimizer changes them) computes with the new ones, across a chunk boundary."""
+    torch.manual_seed(4)
+    stack = _stack(rel_pos_bias=bias)
+    x = torch.randn(2, 9, 8, dtype=torch.float64)
+
+    def decode():
+        state = {}
+        return torch.cat([stack(x[:, t:t + 1], incremental_state=state).out for t in range(9)], 1)
+
+    with torch.no_grad():
+        before = decode()
+        torch.testing.assert_close(before, stack(x).out)
+        for parameter in stack.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+        after = decode()
+        torch.testing.assert_close(after, stack(x).out)
+    assert (after - before).abs().max() > 1e-3
