@@ -150,7 +150,8 @@ def format_report(results: dict) -> str:
     if results.get("decode"):
         lines += ["", f"## Decoding on {device} ({precision_label(results)}): ms per token after a context of L "
                       "tokens (batch 1)", "",
-                  "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) | transformer / Mega-chunk |",
+                  "| context | Mega-chunk (incremental) | fairseq transformer_lm (kv cache) "
+                  "| transformer / Mega-chunk |",
                   "|---|---|---|---|"]
         for row in results["decode"]:
             mega, transformer = row["mega_chunk_ms_per_token"], row["fairseq_transformer_ms_per_token"]

@@ -6,8 +6,8 @@ these checks: a model built for a task of another kind (:func:`check_model_fits_
 plugin's models and tasks), a checkpoint trained with another dictionary
 (:func:`check_dictionaries`, from the models' ``load_state_dict``), a file that holds no
 checkpoint (:func:`reading_error`, from the plugin's checkpoint reader). fairseq's loaders are
-wrapped (:func:`mega_fairseq.fairseq_fixes.name_checkpoints_in_errors`) so that these errors name the checkpoint file and
-come last, not hidden behind fairseq's "please ensure that the architectures match".
+wrapped (:func:`mega_fairseq.fairseq_fixes.name_checkpoints_in_errors`) so that these errors name the checkpoint
+file and come last, not hidden behind fairseq's "please ensure that the architectures match".
 """
 
 import codecs

@@ -100,7 +100,8 @@ def plot(runs: Dict[str, Dict[str, Tuple[List[int], List[float]]]], tags: List[T
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logdirs", nargs="+", type=Path, metavar="LOGDIR",
                         help="one run's --tensorboard-logdir (holding train/, valid/, train_inner/)")
     parser.add_argument("--out", type=Path, default=Path("curves"),

@@ -203,7 +203,8 @@ def plot(directions: List[Direction], title: str, threshold: float, prefix: Path
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a mega_fairseq checkpoint (LM, translation or classifier)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output prefix: writes PREFIX.png, PREFIX.svg and nothing else "

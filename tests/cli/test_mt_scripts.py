@@ -2,8 +2,8 @@
 generated sentence pairs (and its refusals of bad input), scripts/prepare_translation.sh, which it
 runs, on a pair of other language codes, mega_fairseq.data.mt's scoring of fairseq-generate's output,
 scripts/eval_bleu.sh on a two-epoch fairseq transformer trained on the prepared data, and raw text
-translated by fairseq-interactive as fairseq-generate translates it. Checkpoint averaging and the BLEU helpers: tests/unit/test_average_checkpoints.py and
-tests/unit/test_mt_data.py."""
+translated by fairseq-interactive as fairseq-generate translates it. Checkpoint averaging and the BLEU
+helpers: tests/unit/test_average_checkpoints.py and tests/unit/test_mt_data.py."""
 
 import io
 import os

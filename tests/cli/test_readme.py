@@ -3,10 +3,10 @@
 pages (later pages use what earlier ones prepared and trained), with tiny overrides: generated raw
 data where a page reads a release, tiny models and two updates appended to training commands
 (Hydra overrides for scripts/train.sh, later flags for fairseq-train), one CPU process where a
-page says NPROC=8; a pipeline (`echo TEXT | fairseq-interactive ...`) runs as one. The ```python blocks (the Python interface) run after them, on what they
-trained, and must print. A command this file does not know fails the test, and so does a docs/
-page with commands that PAGES leaves out: the docs cannot rot unseen. `make test` is this suite
-and is not rerun."""
+page says NPROC=8; a pipeline (`echo TEXT | fairseq-interactive ...`) runs as one. The ```python
+blocks (the Python interface) run after them, on what they trained, and must print. A command this
+file does not know fails the test, and so does a docs/ page with commands that PAGES leaves out:
+the docs cannot rot unseen. `make test` is this suite and is not rerun."""
 
 import os
 import re

@@ -50,7 +50,8 @@ def test_imdb_folder_as_bytes(tmp_path):
     assert list(inputs[0]) == [b + dictionary.nspecial for b in first]
     assert list(labels) == [0] * 12 + [1] * 12
     # LRA has no validation split for Text: valid is the test split
-    assert [list(x) for x in load("text", data, "valid")[0][0][0]] == [list(x) for x in load("text", data, "test")[0][0][0]]
+    valid, test = load("text", data, "valid")[0][0][0], load("text", data, "test")[0][0][0]
+    assert [list(x) for x in valid] == [list(x) for x in test]
 
 
 def test_aan_pairs(tmp_path):

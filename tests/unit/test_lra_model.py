@@ -160,8 +160,10 @@ OFFICIAL_NAMES = {"mega_lra_listop": "mega_lra_listops", "mega_lra_imdb": "mega_
                   "mega_lra_aan": "mega_lra_retrieval", "mega_lra_cifar10": "mega_lra_image",
                   "mega_lra_pf32": "mega_lra_pathfinder", "mega_lra_pf128": "mega_lra_pathx"}
 # official Transformer baselines: layers, d, FFN, heads, head width, tied layers
-BASELINES = {"transformer_lra_listops": (6, 512, 2048, 8, 2048, True), "transformer_lra_text": (4, 256, 1024, 4, 1024, False),
-             "transformer_lra_retrieval": (4, 128, 512, 4, 512, False), "transformer_lra_image": (1, 64, 128, 8, 128, False),
+BASELINES = {"transformer_lra_listops": (6, 512, 2048, 8, 2048, True),
+             "transformer_lra_text": (4, 256, 1024, 4, 1024, False),
+             "transformer_lra_retrieval": (4, 128, 512, 4, 512, False),
+             "transformer_lra_image": (1, 64, 128, 8, 128, False),
              "transformer_lra_pathfinder": (1, 128, 128, 4, 256, False),
              "transformer_lra_pathx": (1, 128, 128, 4, 256, False)}
 

@@ -1,7 +1,6 @@
 """Fast paths against slow references for the pure-torch Mega modules."""
 
 import itertools
-from unittest import mock
 
 import pytest
 import torch
