@@ -137,3 +137,31 @@ def test_flat_steps_follow_the_parameters(bias):
         after = decode()
         torch.testing.assert_close(after, stack(x).out)
     assert (after - before).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("norm", ["scalenorm", "layernorm"])
+def test_flat_steps_are_the_layers_steps_bit_for_bit(norm):
+    """The same ops as the layers' incremental path, so the same float32 values, not only close ones: a
+    decoding across two chunk boundaries and a beam reordering, with the flat step and without it."""
+    torch.manual_seed(5)
+    stack = _stack(torch.float32, normalization_type=norm, cross_attention=True)
+    x, memory = torch.randn(3, 11, 8), torch.randn(3, 4, 8)
+    order = torch.tensor([1, 1, 0, 2])
+
+    def decode():
+        state, outs = {}, []
+        with torch.no_grad():
+            for t in range(11):
+                if t == 6:
+                    _reorder(stack, state, order)
+                rows = order if t >= 6 else torch.arange(3)
+                outs.append(stack(x[rows, t:t + 1], memory=memory[rows], incremental_state=state).out)
+        return torch.cat([o[:3] for o in outs], 1)
+
+    with _counting_steps() as steps:
+        flat = decode()
+    assert steps.call_count == 2 * 10
+    with mock.patch.object(decoding, "supports", return_value=False), _counting_steps() as steps:
+        layers = decode()
+    assert steps.call_count == 0
+    assert torch.equal(flat, layers)
