@@ -54,7 +54,10 @@ Decoding: median per-token latency of this package's ``mega_lm`` with chunks (Me
 one token at a time through fairseq's incremental interface after a real prefill of 256, 1K, 4K
 and 16K tokens, against fairseq's ``transformer_lm`` of the same width and depth with its
 key/value cache, the two taking turns token by token; and the tokens per second of fairseq's
-``SequenceGenerator`` (beam 5, 32 sequences at once, 128 and 512 tokens each) with both.
+``SequenceGenerator`` (beam 5, 32 sequences at once, 128 and 512 tokens each) with both; with
+``--translation-beam-lengths``, the same beam search with this package's ``mega`` translation model (full
+attention, as the WMT16 recipe) and fairseq's ``transformer`` of the same sizes, over sentences of
+``--source-length`` tokens.
 
 Files: ``harness`` (command line, worker subprocesses, measurements), ``cases`` (the models
 and the FLOP count), ``report`` (ratios, tables, plot), ``profiling`` (SDPA backend and kernels),

@@ -256,3 +256,43 @@ def fairseq_transformer_lm(sizes: dict, vocab_size: int, max_positions: int) -> 
                   attention_dropout=0.0, activation_dropout=0.0, max_target_positions=max_positions,
                   tokens_per_sample=max_positions, add_bos_token=False, tpu=False)
     return TransformerLanguageModel.build_model(argparse.Namespace(**values), _lm_task(vocab_size))
+
+
+def mega_translation(sizes: dict, vocab_size: int, max_positions: int) -> nn.Module:
+    """This package's ``mega`` translation model with the benchmark's sizes in both stacks, full attention (the
+    WMT16 recipe's), prenorm, no dropout; built by its own build_model."""
+    from mega_fairseq.models.mega_config import option_names
+    from mega_fairseq.models.mega_translation import MT_PRESETS, MegaTranslationConfig, MegaTranslationModel
+
+    values = _config_values(MegaTranslationConfig)
+    values.update(arch="mega", max_source_positions=max_positions, max_target_positions=max_positions)
+    cfg = argparse.Namespace(**values)
+    MT_PRESETS.apply("mega", cfg)
+    layers = layer_config(sizes, chunk_size=-1, max_positions=max_positions)
+    for option, name in option_names("encoder").items():
+        setattr(cfg, name, getattr(layers, option))
+    for option, name in option_names("decoder").items():
+        setattr(cfg, name, getattr(layers, option))
+    return MegaTranslationModel.build_model(cfg, _translation_task(vocab_size))
+
+
+def fairseq_transformer_translation(sizes: dict, vocab_size: int, max_positions: int) -> nn.Module:
+    """fairseq's transformer translation model with the benchmark's sizes (prenorm, no dropout), built by its own
+    build_model."""
+    from fairseq.models.transformer import TransformerModel, base_architecture
+
+    d = sizes["embed_dim"]
+    cfg = argparse.Namespace(**{f"{side}_{name}": value for side in ("encoder", "decoder") for name, value in dict(
+        layers=sizes["layers"], embed_dim=d, ffn_embed_dim=sizes["ffn_embed_dim"], attention_heads=sizes["heads"],
+        normalize_before=True).items()}, dropout=0.0, max_source_positions=max_positions,
+        max_target_positions=max_positions)
+    base_architecture(cfg)
+    return TransformerModel.build_model(cfg, _translation_task(vocab_size))
+
+
+def _translation_task(vocab_size: int) -> argparse.Namespace:
+    """What a translation model's build_model reads of its task: one dictionary for both sides, right-padded
+    targets."""
+    task = _lm_task(vocab_size)
+    task.cfg = argparse.Namespace(left_pad_target=False)
+    return task

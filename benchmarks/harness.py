@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from mega_fairseq.modules import NORM_TYPES
 
 from .cases import (ALL_MODELS, DEFAULT_MODELS, DEFAULT_SIZES, HF_MODELS, arch_sizes, build_model, ema_path,
-                    fairseq_transformer_lm, hf_available, mega_lm)
+                    fairseq_transformer_lm, fairseq_transformer_translation, hf_available, mega_lm,
+                    mega_translation)
 from .profiling import profile
 from .report import by_key, compute_ratios, flops_rows, format_report, plot
 
@@ -135,6 +136,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help="tokens decoded per sequence by the beam search, one run each (best of --repeats); none "
                            f"skips it (default: {' '.join(map(str, DEFAULT_BEAM_LENGTHS))}; --quick: "
                            f"{DEFAULT_BEAM_LENGTHS[0]})")
+    runs.add_argument("--translation-beam-lengths", type=int, nargs="*", default=[],
+                      help="target tokens per sentence of a translation beam search (fairseq's SequenceGenerator, "
+                           "--beam-size, --beam-batch sentences of --source-length tokens) with this package's mega "
+                           "translation model (full attention, as the WMT16 recipe) and fairseq's transformer of the "
+                           "same sizes, one run each (best of --repeats); none (the default) skips it")
+    runs.add_argument("--source-length", type=int, default=32, help="source tokens of the translation beam search")
     runs.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     runs.add_argument("--memory-jobs", type=int, default=1,
                       help="peak-memory subprocesses run at once (each measures only itself; mind the RAM)")
@@ -308,15 +315,16 @@ def fairseq_decode_step(model: nn.Module, sizes: dict, tokens: Tensor, context: 
 
 
 def beam_search_rates(models: Dict[str, nn.Module], batch: int, beam: int, length: int, repeats: int,
-                      device: str = "cpu") -> Dict[str, float]:
+                      device: str = "cpu", source_length: int = 1) -> Dict[str, float]:
     """Tokens per second of fairseq's SequenceGenerator (beam search) with each model: ``batch``
     sequences decoded from the start token, ``length`` tokens each (min_len = max_len: every
     hypothesis runs every step), ``batch * length / seconds``; a warm-up run of a few tokens, then
-    ``repeats`` runs in which the models take turns, best kept."""
+    ``repeats`` runs in which the models take turns, best kept. ``source_length``: the tokens of each
+    source sentence (translation models; a language model's prefix is its one start token)."""
     vocab_size = len(next(iter(models.values())).decoder.dictionary)
-    src_tokens = torch.randint(4, vocab_size, (batch, 1), device=device)
-    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": torch.ones(batch, dtype=torch.long,
-                                                                               device=device)}}
+    src_tokens = torch.randint(4, vocab_size, (batch, source_length), device=device)
+    sample = {"net_input": {"src_tokens": src_tokens, "src_lengths": torch.full((batch,), source_length,
+                                                                                device=device)}}
     for name, generator in _beam_searches(models, beam, min(length, 8)).items():
         generator.generate([models[name]], sample)  # warm-up
     generators = _beam_searches(models, beam, length)
@@ -343,7 +351,8 @@ def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: i
                      device: str = "cpu", precision: str = "fp32") -> dict:
     """Per-token latency of both language models after each context, with the SDPA backend and the
     busiest kernels of one profiled token of each (``profiles``), and their beam search rates for
-    each of ``beam["lengths"]`` (``beam_search_rates``)."""
+    each of ``beam["lengths"]`` (``beam_search_rates``), and those of the translation models for each of
+    ``beam["translation_lengths"]``."""
     torch.manual_seed(0)
     max_positions = max(contexts + [0]) + steps + max(beam["lengths"] + [0]) + 2
     models = {"mega_chunk": mega_lm(sizes, vocab_size, max_positions).to(device).eval(),
@@ -364,12 +373,23 @@ def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: i
             rates = beam_search_rates(models, beam["batch"], beam["size"], length, beam["repeats"], device)
             beam_search.append({"length": length, "beam": beam["size"], "batch": beam["batch"],
                                 **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}})
-    return {"decode": rows, "beam_search": beam_search}
+        translation = []
+        if beam["translation_lengths"]:
+            positions = beam["source_length"] + max(beam["translation_lengths"]) + 2
+            models = {"mega": mega_translation(sizes, vocab_size, positions).to(device).eval(),
+                      "fairseq_transformer": fairseq_transformer_translation(sizes, vocab_size, positions)
+                      .to(device).eval()}
+        for length in beam["translation_lengths"]:
+            rates = beam_search_rates(models, beam["batch"], beam["size"], length, beam["repeats"], device,
+                                      source_length=beam["source_length"])
+            translation.append({"length": length, "source_length": beam["source_length"], "beam": beam["size"],
+                                "batch": beam["batch"], **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}})
+    return {"decode": rows, "beam_search": beam_search, "translation_beam_search": translation}
 
 
 def timing_worker(spec: dict) -> dict:
     sizes, configs, device = spec["sizes"], spec["configs"], spec["device"]
-    results = {"train": [], "matmul": [], "decode": [], "beam_search": []}
+    results = {"train": [], "matmul": [], "decode": [], "beam_search": [], "translation_beam_search": []}
     lengths = list(dict.fromkeys(length for _, length in configs))
     for length in lengths:
         names = [name for name, config_length in configs if config_length == length]
@@ -384,7 +404,7 @@ def timing_worker(spec: dict) -> dict:
     # the [phi, z, gamma, h] projection, and a chunk's weights times values
     results["matmul"] = [matmul_rate([tokens, d, z + h + 2 * d], device=device, precision=spec["precision"]),
                          matmul_rate([max(1, tokens // c), c, c, h], device=device, precision=spec["precision"])]
-    if spec["decode_contexts"] or spec["beam"]["lengths"]:
+    if spec["decode_contexts"] or spec["beam"]["lengths"] or spec["beam"]["translation_lengths"]:
         results.update(measure_decoding(sizes, spec["decode_contexts"], spec["decode_steps"], spec["vocab_size"],
                                         spec["beam"], device, spec["precision"]))
     return results
@@ -524,9 +544,9 @@ def best_of_workers(timings: List[dict]) -> dict:
         "decode": [{**row, **{key: min(t["decode"][i][key] for t in timings)
                               for key in row if key.endswith("_ms_per_token")}}
                    for i, row in enumerate(first["decode"])],
-        "beam_search": [{**row, **{key: max(t["beam_search"][i][key] for t in timings)
-                                   for key in row if key.endswith("_tokens_per_s")}}
-                        for i, row in enumerate(first["beam_search"])],
+        **{name: [{**row, **{key: max(t[name][i][key] for t in timings) for key in row
+                             if key.endswith("_tokens_per_s")}}
+                  for i, row in enumerate(first[name])] for name in ("beam_search", "translation_beam_search")},
     }
 
 
@@ -557,7 +577,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                  decode_contexts=args.decode_contexts, decode_steps=args.decode_steps,
                                  vocab_size=args.vocab_size,
                                  beam=dict(size=args.beam_size, batch=args.beam_batch, lengths=args.beam_lengths,
-                                           repeats=args.repeats)), args)
+                                           repeats=args.repeats, translation_lengths=args.translation_beam_lengths,
+                                           source_length=args.source_length)), args)
         if timing is None:
             raise SystemExit("the timing worker failed")
         timings.append(timing)
@@ -577,7 +598,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                **timing}
     results["flops"] = flops_rows(results, sizes)
     results["ratios"] = compute_ratios(by_key(results["train"]), results["decode"], args.lengths,
-                                       results["beam_search"])
+                                       results["beam_search"], results["translation_beam_search"])
     print(format_report(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -15,7 +15,8 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[int],
-                   beam_search: Optional[List[dict]] = None) -> Dict[str, Optional[float]]:
+                   beam_search: Optional[List[dict]] = None,
+                   translation_beam_search: Optional[List[dict]] = None) -> Dict[str, Optional[float]]:
     """Speed-ups (other model's time / Mega's time), memory fractions and length scaling."""
 
     def time_of(model, length):
@@ -58,6 +59,9 @@ def compute_ratios(train: Dict[tuple, dict], decode: List[dict], lengths: List[i
     for row in beam_search or []:
         ratios[f"beam_search_mega_chunk_speedup_vs_fairseq_transformer@{row['length']}"] = ratio(
             row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"])
+    for row in translation_beam_search or []:
+        ratios[f"translation_beam_search_mega_speedup_vs_fairseq_transformer@{row['length']}"] = ratio(
+            row["mega_tokens_per_s"], row["fairseq_transformer_tokens_per_s"])
     return ratios
 
 
@@ -164,6 +168,16 @@ def format_report(results: dict) -> str:
                   "| L | Mega-chunk | fairseq transformer_lm | Mega-chunk / transformer |", "|---|---|---|---|"]
         for row in results["beam_search"]:
             mega, transformer = row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
+            lines.append(f"| {row['length']} | {_fmt(mega, 0)} | {_fmt(transformer, 0)} | "
+                         f"{_fmt(ratio(mega, transformer), 2)} |")
+    if results.get("translation_beam_search"):
+        first = results["translation_beam_search"][0]
+        lines += ["", f"## Translation beam search on {device} ({precision_label(results)}): fairseq's "
+                      f"SequenceGenerator, beam {first['beam']}, {first['batch']} sentences of {first['source_length']} "
+                      "source tokens, L target tokens each, tokens per second", "",
+                  "| L | Mega (full attention) | fairseq transformer | Mega / transformer |", "|---|---|---|---|"]
+        for row in results["translation_beam_search"]:
+            mega, transformer = row["mega_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
             lines.append(f"| {row['length']} | {_fmt(mega, 0)} | {_fmt(transformer, 0)} | "
                          f"{_fmt(ratio(mega, transformer), 2)} |")
     lines += what_ran(results, device)

@@ -9,7 +9,8 @@ caller needs (``relative_attention``, ``attend``); the layers (``gated_attention
 - fused softmax attention: torch's scaled_dot_product_attention (SDPA) with no score-sized mask
   (``fused_softmax_attention``), for softmax on every device, except
 - the blocked softmax kernel of the CPU (``softmax_attention_blocks``), for self-attention with
-  a relative bias and no dropout on CPU.
+  a relative bias and no dropout on CPU;
+- one query (a decoding step, ``softmax_one_query``): three small ops, for softmax without dropout.
 
 Every fast kernel is compared with the reference in tests/unit/test_fast_paths.py and
 tests/unit/test_fused_attention.py.
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
+
+from .incremental import to_dtype, without_autocast
 
 ATTENTION_FUNCTIONS = ("softmax", "laplace", "relu2")
 
@@ -123,6 +126,25 @@ def attend(q: Tensor, k: Tensor, v: Tensor, *, function: str, bias: Tensor, visi
         weights = attention_weights(q, k, function=function, bias=bias, visible=visible, scaling=scaling)
         out = torch.matmul(F.dropout(weights, p=dropout, training=dropout > 0), v)
     return out.to(out_dtype), (weights if need_weights else None)
+
+
+def softmax_one_query(q: Tensor, k: Tensor, v: Tensor, *, bias: Tensor, visible: Optional[Tensor],
+                      scaling: float) -> Tuple[Tensor, Tensor]:
+    """Softmax attention of one query per entry, without dropout, in three small ops: a decoding step's
+    self- and cross-attention (one query costs less this way than through ``attend``'s dispatch: a decoding
+    step is mostly such overhead). Runs in ``compute_dtype``, softmax in at least float32; returns v's dtype.
+
+    Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; bias: 1 x K; visible: B x 1 x K bool or None; returns
+    (B x 1 x h, weights B x 1 x K).
+    """
+    dtype = compute_dtype(q, k, v)
+    with without_autocast(q.device.type):  # the dtype is chosen above
+        scores = torch.baddbmm(to_dtype(bias, dtype), to_dtype(q, dtype), to_dtype(k, dtype).transpose(1, 2),
+                               alpha=scaling)  # B x 1 x K
+        if visible is not None:
+            scores = scores.masked_fill(~_ensure_nonempty_rows(visible), float("-inf"))
+        weights = to_dtype(torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)), dtype)
+        return to_dtype(torch.bmm(weights, to_dtype(v, dtype)), v.dtype), weights
 
 
 def _combine(visible: Optional[Tensor], causal: Optional[Tensor]) -> Optional[Tensor]:

@@ -63,5 +63,6 @@ class GatedCrossAttention(GatedBlock):
         positions = torch.arange(first, first + length, device=q.device)
         bias = self.rel_pos_bias(positions, max(first + length, src_len))[:, :src_len]
         visible = None if memory_padding_mask is None else ~memory_padding_mask.unsqueeze(1)
-        h, weights = self.attend(q, k, v, bias.to(q.dtype), visible, need_weights)
+        attend = self.attend_one_query if length == 1 else self.attend  # a decoding step: one query
+        h, weights = attend(q, k, v, bias.to(q.dtype), visible, need_weights)
         return self.gated_residual(query, phi, self.activation(self.h_proj(h * r)), padding_mask), weights

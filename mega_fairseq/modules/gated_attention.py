@@ -11,7 +11,7 @@ from .activations import get_activation
 from .config import MegaLayerConfig
 from .dropout import apply_dropout, make_dropout
 from .ema import MultiDimensionalDampedEMA
-from .incremental import IncrementalState, IncrementalStateMixin, to_dtype, without_autocast
+from .incremental import IncrementalState, IncrementalStateMixin
 from .norm import SequenceNorm
 from .positional_bias import build_relative_positional_bias
 
@@ -62,6 +62,20 @@ class GatedBlock(IncrementalStateMixin, nn.Module):
     def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
         return attention.attend(q, k, v, bias=bias, visible=visible, **self.attention_options(need_weights))
+
+    def attend_one_query(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, visible: Optional[Tensor],
+                         need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        """The attention of one new query per sequence (a decoding step): softmax without dropout by
+        ``attention.softmax_one_query``, the other functions and dropout through ``attend``. Compared with the
+        full forward in tests/unit/test_modules.py (test_incremental_equals_full) and test_decoding.py.
+
+        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; bias: 1 x K; visible: B x 1 x K or None; returns
+        (B x 1 x h, weights B x 1 x K or None)."""
+        if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
+            out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
+        else:
+            out, weights = attention.softmax_one_query(q, k, v, bias=bias, visible=visible, scaling=self.scaling)
+        return out, (weights if need_weights else None)
 
 
 def split_gates(projected: Tensor, embed_dim: int, zdim: int, hdim: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -235,7 +249,8 @@ class MovingAverageGatedAttention(GatedBlock):
         k, v, padding_mask = self._keys_seen(saved, k, v, padding_mask)
         context = k.size(1)
         if num_new == 1:
-            return self._attend_newest(q, k, v, padding_mask, self._newest_bias(saved, context), need_weights)
+            visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
+            return self.attend_one_query(q, k, v, self._newest_bias(saved, context), visible, need_weights)
         if 0 < self.chunk_size < context:
             # Several chunks: queries padded on the left to chunk-aligned positions.
             q = F.pad(q, (0, 0, context - num_new, 0))
@@ -307,33 +322,6 @@ class MovingAverageGatedAttention(GatedBlock):
         if row is None:
             row = saved["newest_bias"] = self.rel_pos_bias.offsets(self.chunk_size)[:self.chunk_size].unsqueeze(0)
         return row[:, self.chunk_size - context:]
-
-    def _attend_newest(self, q: Tensor, k: Tensor, v: Tensor, padding_mask: Optional[Tensor], bias: Tensor,
-                       need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        """Attention of one new query (a decoding step) to every kept key: the last row of the
-        context's causal attention, so one row of the bias and no causal mask.
-
-        Softmax without dropout computes its B x 1 x K weights with three small ops (one query costs
-        less this way than through ``attend``'s dispatch: a decoding step is mostly such overhead);
-        the other functions and dropout go through ``attend``. Compared with the full forward in
-        tests/unit/test_modules.py (test_incremental_equals_full).
-
-        Shapes: q: B x 1 x z; k: B x K x z; v: B x K x h; padding_mask: B x K or None; bias: 1 x K
-        (``_newest_bias``); returns (B x 1 x h, weights B x 1 x K or None).
-        """
-        visible = None if padding_mask is None else ~padding_mask.unsqueeze(1)  # B x 1 x K
-        if self.attention_activation != "softmax" or (self.training and self.attention_dropout > 0):
-            out, weights = self.attend(q, k, v, bias, visible, need_weights=True)
-            return out, (weights if need_weights else None)
-        dtype = attention.compute_dtype(q, k, v)
-        with without_autocast(q.device.type):  # the dtype is chosen above
-            scores = torch.baddbmm(to_dtype(bias, dtype), to_dtype(q, dtype), to_dtype(k, dtype).transpose(1, 2),
-                                   alpha=self.scaling)  # B x 1 x K
-            if visible is not None:
-                scores = scores.masked_fill(~attention._ensure_nonempty_rows(visible), float("-inf"))
-            weights = to_dtype(torch.softmax(scores, dim=-1, dtype=torch.promote_types(dtype, torch.float32)), dtype)
-            out = to_dtype(torch.bmm(weights, to_dtype(v, dtype)), v.dtype)  # B x 1 x h
-        return out, (weights if need_weights else None)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, zdim={self.zdim}, hdim={self.hdim}, ndim={self.ndim}, "

@@ -62,7 +62,7 @@ class MegaStack(IncrementalStateMixin, nn.Module):
             padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
         if (incremental_state is not None and padding_mask is None and weights_layer is None and x.size(1) == 1
                 and not self.training and not torch.is_grad_enabled()):
-            step = self._decoding_step(x, incremental_state)
+            step = self._decoding_step(x, incremental_state, memory)
             if step is not None:
                 out, inner_states = step(x, incremental_state, memory, memory_padding_mask)
                 return StackOutput(out, inner_states, None)
@@ -85,7 +85,8 @@ class MegaStack(IncrementalStateMixin, nn.Module):
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return StackOutput(x, inner_states, attn)
 
-    def _decoding_step(self, x: Tensor, incremental_state: IncrementalState) -> Optional[decoding.StackStep]:
+    def _decoding_step(self, x: Tensor, incremental_state: IncrementalState,
+                       memory: Optional[Tensor]) -> Optional[decoding.StackStep]:
         """This decoding's :class:`decoding.StackStep` where it applies to the step x (B x 1 x D), else None;
         made at the decoding's first step without autograd (None where the layers are of another kind)."""
         saved = incremental_state.get(self._state_key())
@@ -94,4 +95,4 @@ class MegaStack(IncrementalStateMixin, nn.Module):
             saved = {"step": step}
             self.set_incremental_state(incremental_state, saved)
         step = saved["step"]
-        return step if step is not None and step.applies(x, incremental_state) else None
+        return step if step is not None and step.applies(x, incremental_state, memory) else None

@@ -22,9 +22,11 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
         "--embed-dim", "16", "--z-dim", "8", "--hidden-dim", "16", "--n-dim", "2", "--ffn-embed-dim", "16",
         "--chunk-size", "32", "--heads", "2", "--tokens-per-step", "1024", "--repeats", "1", "--timing-workers", "2",
         "--decode-contexts", "8", "40", "--decode-steps", "4", "--beam-size", "2", "--beam-batch", "3",
-        "--beam-lengths", "2", "5", "--threads", "1", "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
+        "--beam-lengths", "2", "5", "--translation-beam-lengths", "3", "--source-length", "4", "--threads", "1",
+        "--memory-jobs", "2", "--timeout", "120", "--json", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
-    expected = {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "beam_search", "ratios"}
+    expected = {"machine", "sizes", "settings", "train", "flops", "matmul", "decode", "beam_search",
+                "translation_beam_search", "ratios"}
     assert expected <= set(results)
     assert results["settings"]["timing_workers"] == 2
     assert results["settings"]["device"] == results["machine"]["device"] == device
@@ -34,8 +36,8 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
     assert label == (f"GPU {torch.cuda.get_device_name()}" if device == "cuda"
                      else f"CPU {results['machine']['cpu']}, 1 thread")
     text = report.format_report(results)
-    assert text.count(label) == 5  # training, FLOP, decoding, beam search and what-ran headings
-    assert text.count(f"({report.precision_label(results)})") == 3  # training, decoding and beam search headings
+    assert text.count(label) == 6  # training, FLOP, decoding, beam search, translation and what-ran headings
+    assert text.count(f"({report.precision_label(results)})") == 4  # training, decoding and the beam searches
     assert [(row["model"], row["length"]) for row in results["train"]] == [("mega_chunk", 64), ("mega_chunk", 128)]
     for row in results["train"]:
         assert row["ema_path"] == "fft"  # both lengths are short of CHUNK_MIN_LENGTH
@@ -67,6 +69,12 @@ def test_benchmark_writes_every_measurement(tmp_path, device):
         assert row["mega_chunk_tokens_per_s"] > 0 and row["fairseq_transformer_tokens_per_s"] > 0
         assert results["ratios"][f"beam_search_mega_chunk_speedup_vs_fairseq_transformer@{row['length']}"] > 0
         assert f"| {row['length']} | {row['mega_chunk_tokens_per_s']:.0f} |" in text
+    [row] = results["translation_beam_search"]
+    assert (row["length"], row["source_length"], row["beam"], row["batch"]) == (3, 4, 2, 3)
+    assert row["mega_tokens_per_s"] > 0 and row["fairseq_transformer_tokens_per_s"] > 0
+    assert results["ratios"]["translation_beam_search_mega_speedup_vs_fairseq_transformer@3"] == \
+        row["mega_tokens_per_s"] / row["fairseq_transformer_tokens_per_s"]
+    assert f"| 3 | {row['mega_tokens_per_s']:.0f} |" in text
 
 
 @pytest.mark.parametrize("device", DEVICES)

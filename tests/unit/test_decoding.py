@@ -1,6 +1,7 @@
 """The whole-stack decoding step (mega_fairseq/modules/decoding.py) against the full forward, on CPU: every norm,
-pre- and postnorm, with and without the FFN and cross-attention, float64 and float32, across chunk boundaries and
-beam reorderings; the steps it leaves to the layers."""
+pre- and postnorm, Mega-chunk and full attention, simple and rotary biases, with and without the FFN and
+cross-attention, float64 and float32, across chunk boundaries, buffer growth and beam reorderings; bit for bit
+against the layers' path; the steps it leaves to the layers."""
 
 from unittest import mock
 
@@ -33,18 +34,36 @@ def _reorder(stack, state, order):
             module.reorder_incremental_state(state, order)
 
 
-def _counting_steps():
-    return mock.patch.object(decoding, "_gated_attention_step", side_effect=decoding._gated_attention_step)
+def _flat_steps(chunk, steps, prefill=1):
+    """How many of ``steps`` one-position calls after a first call of ``prefill`` positions take the flat step: all
+    with Mega-chunk (its key buffers have room for the chunk); with full attention those that find room in the
+    buffers, which the layers' steps make with room for twice their keys (a beam reordering keeps the room)."""
+    if chunk > 0:
+        return steps
+    kept, room, flat = prefill, 2 * prefill, 0
+    for _ in range(steps):
+        if kept < room:
+            flat += 1
+        else:
+            room = 2 * (kept + 1)
+        kept += 1
+    return flat
+
+
+def _counting_steps(function="_gated_attention_step"):
+    return mock.patch.object(decoding, function, side_effect=getattr(decoding, function))
 
 
 @pytest.mark.parametrize("norm", ["scalenorm", "layernorm", "rmsnorm", "batchnorm"])
 @pytest.mark.parametrize("prenorm", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_stack_steps_equal_the_full_forward(norm, prenorm, dtype):
+@pytest.mark.parametrize("chunk", [4, -1])
+def test_stack_steps_equal_the_full_forward(norm, prenorm, dtype, chunk):
     """From a decoding's second step on the stack takes the flat step (twice per position: two layers); the
-    outputs equal the full forward across chunk boundaries and after a beam reordering mid-chunk."""
+    outputs equal the full forward across chunk boundaries (full attention: as the key buffers fill, and where
+    the layers give them more room) and after a beam reordering mid-chunk."""
     torch.manual_seed(0)
-    stack = _stack(dtype, normalization_type=norm, normalize_before=prenorm)
+    stack = _stack(dtype, normalization_type=norm, normalize_before=prenorm, chunk_size=chunk)
     x = torch.randn(3, 10, 8, dtype=dtype)
     order = torch.tensor([2, 0, 0, 1])
     tolerance = {} if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
@@ -52,12 +71,12 @@ def test_stack_steps_equal_the_full_forward(norm, prenorm, dtype):
         state = {}
         outs = [stack(x[:, t:t + 1], incremental_state=state).out for t in range(7)]
         torch.testing.assert_close(torch.cat(outs, 1), stack(x[:, :7]).out, **tolerance)
-        assert steps.call_count == 2 * 6
+        assert steps.call_count == 2 * _flat_steps(chunk, 6)
         _reorder(stack, state, order)
         y = x[order]
         outs = [stack(y[:, t:t + 1], incremental_state=state).out for t in range(7, 10)]
         torch.testing.assert_close(torch.cat(outs, 1), stack(y).out[:, 7:], **tolerance)
-    assert steps.call_count == 2 * 9
+    assert steps.call_count == 2 * _flat_steps(chunk, 9) > 0
 
 
 def test_steps_after_a_prefill_without_ffn_and_final_norm():
@@ -78,28 +97,29 @@ def test_steps_after_a_prefill_without_ffn_and_final_norm():
         torch.testing.assert_close(outs[-1].inner_states[index], full.inner_states[index][:, -1:])
 
 
-def test_steps_with_cross_attention():
-    """Translation's decoder layers: the cross-attention runs between the flat self-attention and FFN."""
+@pytest.mark.parametrize("bias", ["simple", "rotary"])
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_steps_with_cross_attention(bias, prenorm):
+    """Translation's decoder layers: the gated cross-attention runs flat between the self-attention and the FFN,
+    over the encoder's keys and values of the first step, with the memory's padding."""
     torch.manual_seed(2)
-    stack = _stack(cross_attention=True)
+    stack = _stack(cross_attention=True, chunk_size=-1, rel_pos_bias=bias, normalize_before=prenorm)
     x, memory = torch.randn(2, 9, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64)
     memory_padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
-    with _counting_steps() as steps, torch.no_grad():
+    with _counting_steps() as steps, _counting_steps("_cross_attention_step") as cross, torch.no_grad():
         state = {}
         outs = [stack(x[:, t:t + 1], memory=memory, memory_padding_mask=memory_padding,
                       incremental_state=state).out for t in range(9)]
         torch.testing.assert_close(torch.cat(outs, 1), stack(x, memory=memory, memory_padding_mask=memory_padding).out)
-    assert steps.call_count == 2 * 8
+    assert steps.call_count == cross.call_count == 2 * _flat_steps(-1, 8) > 0
 
 
-@pytest.mark.parametrize("case", ["autograd", "training", "padding", "weights", "bfloat16", "laplace", "truncation",
-                                  "no chunks"])
+@pytest.mark.parametrize("case", ["autograd", "training", "padding", "weights", "bfloat16", "laplace", "truncation"])
 def test_steps_the_flat_step_leaves_to_the_layers(case):
     """Where the flat step would not compute what the layers compute, the layers run (and still equal the
     full forward)."""
     torch.manual_seed(3)
-    options = {"laplace": dict(attention_activation_fn="laplace"), "truncation": dict(truncation_length=3),
-               "no chunks": dict(chunk_size=-1)}.get(case, {})
+    options = {"laplace": dict(attention_activation_fn="laplace"), "truncation": dict(truncation_length=3)}.get(case, {})
     dtype = torch.bfloat16 if case == "bfloat16" else torch.float64
     stack = _stack(dtype, **options)
     if case == "training":
@@ -118,33 +138,37 @@ def test_steps_the_flat_step_leaves_to_the_layers(case):
 
 
 @pytest.mark.parametrize("bias", ["simple", "rotary"])
-def test_flat_steps_follow_the_parameters(bias):
+@pytest.mark.parametrize("chunk", [4, -1])
+def test_flat_steps_follow_the_parameters(bias, chunk):
     """A decoding reads the parameters once, at its first step; a decoding after the parameters changed (in
     place, as an optimizer changes them) computes with the new ones, across a chunk boundary."""
     torch.manual_seed(4)
-    stack = _stack(rel_pos_bias=bias)
+    stack = _stack(rel_pos_bias=bias, chunk_size=chunk, cross_attention=True)
+    memory = torch.randn(2, 3, 8, dtype=torch.float64)
     x = torch.randn(2, 9, 8, dtype=torch.float64)
 
     def decode():
         state = {}
-        return torch.cat([stack(x[:, t:t + 1], incremental_state=state).out for t in range(9)], 1)
+        return torch.cat([stack(x[:, t:t + 1], memory=memory, incremental_state=state).out for t in range(9)], 1)
 
     with torch.no_grad():
         before = decode()
-        torch.testing.assert_close(before, stack(x).out)
+        torch.testing.assert_close(before, stack(x, memory=memory).out)
         for parameter in stack.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.5)
         after = decode()
-        torch.testing.assert_close(after, stack(x).out)
+        torch.testing.assert_close(after, stack(x, memory=memory).out)
     assert (after - before).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("norm", ["scalenorm", "layernorm"])
-def test_flat_steps_are_the_layers_steps_bit_for_bit(norm):
+@pytest.mark.parametrize("norm,chunk,bias", [("scalenorm", 4, "simple"), ("layernorm", 4, "rotary"),
+                                             ("scalenorm", -1, "simple"), ("rmsnorm", -1, "rotary")])
+def test_flat_steps_are_the_layers_steps_bit_for_bit(norm, chunk, bias):
     """The same ops as the layers' incremental path, so the same float32 values, not only close ones: a
-    decoding across two chunk boundaries and a beam reordering, with the flat step and without it."""
+    decoding across two chunk boundaries (or buffer growths) and a beam reordering, with cross-attention, with the
+    flat step and without it."""
     torch.manual_seed(5)
-    stack = _stack(torch.float32, normalization_type=norm, cross_attention=True)
+    stack = _stack(torch.float32, normalization_type=norm, cross_attention=True, chunk_size=chunk, rel_pos_bias=bias)
     x, memory = torch.randn(3, 11, 8), torch.randn(3, 4, 8)
     order = torch.tensor([1, 1, 0, 2])
 
@@ -160,7 +184,7 @@ def test_flat_steps_are_the_layers_steps_bit_for_bit(norm):
 
     with _counting_steps() as steps:
         flat = decode()
-    assert steps.call_count == 2 * 10
+    assert steps.call_count == 2 * _flat_steps(chunk, 10) > 0
     with mock.patch.object(decoding, "supports", return_value=False), _counting_steps() as steps:
         layers = decode()
     assert steps.call_count == 0
