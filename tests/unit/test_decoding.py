@@ -1,4 +1,5 @@
-"""The whole-stack decoding step (mega_fairseq/modules/decoding.py) against the full forward, on CPU: every norm,
+"""The whole-stack decoding step (mega_fairseq/modules/decoding.py) against the full forward, on CPU (and, where
+DEVICES says so, on CUDA when there is a GPU): every norm,
 pre- and postnorm, Mega-chunk and full attention, simple and rotary biases, with and without the FFN and
 cross-attention, float64 and float32, across chunk boundaries, buffer growth and beam reorderings; bit for bit
 against the layers' path; the steps it leaves to the layers."""
@@ -11,12 +12,15 @@ import torch
 from mega_fairseq.modules import MegaLayerConfig, MegaStack, decoding
 
 
-def _stack(dtype=torch.float64, layers=2, **options):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def _stack(dtype=torch.float64, layers=2, device="cpu", **options):
     values = dict(layers=layers, embed_dim=8, z_dim=6, hidden_dim=10, ffn_embed_dim=12, n_dim=3, max_positions=64,
                   chunk_size=4, dropout=0.0)
     cross = options.pop("cross_attention", False)
     values.update(options)
-    stack = MegaStack(MegaLayerConfig(**values), causal=True, cross_attention=cross).to(dtype).eval()
+    stack = MegaStack(MegaLayerConfig(**values), causal=True, cross_attention=cross).to(device, dtype).eval()
     with torch.no_grad():
         for parameter in stack.parameters():  # the official initialisation's small projections hide errors
             parameter.normal_(0.0, 0.5)
@@ -58,14 +62,15 @@ def _counting_steps(function="_gated_attention_step"):
 @pytest.mark.parametrize("prenorm", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("chunk", [4, -1])
-def test_stack_steps_equal_the_full_forward(norm, prenorm, dtype, chunk):
+@pytest.mark.parametrize("device", DEVICES)
+def test_stack_steps_equal_the_full_forward(norm, prenorm, dtype, chunk, device):
     """From a decoding's second step on the stack takes the flat step (twice per position: two layers); the
     outputs equal the full forward across chunk boundaries (full attention: as the key buffers fill, and where
     the layers give them more room) and after a beam reordering mid-chunk."""
     torch.manual_seed(0)
-    stack = _stack(dtype, normalization_type=norm, normalize_before=prenorm, chunk_size=chunk)
-    x = torch.randn(3, 10, 8, dtype=dtype)
-    order = torch.tensor([2, 0, 0, 1])
+    stack = _stack(dtype, normalization_type=norm, normalize_before=prenorm, chunk_size=chunk, device=device)
+    x = torch.randn(3, 10, 8, dtype=dtype, device=device)
+    order = torch.tensor([2, 0, 0, 1], device=device)
     tolerance = {} if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
     with _counting_steps() as steps, torch.no_grad():
         state = {}
@@ -99,13 +104,14 @@ def test_steps_after_a_prefill_without_ffn_and_final_norm():
 
 @pytest.mark.parametrize("bias", ["simple", "rotary"])
 @pytest.mark.parametrize("prenorm", [True, False])
-def test_steps_with_cross_attention(bias, prenorm):
+@pytest.mark.parametrize("device", DEVICES)
+def test_steps_with_cross_attention(bias, prenorm, device):
     """Translation's decoder layers: the gated cross-attention runs flat between the self-attention and the FFN,
     over the encoder's keys and values of the first step, with the memory's padding."""
     torch.manual_seed(2)
-    stack = _stack(cross_attention=True, chunk_size=-1, rel_pos_bias=bias, normalize_before=prenorm)
-    x, memory = torch.randn(2, 9, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64)
-    memory_padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    stack = _stack(cross_attention=True, chunk_size=-1, rel_pos_bias=bias, normalize_before=prenorm, device=device)
+    x, memory = (torch.randn(2, length, 8, dtype=torch.float64, device=device) for length in (9, 5))
+    memory_padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2], device=device)
     with _counting_steps() as steps, _counting_steps("_cross_attention_step") as cross, torch.no_grad():
         state = {}
         outs = [stack(x[:, t:t + 1], memory=memory, memory_padding_mask=memory_padding,
@@ -163,14 +169,16 @@ def test_flat_steps_follow_the_parameters(bias, chunk):
 
 @pytest.mark.parametrize("norm,chunk,bias", [("scalenorm", 4, "simple"), ("layernorm", 4, "rotary"),
                                              ("scalenorm", -1, "simple"), ("rmsnorm", -1, "rotary")])
-def test_flat_steps_are_the_layers_steps_bit_for_bit(norm, chunk, bias):
+@pytest.mark.parametrize("device", DEVICES)
+def test_flat_steps_are_the_layers_steps_bit_for_bit(norm, chunk, bias, device):
     """The same ops as the layers' incremental path, so the same float32 values, not only close ones: a
     decoding across two chunk boundaries (or buffer growths) and a beam reordering, with cross-attention, with the
     flat step and without it."""
     torch.manual_seed(5)
-    stack = _stack(torch.float32, normalization_type=norm, cross_attention=True, chunk_size=chunk, rel_pos_bias=bias)
-    x, memory = torch.randn(3, 11, 8), torch.randn(3, 4, 8)
-    order = torch.tensor([1, 1, 0, 2])
+    stack = _stack(torch.float32, normalization_type=norm, cross_attention=True, chunk_size=chunk, rel_pos_bias=bias,
+                   device=device)
+    x, memory = torch.randn(3, 11, 8, device=device), torch.randn(3, 4, 8, device=device)
+    order = torch.tensor([1, 1, 0, 2], device=device)
 
     def decode():
         state, outs = {}, []
@@ -178,7 +186,7 @@ def test_flat_steps_are_the_layers_steps_bit_for_bit(norm, chunk, bias):
             for t in range(11):
                 if t == 6:
                     _reorder(stack, state, order)
-                rows = order if t >= 6 else torch.arange(3)
+                rows = order if t >= 6 else torch.arange(3, device=device)
                 outs.append(stack(x[rows, t:t + 1], memory=memory[rows], incremental_state=state).out)
         return torch.cat([o[:3] for o in outs], 1)
 
