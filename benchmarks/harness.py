@@ -383,7 +383,8 @@ def measure_decoding(sizes: dict, contexts: List[int], steps: int, vocab_size: i
             rates = beam_search_rates(models, beam["batch"], beam["size"], length, beam["repeats"], device,
                                       source_length=beam["source_length"])
             translation.append({"length": length, "source_length": beam["source_length"], "beam": beam["size"],
-                                "batch": beam["batch"], **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}})
+                                "batch": beam["batch"],
+                                **{f"{name}_tokens_per_s": rate for name, rate in rates.items()}})
     return {"decode": rows, "beam_search": beam_search, "translation_beam_search": translation}
 
 

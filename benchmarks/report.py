@@ -173,8 +173,8 @@ def format_report(results: dict) -> str:
     if results.get("translation_beam_search"):
         first = results["translation_beam_search"][0]
         lines += ["", f"## Translation beam search on {device} ({precision_label(results)}): fairseq's "
-                      f"SequenceGenerator, beam {first['beam']}, {first['batch']} sentences of {first['source_length']} "
-                      "source tokens, L target tokens each, tokens per second", "",
+                      f"SequenceGenerator, beam {first['beam']}, {first['batch']} sentences of "
+                      f"{first['source_length']} source tokens, L target tokens each, tokens per second", "",
                   "| L | Mega (full attention) | fairseq transformer | Mega / transformer |", "|---|---|---|---|"]
         for row in results["translation_beam_search"]:
             mega, transformer = row["mega_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]

@@ -125,7 +125,8 @@ def test_steps_the_flat_step_leaves_to_the_layers(case):
     """Where the flat step would not compute what the layers compute, the layers run (and still equal the
     full forward)."""
     torch.manual_seed(3)
-    options = {"laplace": dict(attention_activation_fn="laplace"), "truncation": dict(truncation_length=3)}.get(case, {})
+    options = {"laplace": dict(attention_activation_fn="laplace"),
+               "truncation": dict(truncation_length=3)}.get(case, {})
     dtype = torch.bfloat16 if case == "bfloat16" else torch.float64
     stack = _stack(dtype, **options)
     if case == "training":
