@@ -6,7 +6,8 @@ checks, dispatch and state copies) costs more than the ops. :class:`StackStep` r
 a step needs once per decoding and then runs the general path's ops on them directly, writing each
 block's new key and value into the rows of its kept buffers and its EMA state into its slot of the
 incremental state. It takes the step where the general path would compute the same values with the same
-ops (``applies``): one new position, no padding, no autograd, evaluation, no autocast, float32 or
+ops (``applies``): one new position, no padding or padding after each sequence's end (right padding:
+then, as in the layers, it enters neither the EMA nor the output), no autograd, evaluation, no autocast, float32 or
 float64, softmax attention (in chunks or over the whole context) and an untruncated EMA, after a first
 call through the general path made the kept buffers; otherwise the caller runs the general path. The
 gated cross-attention of translation decoders runs flat too, over the encoder's keys and values that its
@@ -145,30 +146,42 @@ class StackStep:
         return True
 
     def __call__(self, x: Tensor, incremental_state: IncrementalState, memory: Optional[Tensor],
-                 memory_padding_mask: Optional[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+                 memory_padding_mask: Optional[Tensor], padding_mask: Optional[Tensor] = None
+                 ) -> Tuple[Tensor, List[Tensor]]:
         """The stack's output for the newest position, its state updated in place, and the inner states (the
-        input and each layer's output). Shapes: x: B x 1 x D; returns B x 1 x D and [B x 1 x D]."""
+        input and each layer's output). ``padding_mask``: True where the new position follows its sequence's
+        end (right padding; causal attention then needs no key mask, and no device read is made: the padded
+        rows are masked as the layers mask them). Shapes: x: B x 1 x D; padding_mask: B x 1 or None; returns
+        B x 1 x D and [B x 1 x D]."""
+        padding = None if padding_mask is None else padding_mask.unsqueeze(-1)  # B x 1 x 1
+        if padding is not None:
+            x = x.masked_fill(padding, 0.0)
         inner_states = [x]
         for block in self.blocks:
-            x = _gated_attention_step(block, x, incremental_state[block.block_key], incremental_state[block.ema_key])
+            x = _gated_attention_step(block, x, incremental_state[block.block_key], incremental_state[block.ema_key],
+                                      padding)
             if block.cross_attn is not None:
                 x = _cross_attention_step(block.cross_attn, x, incremental_state[block.cross_attn.key],
                                           memory_padding_mask)
             if block.ffn is not None:
                 x = _feed_forward_step(block.ffn, x)
             inner_states.append(x)
-        return (x if self.final_norm is None else self.final_norm(x)), inner_states
+        out = x if self.final_norm is None else self.final_norm(x)
+        return (out if padding is None else out.masked_fill(padding, 0.0)), inner_states
 
 
-def _gated_attention_step(block: _BlockTensors, x: Tensor, saved: Dict[str, Any], ema_saved: Dict[str, Any]) -> Tensor:
+def _gated_attention_step(block: _BlockTensors, x: Tensor, saved: Dict[str, Any], ema_saved: Dict[str, Any],
+                          padding: Optional[Tensor] = None) -> Tensor:
     """``MovingAverageGatedAttention.forward`` of one position: the same ops as its incremental path (the EMA's
-    ``one_step``, ``split_gates``, ``_keys_seen``'s write into the buffer rows, ``softmax_one_query``'s ops).
+    ``one_step``, ``split_gates``, ``_keys_seen``'s write into the buffer rows, ``softmax_one_query``'s ops);
+    ``padding`` (B x 1 x 1, right padding) is hidden from the EMA.
     Shapes: x: B x 1 x D; returns B x 1 x D."""
     residual = x
     x = block.norm(x) if block.prenorm else x
     activation = block.activation
     v = activation(F.linear(x, *block.v_proj))  # B x 1 x h
-    mx, ema_saved["ema_state"] = one_step(x, x, ema_saved["ema_state"], block.coefficients, block.omega)
+    signal = x if padding is None else x.masked_fill(padding, 0.0)
+    mx, ema_saved["ema_state"] = one_step(signal, x, ema_saved["ema_state"], block.coefficients, block.omega)
     phi, z, r, hx = split_gates(F.linear(mx, *block.mx_proj), *block.sizes)
     mu_q, mu_k, kappa_q, kappa_k = block.query_key_affine
     kept = saved["kept"]

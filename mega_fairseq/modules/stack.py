@@ -60,11 +60,11 @@ class MegaStack(IncrementalStateMixin, nn.Module):
         padding from the EMA and the norms."""
         if padding_mask is not None and padding_mask.device.type == "cpu" and not bool(padding_mask.any()):
             padding_mask = None  # the unpadded kernels are faster (on CPU the check costs no device sync)
-        if (incremental_state is not None and padding_mask is None and weights_layer is None and x.size(1) == 1
-                and not self.training and not torch.is_grad_enabled()):
+        if (incremental_state is not None and (padding_mask is None or right_padded) and weights_layer is None
+                and x.size(1) == 1 and not self.training and not torch.is_grad_enabled()):
             step = self._decoding_step(x, incremental_state, memory)
             if step is not None:
-                out, inner_states = step(x, incremental_state, memory, memory_padding_mask)
+                out, inner_states = step(x, incremental_state, memory, memory_padding_mask, padding_mask)
                 return StackOutput(out, inner_states, None)
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)

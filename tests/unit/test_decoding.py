@@ -198,3 +198,35 @@ def test_flat_steps_are_the_layers_steps_bit_for_bit(norm, chunk, bias, device):
         layers = decode()
     assert steps.call_count == 0
     assert torch.equal(flat, layers)
+
+
+@pytest.mark.parametrize("chunk", [4, -1])
+@pytest.mark.parametrize("device", DEVICES)
+def test_right_padded_steps_run_flat(chunk, device):
+    """A right-padded batch (sequences ending at 10, 7 and 4 positions, as a decoder's collated targets): the
+    padded steps run flat too, hiding the padding from the EMA and zeroing it in the output as the layers do: bit
+    for bit the layers' outputs and kept EMA states, and the full forward's outputs."""
+    torch.manual_seed(6)
+    stack = _stack(torch.float32, chunk_size=chunk, cross_attention=True, device=device)
+    x, memory = torch.randn(3, 10, 8, device=device), torch.randn(3, 4, 8, device=device)
+    padding = torch.arange(10, device=device) >= torch.tensor([10, 7, 4], device=device).unsqueeze(1)
+
+    def decode():
+        state = {}
+        with torch.no_grad():
+            out = torch.cat([stack(x[:, t:t + 1], padding[:, t:t + 1], memory=memory, incremental_state=state,
+                                   right_padded=True).out for t in range(10)], 1)
+        return out, [state[layer.mega_layer.move._state_key()]["ema_state"] for layer in stack.layers]
+
+    with _counting_steps() as steps:
+        flat, flat_states = decode()
+    assert steps.call_count == 2 * _flat_steps(chunk, 9) > 0
+    with mock.patch.object(decoding, "supports", return_value=False), _counting_steps() as steps:
+        layers, layers_states = decode()
+    assert steps.call_count == 0
+    assert torch.equal(flat, layers)
+    assert all(torch.equal(a, b) for a, b in zip(flat_states, layers_states))
+    with torch.no_grad():
+        full = stack(x, padding, memory=memory, right_padded=True).out
+    torch.testing.assert_close(flat, full, rtol=1e-5, atol=1e-5)
+    assert not flat[padding].any()
