@@ -269,10 +269,9 @@ def mega_translation(sizes: dict, vocab_size: int, max_positions: int) -> nn.Mod
     cfg = argparse.Namespace(**values)
     MT_PRESETS.apply("mega", cfg)
     layers = layer_config(sizes, chunk_size=-1, max_positions=max_positions)
-    for option, name in option_names("encoder").items():
-        setattr(cfg, name, getattr(layers, option))
-    for option, name in option_names("decoder").items():
-        setattr(cfg, name, getattr(layers, option))
+    for side in ("encoder", "decoder"):
+        for option, name in option_names(side).items():
+            setattr(cfg, name, getattr(layers, option))
     return MegaTranslationModel.build_model(cfg, _translation_task(vocab_size))
 
 

@@ -166,24 +166,29 @@ def format_report(results: dict) -> str:
         lines += ["", f"## Beam search on {device} ({precision_label(results)}): fairseq's SequenceGenerator, beam "
                       f"{first['beam']}, {first['batch']} sequences of L tokens decoded at once, tokens per second", "",
                   "| L | Mega-chunk | fairseq transformer_lm | Mega-chunk / transformer |", "|---|---|---|---|"]
-        for row in results["beam_search"]:
-            mega, transformer = row["mega_chunk_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
-            lines.append(f"| {row['length']} | {_fmt(mega, 0)} | {_fmt(transformer, 0)} | "
-                         f"{_fmt(ratio(mega, transformer), 2)} |")
+        lines += _rate_rows(results["beam_search"], "mega_chunk")
     if results.get("translation_beam_search"):
         first = results["translation_beam_search"][0]
         lines += ["", f"## Translation beam search on {device} ({precision_label(results)}): fairseq's "
                       f"SequenceGenerator, beam {first['beam']}, {first['batch']} sentences of "
                       f"{first['source_length']} source tokens, L target tokens each, tokens per second", "",
                   "| L | Mega (full attention) | fairseq transformer | Mega / transformer |", "|---|---|---|---|"]
-        for row in results["translation_beam_search"]:
-            mega, transformer = row["mega_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
-            lines.append(f"| {row['length']} | {_fmt(mega, 0)} | {_fmt(transformer, 0)} | "
-                         f"{_fmt(ratio(mega, transformer), 2)} |")
+        lines += _rate_rows(results["translation_beam_search"], "mega")
     lines += what_ran(results, device)
     lines += ["", "## Ratios", ""]
     lines += [f"- {key}: {_fmt(value, 2)}" for key, value in results["ratios"].items() if value is not None]
     return "\n".join(lines)
+
+
+def _rate_rows(rows: List[dict], mega: str) -> List[str]:
+    """The table rows of a beam search: length, Mega's (model ``mega``) and the transformer's tokens per second,
+    their ratio."""
+    lines = []
+    for row in rows:
+        rate, transformer = row[f"{mega}_tokens_per_s"], row["fairseq_transformer_tokens_per_s"]
+        lines.append(f"| {row['length']} | {_fmt(rate, 0)} | {_fmt(transformer, 0)} | "
+                     f"{_fmt(ratio(rate, transformer), 2)} |")
+    return lines
 
 
 def plot(results: dict, path: str) -> bool:
