@@ -31,8 +31,8 @@ class MegaStack(IncrementalStateMixin, nn.Module):
     :class:`MegaEncoder` moves left-padded inputs to the left edge first.
 
     Incremental decoding takes :class:`decoding.StackStep`, the whole stack's step as one function, where it
-    computes what the layers would (one unpadded position in evaluation without autograd, Mega-chunk softmax
-    attention: see :mod:`decoding`); the stack keeps it in its slot of the decoding's incremental state.
+    computes what the layers would (one position, unpadded or right-padded, in evaluation without autograd,
+    softmax attention: see :mod:`decoding`); the stack keeps it in its slot of the decoding's incremental state.
     """
 
     def __init__(self, cfg: MegaLayerConfig, *, causal: bool, cross_attention: bool = False,
